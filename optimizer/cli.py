@@ -1,0 +1,201 @@
+"""The ``hashpivot`` command line.
+
+Every user error (a bad scenario, a missing GPU asked for by name, an impossible plan) prints
+one line per problem on stderr and exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+from hashpivot.scenarios import Scenario, ScenarioError, load_scenario, shipped_descriptions
+from rich.console import Console
+from rich.table import Table
+
+#: Exit status of a user error.
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """An error in what the user asked for; its lines are printed as they are."""
+
+    def __init__(self, lines: Sequence[str] | str) -> None:
+        self.lines = [lines] if isinstance(lines, str) else list(lines)
+        super().__init__("\n".join(self.lines))
+
+
+def package_version() -> str:
+    """Installed version of hashpivot."""
+    try:
+        return version("hashpivot")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+#: Width of tables when the output is not a terminal (files, pipes, CI logs).
+PIPE_WIDTH = 160
+
+
+def make_console(quiet: bool = False, *, stderr: bool = False) -> Console:
+    """A rich console; wide when writing to a pipe so tables are not cut."""
+    probe = Console(stderr=stderr)
+    width = None if probe.is_terminal else PIPE_WIDTH
+    return Console(quiet=quiet, highlight=False, width=width, stderr=stderr)
+
+
+def _console(args: argparse.Namespace) -> Console:
+    return make_console(getattr(args, "quiet", False))
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    table = Table(title="Shipped scenarios", show_lines=False)
+    table.add_column("name", style="bold")
+    table.add_column("description")
+    for name, text in shipped_descriptions().items():
+        table.add_row(name, text)
+    make_console().print(table)
+    return 0
+
+
+def scenario_tables(sc: Scenario) -> list[Table]:
+    """Summary tables of a scenario's sites and lease offers."""
+    h = sc.horizon
+    sites = Table(
+        title=(f"{sc.name}: {len(sc.sites)} sites, {h.n_periods} {h.period}s from {h.start_date}")
+    )
+    for col in (
+        "site",
+        "region",
+        "interconnect MW",
+        "ASIC MW",
+        "J/TH",
+        "convertible MW",
+        "block MW",
+        "capex $M/IT MW",
+        "lead (periods)",
+    ):
+        sites.add_column(col, justify="left" if col in ("site", "region") else "right")
+    for s in sc.sites:
+        sites.add_row(
+            s.name,
+            s.region,
+            f"{s.interconnect_mw:,.0f}",
+            f"{s.asic_mw:,.0f}",
+            f"{s.efficiency_j_per_th:.1f}",
+            f"{s.convertible_mw:,.0f}",
+            f"{s.conversion.block_mw:,.0f}",
+            f"{s.conversion.capex_usd_per_it_mw / 1e6:.1f}",
+            str(s.conversion.lead_time_periods),
+        )
+    sites.add_section()
+    sites.add_row(
+        "total",
+        "",
+        f"{sum(s.interconnect_mw for s in sc.sites):,.0f}",
+        f"{sum(s.asic_mw for s in sc.sites):,.0f}",
+        "",
+        f"{sum(s.convertible_mw for s in sc.sites):,.0f}",
+        "",
+        "",
+        "",
+    )
+    offers = Table(
+        title=f"{len(sc.lease_offers)} lease offers, {len(sc.debt_facilities)} facilities"
+    )
+    for col in ("offer", "tenant", "IT MW", "$/kW-mo", "term y", "start", "deliver by", "sites"):
+        offers.add_column(col, justify="left" if col in ("offer", "tenant", "sites") else "right")
+    for lo in sc.lease_offers:
+        offers.add_row(
+            lo.name,
+            lo.tenant,
+            f"{lo.it_mw:,.0f}",
+            f"{lo.rate_usd_per_kw_month:.0f}",
+            f"{lo.term_years:g}",
+            str(lo.earliest_start_period),
+            f"{lo.deliver_by_period}{' (hard)' if lo.hard_deadline else ''}",
+            ", ".join(lo.eligible_sites),
+        )
+    for f in sc.debt_facilities:
+        offers.add_row(
+            f.name,
+            f.kind,
+            "",
+            f"{f.rate_per_year:.2%}",
+            f"{f.tenor_years:g}",
+            str(f.draw_start_period),
+            str(f.draw_end_period),
+            f"${f.size_usd / 1e6:,.0f}M {f.repayment}",
+        )
+    return [sites, offers]
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    sc = load_scenario(args.scenario)
+    console = _console(args)
+    for table in scenario_tables(sc):
+        console.print(table)
+    console.print(f"[green]{args.scenario}: valid[/green]")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    schema = Scenario.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "hashpivot scenario"
+    sys.stdout.write(json.dumps(schema, indent=2) + "\n")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hashpivot",
+        description="Plan the pivot of Bitcoin mining sites to AI data centers.",
+    )
+    parser.add_argument("--version", action="version", version=f"hashpivot {package_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("scenarios", help="list the shipped scenarios")
+    p.set_defaults(func=cmd_scenarios)
+
+    p = sub.add_parser("validate", help="check a scenario file; exit 2 with one line per problem")
+    p.add_argument("scenario", help="YAML path or shipped scenario name")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="JSON Schema of the scenario format on stdout")
+    p.set_defaults(func=cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except ScenarioError as exc:
+        where = f"{exc.source}: " if exc.source else ""
+        print(f"{where}{len(exc.problems)} problem(s)", file=sys.stderr)
+        for problem in exc.problems:
+            print(str(problem), file=sys.stderr)
+        return EXIT_USAGE
+    except UserError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
