@@ -9,12 +9,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from hashpivot.scenarios import Scenario, ScenarioError, load_scenario, shipped_descriptions
-from rich.console import Console
-from rich.table import Table
 
 #: Exit status of a user error.
 EXIT_USAGE = 2
@@ -151,6 +156,116 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backend(args: argparse.Namespace):
+    from hashpivot.kernels.backend import BackendError, get_backend  # noqa: PLC0415
+
+    try:
+        return get_backend(args.backend, notify=not args.quiet)
+    except BackendError as exc:
+        raise UserError(str(exc)) from None
+
+
+@contextmanager
+def progress_bar(console: Console, label: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar fed with (done, total); silent with ``--quiet``."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=make_console(console.quiet, stderr=True),
+        transient=True,
+        disable=console.quiet,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def simulation_table(res) -> Table:
+    """Summary of a simulation: each factor at the first, middle and last period."""
+    last = len(res.t_years) - 1
+    cols = sorted({0, last // 2, last})
+    table = Table(
+        title=f"{res.scenario}: {res.paths:,} paths on {res.backend} ({res.seconds:.2f} s)"
+    )
+    table.add_column("factor")
+    for t in cols:
+        table.add_column(escape(f"t={res.t_years[t]:g}y mean [p5, p95]"), justify="right")
+    rows = [(k, v) for k, v in res.factors.items()]
+    rows += [(f"power_price_usd_per_mwh[{r}]", v) for r, v in res.power.items()]
+    for name, st in rows:
+        table.add_row(
+            escape(name),
+            *(escape(f"{st.mean[t]:,.4g} [{st.p05[t]:,.3g}, {st.p95[t]:,.3g}]") for t in cols),
+        )
+    table.add_section()
+    for i, site in enumerate(res.site_names):
+        m, se = res.margin_mean_usd_per_mw[i], res.margin_stderr_usd_per_mw[i]
+        table.add_row(
+            escape(f"margin $/MW/period [{site}]"), *(f"{m[t]:,.0f} ± {se[t]:,.0f}" for t in cols)
+        )
+    return table
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from hashpivot.kernels.simulate import simulate  # noqa: PLC0415
+
+    from .charts import simulation_charts  # noqa: PLC0415
+    from .outputs import atomic_output_dir, write_json  # noqa: PLC0415
+
+    sc = load_scenario(args.scenario)
+    be = _backend(args)
+    console = _console(args)
+    paths = args.paths or sc.defaults.paths
+    seed = sc.defaults.seed if args.seed is None else args.seed
+    out = Path(args.out or f"hashpivot-out/{sc.name}-simulate")
+    with progress_bar(console, "simulating") as update:
+        res = simulate(sc, paths, seed, backend=be, chunk_paths=args.chunk_paths, progress=update)
+    with atomic_output_dir(out) as tmp:
+        write_json(tmp / "simulation.json", res.to_json())
+        simulation_charts(tmp, res)
+    console.print(simulation_table(res))
+    console.print(f"wrote {out}/simulation.json and fan charts")
+    return 0
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1 (accepts 1e6 and 1_000_000)."""
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (got {text!r})") from None
+    if value != int(value) or value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (got {text!r})")
+    return int(value)
+
+
+def nonneg_int(text: str) -> int:
+    """argparse type: an integer ≥ 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (got {text!r})") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (got {text!r})")
+    return value
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", help="YAML path or shipped scenario name")
+    p.add_argument("--seed", type=nonneg_int, help="random seed (default: the scenario's)")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "numpy", "cupy"),
+        help="array backend (default: $HASHPIVOT_BACKEND or auto)",
+    )
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -170,6 +285,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schema", help="JSON Schema of the scenario format on stdout")
     p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("simulate", help="market fan charts and mining-margin coefficients")
+    _add_common(p)
+    p.add_argument("--paths", type=positive_int, help="Monte Carlo paths (default: scenario's)")
+    p.add_argument(
+        "--chunk-paths", type=positive_int, help="paths per chunk (default: from memory)"
+    )
+    p.add_argument("--out", help="output directory (default: hashpivot-out/NAME-simulate)")
+    p.set_defaults(func=cmd_simulate)
     return parser
 
 

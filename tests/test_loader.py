@@ -8,9 +8,10 @@ import copy
 from typing import Any
 
 import yaml
-from hashpivot.scenarios import ScenarioError, load_scenario, parse_yaml, shipped_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from hashpivot.scenarios import ScenarioError, load_scenario, parse_yaml, shipped_path
 
 BASE = parse_yaml(shipped_path("demo").read_text())
 

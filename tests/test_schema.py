@@ -8,6 +8,7 @@ import sys
 
 import jsonschema
 import pytest
+
 from hashpivot.scenarios import Scenario, load_scenario, parse_yaml, shipped_names, shipped_path
 
 SHIPPED = ("demo", "texas_hybrid", "public_miners_2026")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from hashpivot.scenarios import Scenario, synthetic, validate_data
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from hashpivot.scenarios import Problem, ScenarioError, load_scenario
 from hashpivot.scenarios.validate import format_path
 

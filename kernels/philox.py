@@ -1,0 +1,124 @@
+"""Philox4x32-10 counter-based random numbers (Salmon et al., SC'11; Random123).
+
+Every random number of hashpivot is a function of (seed, path, period, stream) alone: the key is
+the seed (two 32-bit words, with a domain tag for evaluation paths) and the counter is
+``(path_lo, path_hi, period, stream)``. So paths do not depend on chunk size, device or backend:
+this NumPy version (uint64 arithmetic) and the CUDA version in ``market.cu`` give the same bits.
+
+Layout of the draws of one (path, period):
+
+- streams ``0 .. NORMAL_STREAMS-1``: four uint32 each, turned into four standard normals by
+  Box–Muller on the pairs (x0, x1) and (x2, x3); normal ``i`` is lane ``i % 4`` of stream
+  ``i // 4``;
+- stream ``JUMP_STREAM``: lane 0 is the uniform of the period's Poisson jump count;
+- streams ``DEFAULT_STREAM + l // 4``: lane ``l % 4`` is the uniform of lease ``l``'s default test.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+PHILOX_M0 = 0xD2511F53
+PHILOX_M1 = 0xCD9E8D57
+PHILOX_W0 = 0x9E3779B9
+PHILOX_W1 = 0xBB67AE85
+ROUNDS = 10
+MASK32 = 0xFFFFFFFF
+
+#: Streams reserved for normals (4 normals each).
+NORMAL_STREAMS = 64
+JUMP_STREAM = 64
+DEFAULT_STREAM = 128
+
+#: Key tags: paths for the MILP coefficients and fresh paths for out-of-sample evaluation.
+TAG_SIMULATE = 0x00000000
+TAG_EVALUATE = 0x5EED0E7A
+
+TWO_PI = 6.283185307179586
+TWO_M32 = 2.0**-32
+
+
+def seed_key(seed: int, tag: int = TAG_SIMULATE) -> tuple[int, int]:
+    """The Philox key (k0, k1) of a seed; ``tag`` separates simulation from evaluation paths."""
+    seed = int(seed) & 0xFFFFFFFFFFFFFFFF
+    return seed & MASK32, ((seed >> 32) ^ tag) & MASK32
+
+
+def philox4x32(
+    counter: tuple[Any, Any, Any, Any], key: tuple[Any, Any], *, xp: ModuleType = np
+) -> tuple[Any, Any, Any, Any]:
+    """Philox4x32-10 of arrays of counter words under a key.
+
+    Parameters
+    ----------
+    counter
+        Four broadcastable arrays (or ints) of 32-bit counter words c0..c3.
+    key
+        Two 32-bit key words (ints or arrays).
+
+    Returns
+    -------
+    tuple of four uint64 arrays holding 32-bit output words.
+    """
+    m32 = xp.uint64(MASK32)
+    c0, c1, c2, c3 = (xp.asarray(c, dtype=xp.uint64) & m32 for c in counter)
+    k0 = xp.asarray(key[0], dtype=xp.uint64) & m32
+    k1 = xp.asarray(key[1], dtype=xp.uint64) & m32
+    m0 = xp.uint64(PHILOX_M0)
+    m1 = xp.uint64(PHILOX_M1)
+    w0 = xp.uint64(PHILOX_W0)
+    w1 = xp.uint64(PHILOX_W1)
+    s32 = xp.uint64(32)
+    for r in range(ROUNDS):
+        if r:
+            k0 = (k0 + w0) & m32
+            k1 = (k1 + w1) & m32
+        p0 = c0 * m0  # < 2**64: both factors < 2**32
+        p1 = c2 * m1
+        hi0, lo0 = p0 >> s32, p0 & m32
+        hi1, lo1 = p1 >> s32, p1 & m32
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+    return c0, c1, c2, c3
+
+
+def uniform(bits: Any, *, xp: ModuleType = np) -> Any:
+    """Uniforms in the open interval (0, 1) from 32-bit words: (x + 0.5)·2⁻³²."""
+    return (bits.astype(xp.float64) + 0.5) * TWO_M32
+
+
+def path_counter(paths: Any, *, xp: ModuleType = np) -> tuple[Any, Any]:
+    """Low and high counter words of (int64) path indices."""
+    p = xp.asarray(paths, dtype=xp.uint64)
+    return p & xp.uint64(MASK32), p >> xp.uint64(32)
+
+
+def normals(
+    key: tuple[int, int], paths: Any, period: int, count: int, *, xp: ModuleType = np
+) -> Any:
+    """``count`` standard normals per path for one period, shape ``(count, n_paths)``."""
+    lo, hi = path_counter(paths, xp=xp)
+    out = xp.empty((count, lo.shape[0]), dtype=xp.float64)
+    for stream in range((count + 3) // 4):
+        x0, x1, x2, x3 = philox4x32((lo, hi, period, stream), key, xp=xp)
+        for pair, (a, b) in enumerate(((x0, x1), (x2, x3))):
+            i = 4 * stream + 2 * pair
+            if i >= count:
+                break
+            r = xp.sqrt(-2.0 * xp.log(uniform(a, xp=xp)))
+            theta = TWO_PI * uniform(b, xp=xp)
+            out[i] = r * xp.cos(theta)
+            if i + 1 < count:
+                out[i + 1] = r * xp.sin(theta)
+    return out
+
+
+def lane_uniforms(
+    key: tuple[int, int], paths: Any, period: int, stream: int, *, xp: ModuleType = np
+) -> tuple[Any, Any, Any, Any]:
+    """The four uniforms of one stream of one period, each of shape ``(n_paths,)``."""
+    lo, hi = path_counter(paths, xp=xp)
+    words = philox4x32((lo, hi, period, stream), key, xp=xp)
+    return tuple(uniform(w, xp=xp) for w in words)  # type: ignore[return-value]

@@ -1,0 +1,161 @@
+"""The fused CUDA kernel (market.cu): on the CPU through its host emulation (g++), and on a
+GPU through CuPy (tests marked ``gpu``)."""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import scenario
+
+from hashpivot.kernels import philox
+from hashpivot.kernels.accumulate import HIST_BINS
+from hashpivot.kernels.cuda import kernel_source, pack_params
+from hashpivot.kernels.market import market_params
+from hashpivot.kernels.simulate import (
+    factor_values_from_logs,
+    feature_groups,
+    simulate,
+    start_logs,
+)
+
+#: fp32 kernel against the fp64 NumPy path: relative tolerance on means.
+FP32_MEAN_RTOL = 1e-4
+#: CuPy chunkings: fp64 atomics in another order.
+GPU_CHUNK_RTOL = 1e-6
+
+needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+
+
+@pytest.fixture(scope="module")
+def host_lib(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
+    d = tmp_path_factory.mktemp("cuda_host")
+    src = d / "market.cpp"
+    src.write_text(kernel_source())
+    so = d / "market.so"
+    subprocess.run(
+        ["g++", "-DHP_HOST_EMULATION", "-O1", "-shared", "-fPIC", str(src), "-o", str(so)],
+        check=True,
+        capture_output=True,
+    )
+    lib = ctypes.CDLL(str(so))
+    vp, u32, i32 = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int
+    lib.hp_simulate.argtypes = [vp, vp, u32, u32, ctypes.c_longlong, i32, vp, vp, vp, i32]
+    lib.hp_philox.argtypes = [vp, u32, u32, vp, i32]
+    return lib
+
+
+def _ptr(a: np.ndarray) -> int:
+    return a.ctypes.data
+
+
+def host_simulate(lib: ctypes.CDLL, sc, paths: int, seed: int, feature_paths: int = 0):
+    mp = market_params(sc)
+    shift = factor_values_from_logs(start_logs(mp)[:, None].copy())[:, 0]
+    groups = feature_groups(mp, sc.horizon.periods_per_year)
+    par, ipar = pack_params(mp, shift, groups)
+    f = 6 + mp.n_regions
+    sums = np.zeros((mp.n_periods, 2 * f + 2 * mp.n_sites))
+    hist = np.zeros((mp.n_periods, f, HIST_BINS), dtype=np.uint32)
+    feat = np.zeros((max(feature_paths, 1), int(groups.max()) + 1, 4 + mp.n_regions), np.float32)
+    k0, k1 = philox.seed_key(seed)
+    lib.hp_simulate(
+        _ptr(par), _ptr(ipar), k0, k1, 0, paths, _ptr(sums), _ptr(hist), _ptr(feat), feature_paths
+    )
+    return sums, hist, feat[:feature_paths], shift
+
+
+@needs_gxx
+def test_host_philox_bits_equal_numpy(host_lib: ctypes.CDLL) -> None:
+    n = 100_000
+    rng = np.random.default_rng(3)
+    ctr = rng.integers(0, 2**32, size=(n, 4), dtype=np.uint64).astype(np.uint32)
+    out = np.zeros((n, 4), dtype=np.uint32)
+    host_lib.hp_philox(_ptr(ctr), 0xA4093822, 0x299F31D0, _ptr(out), n)
+    ref = philox.philox4x32(tuple(ctr.T.astype(np.uint64)), (0xA4093822, 0x299F31D0))
+    np.testing.assert_array_equal(out.T, np.stack(ref).astype(np.uint32))
+
+
+@needs_gxx
+@pytest.mark.parametrize("name", ["demo", "texas_hybrid"])
+def test_host_kernel_matches_numpy(host_lib: ctypes.CDLL, name: str) -> None:
+    sc = scenario(name)
+    paths = 4000
+    sums, hist, feat, shift = host_simulate(host_lib, sc, paths, seed=5, feature_paths=300)
+    ref = simulate(sc, paths, seed=5, backend="numpy", feature_paths=300)
+    f = shift.shape[0]
+    means = sums[:, :f] / paths + shift
+    names = list(ref.factors)
+    for i, key in enumerate(names):
+        np.testing.assert_allclose(means[:, i], ref.factors[key].mean, rtol=FP32_MEAN_RTOL)
+    for j, region in enumerate(ref.power):
+        np.testing.assert_allclose(means[:, 6 + j], ref.power[region].mean, rtol=FP32_MEAN_RTOL)
+    s = len(sc.sites)
+    margin = (sums[:, 2 * f : 2 * f + s] / paths).T
+    np.testing.assert_allclose(
+        margin,
+        ref.margin_mean_usd_per_mw,
+        rtol=FP32_MEAN_RTOL,
+        atol=1e-6 * np.abs(ref.margin_mean_usd_per_mw).max(),
+    )
+    assert hist.sum() == paths * f * sc.horizon.n_periods
+    np.testing.assert_allclose(feat.reshape(300, -1), ref.features, rtol=1e-4, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- on a GPU
+@pytest.mark.gpu
+def test_gpu_philox_bit_for_bit() -> None:  # pragma: no cover - needs a GPU
+    import cupy
+
+    from hashpivot.kernels.cuda import _module
+
+    n = 1_000_000
+    idx = np.arange(n, dtype=np.uint64)
+    ctr = np.stack([idx & 0xFFFFFFFF, idx >> 32, idx % 97, idx % 5]).astype(np.uint32)
+    d_out = cupy.zeros((n, 4), dtype=cupy.uint32)
+    fn = _module().get_function("hp_philox")
+    fn(
+        ((n + 255) // 256,),
+        (256,),
+        (cupy.asarray(ctr.T.copy()), np.uint32(1), np.uint32(2), d_out, np.int32(n)),
+    )
+    ref = np.stack(philox.philox4x32(tuple(ctr.astype(np.uint64)), (1, 2))).astype(np.uint32)
+    np.testing.assert_array_equal(d_out.get().T, ref)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["demo", "texas_hybrid"])
+def test_gpu_statistics_match_numpy(name: str) -> None:  # pragma: no cover - needs a GPU
+    sc = scenario(name)
+    gpu = simulate(sc, 50_000, seed=9, backend="cupy")
+    cpu = simulate(sc, 50_000, seed=9, backend="numpy")
+    for key in cpu.factors:
+        np.testing.assert_allclose(gpu.factors[key].mean, cpu.factors[key].mean, rtol=1e-4)
+    np.testing.assert_allclose(
+        gpu.margin_mean_usd_per_mw,
+        cpu.margin_mean_usd_per_mw,
+        rtol=1e-4,
+        atol=1e-6 * np.abs(cpu.margin_mean_usd_per_mw).max(),
+    )
+
+
+@pytest.mark.gpu
+def test_gpu_chunk_size_invariance() -> None:  # pragma: no cover - needs a GPU
+    sc = scenario("demo")
+    a = simulate(sc, 200_000, seed=3, backend="cupy", chunk_paths=1000)
+    b = simulate(sc, 200_000, seed=3, backend="cupy", chunk_paths=65536)
+    for key in a.factors:
+        np.testing.assert_allclose(a.factors[key].mean, b.factors[key].mean, rtol=GPU_CHUNK_RTOL)
+        np.testing.assert_array_equal(a.factors[key].p50, b.factors[key].p50)
+    np.testing.assert_allclose(
+        a.margin_mean_usd_per_mw, b.margin_mean_usd_per_mw, rtol=GPU_CHUNK_RTOL
+    )
+
+
+def test_kernel_source_is_packaged() -> None:
+    assert "hp_simulate" in kernel_source()
+    assert Path(__file__).parent.parent.joinpath("kernels", "market.cu").is_file()

@@ -1,0 +1,262 @@
+"""Market model against closed forms, each Monte Carlo check within N_SE standard errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from helpers import N_SE, QUIET_MARKET, deep_update, norm_cdf, scenario
+
+from hashpivot.kernels import market as mk
+from hashpivot.kernels import philox
+from hashpivot.kernels.simulate import simulate
+
+PATHS = 100_000
+
+
+def lognormal_moments(m: float, v: float) -> tuple[float, float, float]:
+    """Mean, variance and the standard error factor of the sample variance of exp(N(m, v))."""
+    ex = [math.exp(k * m + k * k * v / 2) for k in range(5)]
+    mean = ex[1]
+    var = ex[2] - mean**2
+    mu4 = ex[4] - 4 * mean * ex[3] + 6 * mean**2 * ex[2] - 3 * mean**4
+    return mean, var, mu4 - var**2
+
+
+def test_gbm_mean_and_variance() -> None:
+    mu, sigma, p0 = 0.12, 0.55, 60000.0
+    sc = scenario(
+        market={
+            "btc": {"drift_per_year": mu, "vol_per_year": sigma, "jump_intensity_per_year": 0.0}
+        }
+    )
+    res = simulate(sc, PATHS, seed=11, backend="numpy")
+    stats = res.factors["btc_price_usd"]
+    for t in (0, 3, 7):
+        ty = res.t_years[t]
+        m, v = math.log(p0) + (mu - sigma**2 / 2) * ty, sigma**2 * ty
+        mean, var, var_of_var = lognormal_moments(m, v)
+        assert abs(stats.mean[t] - mean) < N_SE * math.sqrt(var / PATHS)
+        assert abs(stats.std[t] ** 2 - var) < N_SE * math.sqrt(var_of_var / PATHS)
+        # the median from the histogram: within its bin width and the MC error
+        assert abs(math.log(stats.p50[t]) - m) < 0.01 + N_SE * 1.25 * math.sqrt(v / PATHS)
+
+
+def test_jump_diffusion_mean() -> None:
+    mu, p0 = 0.12, 60000.0
+    sc = scenario(
+        market={
+            "btc": {
+                "drift_per_year": mu,
+                "vol_per_year": 0.5,
+                "jump_intensity_per_year": 4.0,
+                "jump_mean_log": -0.1,
+                "jump_std_log": 0.1,
+            }
+        }
+    )
+    res = simulate(sc, PATHS, seed=12, backend="numpy")
+    stats = res.factors["btc_price_usd"]
+    for t in (1, 7, 19):
+        expected = p0 * math.exp(mu * res.t_years[t])
+        assert abs(stats.mean[t] - expected) < N_SE * stats.std[t] / math.sqrt(PATHS)
+    # jumps fatten the left tail: the 5% quantile sits below the pure-diffusion one
+    plain = simulate(
+        scenario(
+            market={
+                "btc": {"drift_per_year": mu, "vol_per_year": 0.5, "jump_intensity_per_year": 0.0}
+            }
+        ),
+        20_000,
+        seed=12,
+        backend="numpy",
+    )
+    assert stats.p05[19] < plain.factors["btc_price_usd"].p05[19]
+
+
+def test_poisson_counts() -> None:
+    u = philox.uniform(np.arange(0, 2**32, 2**12, dtype=np.uint64))
+    counts = mk.poisson_from_uniform(u, 1.0)
+    assert abs(counts.mean() - 1.0) < 1e-3 and abs(counts.var() - 1.0) < 1e-2
+
+
+def test_power_ou_mean_and_variance() -> None:
+    kappa, sigma, mean_p, p0 = 2.0, 0.4, 40.0, 55.0
+    sc = scenario(
+        market={
+            "power_regions": {
+                "ercot": {
+                    "mean_usd_per_mwh": mean_p,
+                    "initial_usd_per_mwh": p0,
+                    "reversion_per_year": kappa,
+                    "vol_per_year": sigma,
+                    "intra_period_dispersion": 0.5,
+                }
+            }
+        }
+    )
+    res = simulate(sc, PATHS, seed=13, backend="numpy")
+    stats = res.power["ercot"]
+    theta = math.log(mean_p) - sigma**2 / (4 * kappa)
+    for t in (0, 4, 19):
+        ty = res.t_years[t]
+        m = theta + (math.log(p0) - theta) * math.exp(-kappa * ty)
+        v = sigma**2 / (2 * kappa) * (1 - math.exp(-2 * kappa * ty))
+        mean, var, var_of_var = lognormal_moments(m, v)
+        assert abs(stats.mean[t] - mean) < N_SE * math.sqrt(var / PATHS)
+        assert abs(stats.std[t] ** 2 - var) < N_SE * math.sqrt(var_of_var / PATHS)
+    # stationary mean is the configured mean
+    assert abs(stats.mean[19] - mean_p) < 0.01 * mean_p
+
+
+def test_lease_occupancy_gpu_means() -> None:
+    sc = scenario(
+        market={"ai_lease": {"mean_drift_per_year": 0.03}, "gpu_hour": {"decline_per_year": 0.2}}
+    )
+    res = simulate(sc, PATHS, seed=14, backend="numpy")
+    for t in (0, 9, 19):
+        ty = res.t_years[t]
+        lease = res.factors["ai_lease_usd_per_kw_month"]
+        assert abs(lease.mean[t] - 130 * math.exp(0.03 * ty)) < N_SE * lease.std[t] / math.sqrt(
+            PATHS
+        )
+        gpu = res.factors["gpu_hour_usd"]
+        assert abs(gpu.mean[t] - 2.91 * 0.8**ty) < N_SE * gpu.std[t] / math.sqrt(PATHS)
+        occ = res.factors["ai_occupancy"]
+        assert 0.0 < occ.p05[t] <= occ.p95[t] < 1.0
+
+
+def test_subsidy_schedule_and_deterministic_hashprice() -> None:
+    sc = scenario(market=QUIET_MARKET)
+    subsidy, halving = mk.subsidy_schedule(sc)
+    # block 982,000 + 144·365.25·t crosses 1,050,000 at t = 1.293 y: inside period 5 (1.25, 1.5]
+    assert list(np.flatnonzero(halving)) == [5]
+    assert subsidy[4] == 3.125 and subsidy[5] == 1.5625
+    res = simulate(sc, 2000, seed=1, backend="numpy")
+    hp = res.factors["hashprice_usd_per_ph_day"]
+    expected0 = 144 * 3.125 * 60000 / (1000 * 1000)
+    np.testing.assert_allclose(hp.mean[:5], expected0, rtol=1e-12)
+    np.testing.assert_allclose(hp.mean[5:], expected0 / 2, rtol=1e-12)
+    assert hp.mean[5] / hp.mean[4] == pytest.approx(0.5, rel=1e-12)
+    assert np.all(hp.std < 1e-9 * expected0)
+
+
+def test_halving_step_moves_hashrate() -> None:
+    market = deep_update(QUIET_MARKET, {"hashrate": {"halving_step_log": -0.1}})
+    res = simulate(scenario(market=market), 100, seed=1, backend="numpy")
+    h = res.factors["network_hashrate_eh_s"].mean
+    assert h[4] == pytest.approx(1000.0) and h[5] == pytest.approx(1000.0 * math.exp(-0.1))
+
+
+def test_mining_margin_is_black_scholes_call() -> None:
+    mu, sigma, p = 0.10, 0.55, 40.0
+    market = deep_update(
+        QUIET_MARKET,
+        {
+            "btc": {"drift_per_year": mu, "vol_per_year": sigma},
+            "hashrate": {"drift_per_year": 0.15},
+            "fees_btc_per_block": 0.03,
+        },
+    )
+    sc = scenario(market=market)
+    res = simulate(sc, PATHS, seed=15, backend="numpy")
+    site = sc.sites[0]  # market-indexed
+    mp = mk.market_params(sc)
+    hu = sc.horizon.hours_per_period * site.uptime
+    for t in (0, 5, 11, 19):
+        ty = res.t_years[t]
+        h = 1000.0 * math.exp(0.15 * ty)
+        fwd_hp = 144 * (mp.subsidy_btc[t] + 0.03) * 60000 * math.exp(mu * ty) / (1000 * h)
+        fwd = fwd_hp * 1000 / (24 * site.efficiency_j_per_th)
+        s = sigma * math.sqrt(ty)
+        d1 = (math.log(fwd / p) + s * s / 2) / s
+        call = fwd * norm_cdf(d1) - p * norm_cdf(d1 - s)
+        got, se = res.margin_mean_usd_per_mw[0, t], res.margin_stderr_usd_per_mw[0, t]
+        assert abs(got - hu * call) < N_SE * se, (t, got, hu * call, se)
+
+
+def _quadrature(f, n: int = 400_001) -> float:
+    z = np.linspace(-12, 12, n)
+    w = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    return float(np.trapezoid(f(z) * w, z))
+
+
+@pytest.mark.parametrize(
+    ("rev", "power", "sigma"),
+    [(60.0, 40.0, 0.8), (30.0, 45.0, 0.5), (100.0, 20.0, 1.5), (40.0, 40.0, 0.05)],
+)
+def test_put_formula_against_integration(rev: float, power: float, sigma: float) -> None:
+    truth = _quadrature(lambda z: np.maximum(rev - power * np.exp(sigma * z - sigma**2 / 2), 0))
+    ref = float(mk.expected_shortfall_put(np.array(rev), np.array(power), np.array(sigma)))
+    assert ref == pytest.approx(truth, abs=1e-5 * power)
+    out = np.empty((1, 1), dtype=np.float32)
+    mk._put_tile(
+        np.array([[rev]], np.float32),
+        np.array([[power]], np.float32),
+        np.array([[math.log(power / rev)]], np.float32),
+        np.array([[sigma]], np.float32),
+        out,
+    )
+    assert float(out[0, 0]) == pytest.approx(truth, abs=2e-5 * power)
+
+
+def test_fixed_price_contracts() -> None:
+    """Resale: E[max(R, X)] − c; no resale: (R − c)⁺ (checked by integration)."""
+    rev, power, sigma, c = 35.0, 40.0, 0.7, 30.0
+    for resale, truth in (
+        (
+            True,
+            _quadrature(lambda z: np.maximum(rev, power * np.exp(sigma * z - sigma**2 / 2))) - c,
+        ),
+        (False, max(rev - c, 0.0)),
+    ):
+        sc = scenario(
+            sites=[
+                {
+                    **scenario().sites[0].model_dump(mode="json"),
+                    "power": {
+                        "market_indexed_share": 0.0,
+                        "fixed_price_usd_per_mwh": c,
+                        "resale_allowed": resale,
+                    },
+                }
+            ],
+            lease_offers=[],
+        )
+        mp = mk.market_params(sc)
+        f = mk.PeriodFactors(
+            0,
+            None,
+            None,
+            np.array([math.log(rev * 24 * 17.5 / 1000)]),
+            np.array([[math.log(power)]]),
+            None,
+            None,
+            None,
+        )
+        mp = mk.MarketParams(**{**mp.__dict__, "power_intra": np.array([sigma])})
+        got = float(mk.mining_margin(mp, f)[0, 0]) / mp.site_hours_uptime[0]
+        assert got == pytest.approx(truth, abs=1e-4 * power)
+
+
+def test_btc_hashrate_shock_correlation() -> None:
+    rho = 0.3
+    market = {"btc": {"jump_intensity_per_year": 0.0}, "hashrate": {"elasticity_to_btc": 0.0}}
+    sc = scenario(market=market)
+    mp = mk.market_params(sc)
+    paths = np.arange(PATHS)
+    prev_p = prev_h = None
+    for f in mk.iter_periods(mp, philox.seed_key(16), paths):
+        if f.t == 2:
+            prev_p, prev_h = f.ln_btc.copy(), f.ln_hashrate.copy()
+        if f.t == 3:
+            r = np.corrcoef(f.ln_btc - prev_p, f.ln_hashrate - prev_h)[0, 1]
+            break
+    assert abs(r - rho) < N_SE * (1 - rho**2) / math.sqrt(PATHS)
+
+
+def test_cholesky_of_singular_matrix() -> None:
+    c = np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    low = mk.cholesky_psd(c)
+    np.testing.assert_allclose(low @ low.T, c, atol=1e-12)
