@@ -355,6 +355,28 @@ def iter_periods(
         yield PeriodFactors(t, ln_p, ln_h, ln_hp, x_pow, ln_lease, u_occ, ln_g)
 
 
+def tenant_default_periods(
+    mp: MarketParams, key: tuple[int, int], paths: Any, *, xp: ModuleType = np
+) -> Any:
+    """First period in which each lease's tenant defaults, shape ``(L, n)``; ``T`` = never.
+
+    Lease ``l`` defaults in period ``t`` when the uniform of its lane in stream
+    ``DEFAULT_STREAM + l // 4`` falls below the per-period hazard 1 − (1 − q)^Δ, so that
+    P(default by the end of period t) = 1 − (1 − q)^{t_years}.
+    """
+    n_leases = mp.lease_default_hazard.shape[0]
+    out = xp.full((n_leases, paths.shape[0]), mp.n_periods, dtype=xp.int64)
+    for t in range(mp.n_periods - 1, -1, -1):  # backwards: the earliest hit wins
+        for block in range((n_leases + 3) // 4):
+            lanes = philox.lane_uniforms(key, paths, t, philox.DEFAULT_STREAM + block, xp=xp)
+            for lane in range(4):
+                lease = 4 * block + lane
+                if lease < n_leases:
+                    hit = lanes[lane] < mp.lease_default_hazard[lease]
+                    out[lease] = xp.where(hit, t, out[lease])
+    return out
+
+
 # --------------------------------------------------------------------------- mining margin
 #: Abramowitz & Stegun 26.2.17 coefficients: |error| < 7.5e-8 on Φ.
 _AS_P = 0.2316419

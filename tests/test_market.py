@@ -260,3 +260,16 @@ def test_cholesky_of_singular_matrix() -> None:
     c = np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     low = mk.cholesky_psd(c)
     np.testing.assert_allclose(low @ low.T, c, atol=1e-12)
+
+
+def test_tenant_default_probability() -> None:
+    sc = scenario("texas_hybrid")
+    mp = mk.market_params(sc)
+    first = mk.tenant_default_periods(mp, philox.seed_key(17), np.arange(PATHS))
+    assert first.shape == (2, PATHS)
+    for lease, offer in enumerate(sc.lease_offers):
+        q = offer.tenant_default_prob_per_year
+        for t in (3, 19, 39):
+            p = 1 - (1 - q) ** ((t + 1) * 0.25)
+            got = float(np.mean(first[lease] <= t))
+            assert abs(got - p) < N_SE * math.sqrt(p * (1 - p) / PATHS)
