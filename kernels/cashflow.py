@@ -1,0 +1,177 @@
+r"""Cash flows of a plan on coefficient trajectories (scenarios or paths), without recourse.
+
+This is the second, independent implementation of the cash-flow equations of the MILP
+(:mod:`hashpivot.optimizer.model`): the MILP's objective on its K scenarios must equal the
+value computed here for the plan it returns. With an ``n``-first axis (scenarios or paths):
+
+    MIN[t]   = Σ_s (m[s,t] − fixed_opex_s·Δ)·A[s,t]
+    LEASE[t] = Σ_l D[l,t]·(rent[l,t]·surv[l,t] + μ[t]·relet[l,t]),  μ = lease×occ·1000·12Δ
+    RACK[t]  = Σ_s K[s,t]·(gpus·hours·util·G[t] − kW/1000·PUE·hours·p[region_s,t] − opex·Δ)
+    MKT[t]   = μ[t]·Σ_s M[s,t]
+    OCF[t]   = MIN + LEASE + RACK + MKT − Σ_s it_opex_s·Δ·I[s,t] − Σ_l pen_l·short[l,t]
+    cash[t]  = cash[t−1]·(1 + i_c·Δ) + OCF − capex + salvage + Σ_f draw·(1 − fee) − DS + P·b
+    W        = (1+r)^{−TΔ}·(cash[T−1] + P[T−1]·held[T−1] + ppy·(mult_ai·AI_NOI[T−1]
+               + mult_mining·MIN[T−1]) + Σ_s salvage_s·A[s,T−1] − Σ_f balance_f[T−1])
+
+with AI_NOI = LEASE + RACK + MKT − IT opex. Covenants, tested from the first full year
+(t ≥ ppy−1) on trailing windows of ppy periods: DSCR, Σ OCF ≥ min_dscr·Σ DS where Σ DS > 0;
+leverage, Σ_f balance ≤ max_leverage·Σ OCF (annualised) where the balance is > 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from hashpivot.scenarios import Scenario
+
+from .plan import Plan, Schedule, lease_terms, schedule
+
+#: Money tolerance of the constraint checks [$]: well above the MILP's feasibility tolerance
+#: (1e-7 in millions), far below anything that matters.
+CASH_TOL_USD = 10.0
+
+
+@dataclass
+class CashFlows:
+    """Per scenario (or path) cash flows of a plan; arrays have the scenario axis first."""
+
+    ocf_usd: Any  # (n, T)
+    mining_usd: Any  # (n, T)
+    ai_noi_usd: Any  # (n, T)
+    ai_revenue_usd: Any  # (n, T)
+    cash_usd: Any  # (n, T)
+    terminal_equity_usd: Any  # (n,) discounted, W
+    dscr_breach: Any  # (n, T) bool
+    leverage_breach: Any  # (n, T) bool
+    min_dscr: Any  # (n,) lowest trailing DSCR where tested (inf if never)
+    schedule: Schedule
+
+    @property
+    def covenant_breach(self) -> Any:
+        """Whether any covenant fails in the scenario."""
+        return (self.dscr_breach | self.leverage_breach).any(axis=1)
+
+
+def rack_coefficient(sc: Scenario, gpu_hour_usd: Any, power_usd_per_mwh: Any, xp: ModuleType = np) -> Any:
+    """Net revenue of one active rack at each site, (n, S, T) [$/rack/period]."""
+    g = sc.gpu_racks
+    hours = sc.horizon.hours_per_period
+    regions = list(sc.market.power_regions)
+    region = xp.asarray([regions.index(s.region) for s in sc.sites])
+    revenue = g.gpus_per_rack * hours * g.utilization * gpu_hour_usd[:, None, :]
+    power = g.rack_kw / 1000.0 * g.pue * hours * power_usd_per_mwh[:, region, :]
+    return revenue - power - g.opex_usd_per_rack_year * sc.horizon.dt_years
+
+
+def trailing_sum(x: Any, window: int, xp: ModuleType = np) -> Any:
+    """Sum over the trailing ``window`` periods (fewer at the start), along the last axis."""
+    c = xp.cumsum(x, axis=-1)
+    out = c.copy()
+    out[..., window:] = c[..., window:] - c[..., :-window]
+    return out
+
+
+def cvar(losses: np.ndarray, weights: np.ndarray, alpha: float) -> float:
+    """CVaR_α of a discrete loss distribution: mean of the worst (1 − α) probability mass."""
+    order = np.argsort(-losses, kind="stable")
+    w = weights[order] / weights.sum()
+    tail = 1.0 - alpha
+    acc = np.cumsum(w)
+    take = np.minimum(w, np.maximum(tail - (acc - w), 0.0))
+    return float((take * losses[order]).sum() / tail)
+
+
+def cash_flows(
+    sc: Scenario, plan: Plan, coeffs: dict[str, Any], *, xp: ModuleType = np
+) -> CashFlows:
+    """Cash flows of ``plan`` on coefficient arrays (keys of ``ReducedScenarios.coefficient_arrays``)."""
+    h = sc.horizon
+    dt, ppy, n_t = h.dt_years, h.periods_per_year, h.n_periods
+    sch = schedule(sc, plan)
+    a = xp.asarray(sch.asic_mw)
+    fixed = xp.asarray([s.fixed_opex_usd_per_mw_year * dt for s in sc.sites])[:, None]
+    mining = ((xp.asarray(coeffs["margin_usd_per_mw"]) - fixed[None]) * a[None]).sum(axis=1)
+    mu = xp.asarray(coeffs["lease_x_occupancy"]) * 1000.0 * 12 * dt  # $/IT MW/period
+    rent, _, _ = lease_terms(sc)
+    d = xp.asarray(sch.lease_total_it_mw)  # (L, T)
+    lease = (
+        d[None] * (xp.asarray(rent)[None] * xp.asarray(coeffs["tenant_survival"])
+                   + mu[:, None, :] * xp.asarray(coeffs["tenant_relet"]))
+    ).sum(axis=1)
+    racks = (
+        rack_coefficient(sc, xp.asarray(coeffs["gpu_hour_usd"]), xp.asarray(coeffs["power_usd_per_mwh"]), xp)
+        * xp.asarray(sch.racks_active)[None]
+    ).sum(axis=1)
+    market = mu * xp.asarray(sch.market_it_mw.sum(axis=0))[None]
+    it_opex = float(0.0) + xp.asarray(
+        (np.array([s.conversion.opex_usd_per_it_mw_year * dt for s in sc.sites])[:, None]
+         * sch.it_online_mw).sum(axis=0)
+    )
+    pen = xp.asarray(
+        (np.array([lo.late_penalty_usd_per_mw_period for lo in sc.lease_offers])[:, None]
+         * sch.lease_short_it_mw).sum(axis=0)
+    )
+    ai_revenue = lease + racks + market
+    ai_noi = ai_revenue - it_opex[None]
+    ocf = mining + ai_noi - pen[None]
+    btc = xp.asarray(coeffs["btc_price_usd"])
+    fees = np.array([f.upfront_fee_share for f in sc.debt_facilities])[:, None]
+    financing = xp.asarray(
+        (plan.draws_usd * (1.0 - fees)).sum(axis=0) - sch.debt_service_usd - sch.capex_usd + sch.salvage_usd
+    )
+    growth = 1.0 + h.cash_interest_rate * dt
+    n = ocf.shape[0]
+    cash = xp.empty((n, n_t))
+    prev = xp.full(n, sc.treasury.cash_usd)
+    sold = xp.asarray(plan.btc_sold)
+    for t in range(n_t):
+        prev = prev * growth + ocf[:, t] + financing[t] + btc[:, t] * sold[t]
+        cash[:, t] = prev
+    salvage_end = float((np.array([s.asic_salvage_usd_per_mw for s in sc.sites]) * sch.asic_mw[:, -1]).sum())
+    v = sc.valuation
+    terminal = (
+        cash[:, -1]
+        + btc[:, -1] * float(sch.btc_held[-1])
+        + ppy * (v.ai_noi_multiple * ai_noi[:, -1] + v.mining_margin_multiple * mining[:, -1])
+        + salvage_end
+        - float(sch.balance_usd[:, -1].sum())
+    )
+    disc = (1.0 + h.discount_rate) ** (-n_t * dt)
+    # covenants on trailing years
+    ds_trail = xp.asarray(trailing_sum(sch.debt_service_usd, ppy))
+    ocf_trail = trailing_sum(ocf, ppy, xp)
+    tested = xp.asarray(np.arange(n_t) >= ppy - 1)
+    cov = sc.covenants
+    dscr_on = tested & (ds_trail > CASH_TOL_USD)
+    dscr_breach = dscr_on[None] & (ocf_trail < cov.min_dscr * ds_trail[None] - CASH_TOL_USD)
+    debt = xp.asarray(sch.balance_usd.sum(axis=0))
+    window = xp.asarray(np.minimum(np.arange(n_t) + 1, ppy))
+    lev_on = tested & (debt > CASH_TOL_USD)
+    lev_breach = lev_on[None] & (
+        debt[None] > cov.max_leverage * ocf_trail * (ppy / window)[None] + CASH_TOL_USD
+    )
+    ratio = xp.where(dscr_on[None], ocf_trail / xp.where(ds_trail > 0, ds_trail, 1.0)[None], xp.inf)
+    return CashFlows(
+        ocf_usd=ocf,
+        mining_usd=mining,
+        ai_noi_usd=ai_noi,
+        ai_revenue_usd=ai_revenue,
+        cash_usd=cash,
+        terminal_equity_usd=disc * terminal,
+        dscr_breach=dscr_breach,
+        leverage_breach=lev_breach,
+        min_dscr=ratio.min(axis=1),
+        schedule=sch,
+    )
+
+
+def objective(sc: Scenario, cf: CashFlows, weights: np.ndarray) -> tuple[float, float, float]:
+    """(objective, E[W], CVaR_α(−W)) with objective = E[W] − λ·CVaR_α(−W)."""
+    w = np.asarray(cf.terminal_equity_usd)
+    mean = float(weights @ w)
+    risk = cvar(-w, weights, sc.risk.cvar_alpha)
+    return mean - sc.risk.cvar_weight * risk, mean, risk

@@ -1,0 +1,588 @@
+r"""The site-conversion MILP (Pyomo), one function per constraint family.
+
+Indices: site s, period t ∈ 0..T−1, lease offer l, eligible site e ∈ E_l, facility f, power
+region r, scenario k with weight p_k. Money is modelled in millions of USD (``MONEY``).
+
+First-stage decisions (the plan, common to all scenarios)
+    n[s,t] ∈ ℤ₊ ≤ blocks_s           conversion blocks started
+    r[s,t] ∈ ℤ₊                      GPU racks installed (Σ_s r[s,t] ≤ racks per period)
+    y[l] ∈ {0,1}, x[l,e] ∈ {0,1}     offer signed, campus chosen (Σ_e x[l,e] = y[l])
+    d[l,e,t] ≥ 0                     IT MW delivered (only in the lease's term)
+    draw[f,t] ≥ 0                    only in the draw window; Σ_t draw[f,t] ≤ size_f
+    b[t] ∈ [0, max_sale]             BTC sold; Σ_t b[t] ≤ held₀ − floor
+
+Conversion and capacity (``add_conversion_constraints``, ``add_capacity_constraints``)
+    A[s,t] = A[s,t−1] − block_s·n[s,t],  A[s,−1] = asic_s             ASIC MW mining
+    I[s,t] = I[s,t−1] + ρ_s·block_s·n[s,t−lead_s]                     IT MW online
+    Σ_t block_s·n[s,t] ≤ convertible_s;  Σ_s n[s,t] ≤ fleet blocks per period
+    K[s,t] = K[s,t−1] + r[s,t] − r[s,t−life]                          racks active
+    Σ_l d[l,s,t] + kW/1000·K[s,t] ≤ I[s,t];  M[t] = Σ_s (I − Σ_l d − kW/1000·K)   market IT MW
+
+Leases (``add_lease_constraints``)
+    d[l,e,t] ≤ it_l·x[l,e];  D[l,t] = Σ_e d[l,e,t] ≤ it_l·y[l]
+    hard deadline: D[l,t] = it_l·y[l] for t ≥ deliver_by in the term; else shortfall
+    it_l·y[l] − D[l,t] pays pen_l per IT MW per period.
+
+Debt and treasury (``add_debt_constraints``)
+    B[f,t] = B[f,t−1] + draw[f,t] − q[f,t]·TD[f],  TD[f] = Σ_t draw[f,t]
+    DS[t] = Σ_f rate_f·Δ·B[f,t−1] + q[f,t]·TD[f]   (q: repayment shares, bullet or linear)
+    FIN[t] = Σ_f (1−fee_f)·draw[f,t] − DS[t] − capex[t] + salvage[t]
+
+Cash per scenario (``add_cash_constraints``)
+    OCF[k,t] = Σ_s (m[k,s,t] − fixed_s·Δ)·A[s,t] + Σ_l (rent[l,t]·surv[k,l,t] + μ[k,t]·relet[k,l,t])·D[l,t]
+               + Σ_r ρ_rack[k,r,t]·K_r[t] + μ[k,t]·M[t] − IT opex[t] − Σ_l pen_l·(it_l·y_l − D[l,t])
+    cash[k,t] = (1 + i_c·Δ)·cash[k,t−1] + OCF[k,t] + FIN[t] + P[k,t]·b[t] ≥ min cash
+
+Covenants as chance constraints (``add_covenant_constraints``), t ≥ ppy−1, trailing year W_t
+    Σ_{W_t} DS ≤ M·δ^ds[t];  Σ_f B[f,t] ≤ M·δ^b[t]                (δ = 1 where debt is live)
+    min_dscr·Σ_{W_t} DS − Σ_{W_t} OCF[k,·] ≤ M_k·(z_k + 1 − δ^ds[t])
+    Σ_f B[f,t] − max_lev·(ppy/|W_t|)·Σ_{W_t} OCF[k,·] ≤ M_k·(z_k + 1 − δ^b[t])
+    Σ_k p_k·z_k ≤ 1 − confidence,  z_k ∈ {0,1}
+
+Objective (``add_objective``), Rockafellar–Uryasev CVaR
+    W_k = (1+r)^{−TΔ}·(cash[k,T−1] + P[k,T−1]·(held₀ − Σ b) + ppy·(mult_ai·AI_NOI[k,T−1]
+          + mult_mining·MIN[k,T−1]) + Σ_s salvage_s·A[s,T−1] − Σ_f B[f,T−1])
+    max Σ_k p_k·W_k − λ·(η + Σ_k p_k·u_k/(1−α)),  u_k ≥ −W_k − η,  u_k ≥ 0
+
+The same cash flows are computed independently by :mod:`hashpivot.kernels.cashflow`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyomo.environ as pyo
+from pyomo.core.expr.numeric_expr import LinearExpression
+
+from hashpivot.kernels.cashflow import rack_coefficient
+from hashpivot.kernels.plan import debt_terms, lease_terms, rack_life_periods
+from hashpivot.kernels.reduce import ReducedScenarios
+from hashpivot.scenarios import Scenario
+
+#: Money unit of the model [$]: coefficients and money variables are in millions.
+MONEY = 1e6
+#: Slack added to big-M constants (relative).
+BIG_M_MARGIN = 1.05
+
+
+@dataclass
+class ModelData:
+    """Scenario and reduced coefficients as NumPy arrays in model units."""
+
+    sc: Scenario
+    red: ReducedScenarios
+    n_sites: int
+    n_periods: int
+    n_leases: int
+    n_facilities: int
+    n_scenarios: int
+    n_regions: int
+    weights: np.ndarray
+    block_mw: np.ndarray
+    rho: np.ndarray
+    lead: np.ndarray
+    site_region: np.ndarray
+    mining_coef: np.ndarray  # (K, S, T) M$/MW
+    lease_coef: np.ndarray  # (K, L, T) M$/IT MW incl. penalty relief
+    market_coef: np.ndarray  # (K, T) M$/IT MW
+    rack_coef: np.ndarray  # (K, R, T) M$/rack
+    btc_price: np.ndarray  # (K, T) M$/BTC
+    it_opex: np.ndarray  # (S,) M$/IT MW/period
+    penalty: np.ndarray  # (L,) M$/IT MW/period
+    rent: np.ndarray  # (L, T) M$/IT MW/period
+    active: np.ndarray  # (L, T)
+    late: np.ndarray  # (L, T)
+    draw_allowed: np.ndarray  # (F, T)
+    repay_share: np.ndarray  # (F, T)
+    rack_life: int
+    discount: float
+
+    @property
+    def ppy(self) -> int:
+        return self.sc.horizon.periods_per_year
+
+
+def model_data(sc: Scenario, red: ReducedScenarios) -> ModelData:
+    """Assemble every coefficient array the model needs, in model units (M$)."""
+    h = sc.horizon
+    dt = h.dt_years
+    regions = list(sc.market.power_regions)
+    fixed = np.array([s.fixed_opex_usd_per_mw_year * dt for s in sc.sites])
+    rent, active, late = lease_terms(sc)
+    mu = red.lease_x_occupancy * 1000.0 * 12 * dt  # $/IT MW/period
+    penalty = np.array([lo.late_penalty_usd_per_mw_period for lo in sc.lease_offers])
+    lease = rent[None] * red.tenant_survival + mu[:, None, :] * red.tenant_relet
+    lease = lease + (penalty[:, None] * late)[None]  # each delivered MW avoids the penalty
+    # rack coefficient per region: sites of a region share their power price
+    rack_site = rack_coefficient(sc, red.gpu_hour_usd, red.power_usd_per_mwh)
+    site_region = np.array([regions.index(s.region) for s in sc.sites])
+    rack_region = np.zeros((red.n_scenarios, len(regions), h.n_periods))
+    for r in range(len(regions)):
+        if np.any(site_region == r):
+            rack_region[:, r] = rack_site[:, np.flatnonzero(site_region == r)[0]]
+    allowed, repay = debt_terms(sc)
+    return ModelData(
+        sc=sc,
+        red=red,
+        n_sites=len(sc.sites),
+        n_periods=h.n_periods,
+        n_leases=len(sc.lease_offers),
+        n_facilities=len(sc.debt_facilities),
+        n_scenarios=red.n_scenarios,
+        n_regions=len(regions),
+        weights=red.weights,
+        block_mw=np.array([s.conversion.block_mw for s in sc.sites]),
+        rho=np.array([s.conversion.it_mw_per_utility_mw for s in sc.sites]),
+        lead=np.array([s.conversion.lead_time_periods for s in sc.sites]),
+        site_region=site_region,
+        mining_coef=(red.margin_usd_per_mw - fixed[None, :, None]) / MONEY,
+        lease_coef=lease / MONEY,
+        market_coef=mu / MONEY,
+        rack_coef=rack_region / MONEY,
+        btc_price=red.btc_price_usd / MONEY,
+        it_opex=np.array([s.conversion.opex_usd_per_it_mw_year * dt for s in sc.sites]) / MONEY,
+        penalty=penalty / MONEY,
+        rent=rent / MONEY,
+        active=active,
+        late=late,
+        draw_allowed=allowed,
+        repay_share=repay,
+        rack_life=rack_life_periods(sc),
+        discount=(1.0 + h.discount_rate) ** (-h.n_periods * dt),
+    )
+
+
+def linear(constant: float, coefs: Sequence[float] | np.ndarray, variables: Sequence) -> LinearExpression:
+    """A Pyomo linear expression from a constant, coefficients and variables."""
+    c = coefs.tolist() if isinstance(coefs, np.ndarray) else list(coefs)
+    return LinearExpression(constant=float(constant), linear_coefs=c, linear_vars=list(variables))
+
+
+def _eligible(d: ModelData) -> list[tuple[int, int]]:
+    names = [s.name for s in d.sc.sites]
+    return [(i, names.index(e)) for i, lo in enumerate(d.sc.lease_offers) for e in lo.eligible_sites]
+
+
+# --------------------------------------------------------------------------- variables
+def add_variables(m: pyo.ConcreteModel, d: ModelData) -> None:
+    """Decision and auxiliary variables with their bounds."""
+    sc = d.sc
+    m.S = pyo.RangeSet(0, d.n_sites - 1)
+    m.T = pyo.RangeSet(0, d.n_periods - 1)
+    m.L = pyo.RangeSet(0, d.n_leases - 1) if d.n_leases else pyo.Set(initialize=[])
+    m.F = pyo.RangeSet(0, d.n_facilities - 1) if d.n_facilities else pyo.Set(initialize=[])
+    m.K = pyo.RangeSet(0, d.n_scenarios - 1)
+    m.R = pyo.RangeSet(0, d.n_regions - 1)
+    m.LE = pyo.Set(initialize=_eligible(d), dimen=2)
+    m.LET = pyo.Set(
+        initialize=[(l, e, t) for (l, e) in _eligible(d) for t in range(d.n_periods) if d.active[l, t]],
+        dimen=3,
+    )
+    per_site = {s: sc.sites[s].conversion.max_blocks_per_period for s in range(d.n_sites)}
+    m.blocks = pyo.Var(m.S, m.T, within=pyo.NonNegativeIntegers, bounds=lambda _, s, t: (0, per_site[s]))
+    racks_max = sc.gpu_racks.max_racks_per_period if sc.gpu_racks.enabled else 0
+    m.racks_new = pyo.Var(m.S, m.T, within=pyo.NonNegativeIntegers, bounds=(0, racks_max))
+    m.sign = pyo.Var(m.L, within=pyo.Binary)
+    single = {l: sc.lease_offers[l].single_campus for l in range(d.n_leases)}
+    m.campus = pyo.Var(m.LE, bounds=(0, 1), within=lambda _, l, e: pyo.Binary if single[l] else pyo.Reals)
+    m.deliver = pyo.Var(m.LET, within=pyo.NonNegativeReals)
+    m.delivered = pyo.Var(m.L, m.T, within=pyo.NonNegativeReals)
+    m.draw = pyo.Var(
+        m.F, m.T, within=pyo.NonNegativeReals,
+        bounds=lambda _, f, t: (0, sc.debt_facilities[f].size_usd / MONEY if d.draw_allowed[f, t] else 0),
+    )
+    m.btc_sold = pyo.Var(m.T, bounds=(0, sc.treasury.max_btc_sale_per_period))
+    m.asic = pyo.Var(m.S, m.T, within=pyo.NonNegativeReals)
+    m.it_online = pyo.Var(m.S, m.T, within=pyo.NonNegativeReals)
+    m.racks_active = pyo.Var(m.S, m.T, within=pyo.NonNegativeReals)
+    m.racks_region = pyo.Var(m.R, m.T, within=pyo.NonNegativeReals)
+    m.market_it = pyo.Var(m.T, within=pyo.NonNegativeReals)
+    m.balance = pyo.Var(m.F, m.T, within=pyo.NonNegativeReals)
+    m.total_draw = pyo.Var(m.F, within=pyo.NonNegativeReals)
+    m.debt_service = pyo.Var(m.T, within=pyo.NonNegativeReals)
+    m.financing = pyo.Var(m.T, within=pyo.Reals)
+    m.it_opex = pyo.Var(m.T, within=pyo.NonNegativeReals)
+    m.ocf = pyo.Var(m.K, m.T, within=pyo.Reals)
+    m.cash = pyo.Var(m.K, m.T, bounds=(sc.covenants.min_cash_usd / MONEY, None))
+    m.equity = pyo.Var(m.K, within=pyo.Reals)
+
+
+# --------------------------------------------------------------------------- families
+def add_conversion_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
+    """ASIC MW and IT MW recursions, convertible and construction limits."""
+    sc = d.sc
+    asic0 = [s.asic_mw for s in sc.sites]
+    conv = [s.convertible_mw for s in sc.sites]
+
+    def asic_rule(_, s, t):
+        prev = m.asic[s, t - 1] if t else None
+        terms = [m.asic[s, t], m.blocks[s, t]] + ([prev] if prev is not None else [])
+        coefs = [1.0, d.block_mw[s]] + ([-1.0] if prev is not None else [])
+        return linear(0.0, coefs, terms) == (0.0 if t else asic0[s])
+
+    m.asic_balance = pyo.Constraint(m.S, m.T, rule=asic_rule)
+
+    def it_rule(_, s, t):
+        terms, coefs = [m.it_online[s, t]], [1.0]
+        if t:
+            terms.append(m.it_online[s, t - 1])
+            coefs.append(-1.0)
+        if t - d.lead[s] >= 0:
+            terms.append(m.blocks[s, t - d.lead[s]])
+            coefs.append(-d.rho[s] * d.block_mw[s])
+        return linear(0.0, coefs, terms) == 0.0
+
+    m.it_balance = pyo.Constraint(m.S, m.T, rule=it_rule)
+    m.convertible_limit = pyo.Constraint(
+        m.S,
+        rule=lambda _, s: linear(0.0, [d.block_mw[s]] * d.n_periods, [m.blocks[s, t] for t in m.T])
+        <= conv[s],
+    )
+    fleet = sc.construction.max_blocks_per_period
+    m.fleet_blocks_limit = pyo.Constraint(
+        m.T, rule=lambda _, t: linear(0.0, [1.0] * d.n_sites, [m.blocks[s, t] for s in m.S]) <= fleet
+    )
+
+
+def add_rack_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
+    """Active racks over their life, per-period installation limit, regional aggregates."""
+    life = d.rack_life
+
+    def active_rule(_, s, t):
+        terms = [m.racks_active[s, t], m.racks_new[s, t]]
+        coefs = [1.0, -1.0]
+        if t:
+            terms.append(m.racks_active[s, t - 1])
+            coefs.append(-1.0)
+        if t - life >= 0:
+            terms.append(m.racks_new[s, t - life])
+            coefs.append(1.0)
+        return linear(0.0, coefs, terms) == 0.0
+
+    m.racks_active_balance = pyo.Constraint(m.S, m.T, rule=active_rule)
+    per = d.sc.gpu_racks.max_racks_per_period
+    m.racks_per_period_limit = pyo.Constraint(
+        m.T, rule=lambda _, t: linear(0.0, [1.0] * d.n_sites, [m.racks_new[s, t] for s in m.S]) <= per
+    )
+
+    def region_rule(_, r, t):
+        sites = np.flatnonzero(d.site_region == r)
+        return linear(0.0, [1.0] + [-1.0] * len(sites),
+                      [m.racks_region[r, t]] + [m.racks_active[s, t] for s in sites]) == 0.0
+
+    m.racks_region_sum = pyo.Constraint(m.R, m.T, rule=region_rule)
+
+
+def add_capacity_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
+    """IT capacity per site shared by leases, racks and the market; market IT MW total."""
+    kw = d.sc.gpu_racks.rack_kw / 1000.0
+    by_site: dict[tuple[int, int], list[int]] = {}
+    for (l, e, t) in m.LET:
+        by_site.setdefault((e, t), []).append(l)
+
+    def site_rule(_, s, t):
+        leases = by_site.get((s, t), [])
+        return (
+            linear(0.0, [1.0] * len(leases) + [kw, -1.0],
+                   [m.deliver[l, s, t] for l in leases] + [m.racks_active[s, t], m.it_online[s, t]])
+            <= 0.0
+        )
+
+    m.it_capacity = pyo.Constraint(m.S, m.T, rule=site_rule)
+
+    def market_rule(_, t):
+        lets = [(l, e) for (l, e) in m.LE if d.active[l, t]]
+        terms = [m.market_it[t]] + [m.it_online[s, t] for s in m.S] + [m.racks_active[s, t] for s in m.S]
+        coefs = [1.0] + [-1.0] * d.n_sites + [kw] * d.n_sites
+        terms += [m.deliver[l, e, t] for (l, e) in lets]
+        coefs += [1.0] * len(lets)
+        return linear(0.0, coefs, terms) == 0.0
+
+    m.market_it_def = pyo.Constraint(m.T, rule=market_rule)
+
+
+def add_lease_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
+    """Signing, single-campus choice, delivery limits, hard deadlines."""
+    sc = d.sc
+    it_mw = [lo.it_mw for lo in sc.lease_offers]
+    sites_of = {l: [e for (ll, e) in m.LE if ll == l] for l in m.L}
+    m.campus_choice = pyo.Constraint(
+        m.L,
+        rule=lambda _, l: linear(0.0, [1.0] * len(sites_of[l]) + [-1.0],
+                                 [m.campus[l, e] for e in sites_of[l]] + [m.sign[l]]) == 0.0,
+    )
+    m.deliver_at_campus = pyo.Constraint(
+        m.LET, rule=lambda _, l, e, t: linear(0.0, [1.0, -it_mw[l]], [m.deliver[l, e, t], m.campus[l, e]]) <= 0.0
+    )
+
+    def total_rule(_, l, t):
+        if not d.active[l, t]:
+            return linear(0.0, [1.0], [m.delivered[l, t]]) == 0.0
+        sites = sites_of[l]
+        return (
+            linear(0.0, [1.0] + [-1.0] * len(sites), [m.delivered[l, t]] + [m.deliver[l, e, t] for e in sites])
+            == 0.0
+        )
+
+    m.delivered_def = pyo.Constraint(m.L, m.T, rule=total_rule)
+    m.delivered_limit = pyo.Constraint(
+        m.L, m.T, rule=lambda _, l, t: linear(0.0, [1.0, -it_mw[l]], [m.delivered[l, t], m.sign[l]]) <= 0.0
+    )
+    hard = [(l, t) for l in m.L for t in m.T if sc.lease_offers[l].hard_deadline and d.late[l, t]]
+    m.hard_deadline = pyo.Constraint(
+        pyo.Set(initialize=hard, dimen=2),
+        rule=lambda _, l, t: linear(0.0, [1.0, -it_mw[l]], [m.delivered[l, t], m.sign[l]]) == 0.0,
+    )
+
+
+def add_debt_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
+    """Facility sizes, balances, debt service, treasury limits and the financing cash flow."""
+    sc = d.sc
+    dt = sc.horizon.dt_years
+    m.total_draw_def = pyo.Constraint(
+        m.F,
+        rule=lambda _, f: linear(0.0, [1.0] + [-1.0] * d.n_periods, [m.total_draw[f]] + [m.draw[f, t] for t in m.T])
+        == 0.0,
+    )
+    m.facility_size = pyo.Constraint(
+        m.F, rule=lambda _, f: linear(0.0, [1.0], [m.total_draw[f]]) <= sc.debt_facilities[f].size_usd / MONEY
+    )
+
+    def balance_rule(_, f, t):
+        terms = [m.balance[f, t], m.draw[f, t], m.total_draw[f]]
+        coefs = [1.0, -1.0, float(d.repay_share[f, t])]
+        if t:
+            terms.append(m.balance[f, t - 1])
+            coefs.append(-1.0)
+        return linear(0.0, coefs, terms) == 0.0
+
+    m.debt_balance = pyo.Constraint(m.F, m.T, rule=balance_rule)
+    rates = [f.rate_per_year * dt for f in sc.debt_facilities]
+
+    def service_rule(_, t):
+        terms, coefs = [m.debt_service[t]], [1.0]
+        for f in m.F:
+            if t:
+                terms.append(m.balance[f, t - 1])
+                coefs.append(-rates[f])
+            terms.append(m.total_draw[f])
+            coefs.append(-float(d.repay_share[f, t]))
+        return linear(0.0, coefs, terms) == 0.0
+
+    m.debt_service_def = pyo.Constraint(m.T, rule=service_rule)
+    spread = np.maximum(d.lead, 1)
+    capex_per_block = np.array(
+        [s.conversion.capex_usd_per_it_mw * d.rho[i] * d.block_mw[i] for i, s in enumerate(sc.sites)]
+    ) / MONEY
+    salvage_per_block = np.array([s.asic_salvage_usd_per_mw * d.block_mw[i] for i, s in enumerate(sc.sites)]) / MONEY
+    rack_capex = sc.gpu_racks.capex_usd_per_rack / MONEY
+    fees = [1.0 - f.upfront_fee_share for f in sc.debt_facilities]
+
+    def financing_rule(_, t):
+        terms = [m.financing[t], m.debt_service[t]]
+        coefs = [1.0, 1.0]
+        for f in m.F:
+            terms.append(m.draw[f, t])
+            coefs.append(-fees[f])
+        for s in m.S:
+            for tau in range(max(0, t - spread[s] + 1), t + 1):
+                terms.append(m.blocks[s, tau])
+                coefs.append(capex_per_block[s] / spread[s] - (salvage_per_block[s] if tau == t else 0.0))
+            terms.append(m.racks_new[s, t])
+            coefs.append(rack_capex)
+        return linear(0.0, coefs, terms) == 0.0
+
+    m.financing_def = pyo.Constraint(m.T, rule=financing_rule)
+    spare = sc.treasury.btc_held - sc.treasury.btc_floor
+    m.btc_floor = pyo.Constraint(rule=linear(0.0, [1.0] * d.n_periods, [m.btc_sold[t] for t in m.T]) <= spare)
+    m.it_opex_def = pyo.Constraint(
+        m.T,
+        rule=lambda _, t: linear(0.0, [1.0] + (-d.it_opex).tolist(), [m.it_opex[t]] + [m.it_online[s, t] for s in m.S])
+        == 0.0,
+    )
+
+
+def _ocf_terms(m: pyo.ConcreteModel, d: ModelData, k: int, t: int, *, penalties: bool = True):
+    """Coefficients and variables of OCF[k,t] (penalties optional: AI NOI excludes them)."""
+    coefs = d.mining_coef[k, :, t].tolist()
+    terms = [m.asic[s, t] for s in m.S]
+    for l in m.L:
+        if d.active[l, t]:
+            coefs.append(float(d.lease_coef[k, l, t]) if penalties else float(d.lease_coef[k, l, t] - d.penalty[l] * d.late[l, t]))
+            terms.append(m.delivered[l, t])
+            if penalties and d.late[l, t] and d.penalty[l] > 0:
+                coefs.append(-float(d.penalty[l] * d.sc.lease_offers[l].it_mw))
+                terms.append(m.sign[l])
+    coefs += d.rack_coef[k, :, t].tolist() + [float(d.market_coef[k, t]), -1.0]
+    terms += [m.racks_region[r, t] for r in m.R] + [m.market_it[t], m.it_opex[t]]
+    return coefs, terms
+
+
+def add_cash_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
+    """Operating cash flow and cash balance per scenario (minimum cash is the variable bound)."""
+
+    def ocf_rule(_, k, t):
+        coefs, terms = _ocf_terms(m, d, k, t)
+        return linear(0.0, [1.0] + [-c for c in coefs], [m.ocf[k, t]] + terms) == 0.0
+
+    m.ocf_def = pyo.Constraint(m.K, m.T, rule=ocf_rule)
+    growth = 1.0 + d.sc.horizon.cash_interest_rate * d.sc.horizon.dt_years
+    cash0 = d.sc.treasury.cash_usd / MONEY
+
+    def cash_rule(_, k, t):
+        terms = [m.cash[k, t], m.ocf[k, t], m.financing[t], m.btc_sold[t]]
+        coefs = [1.0, -1.0, -1.0, -float(d.btc_price[k, t])]
+        if t:
+            terms.append(m.cash[k, t - 1])
+            coefs.append(-growth)
+        return linear(0.0, coefs, terms) == (0.0 if t else growth * cash0)
+
+    m.cash_balance = pyo.Constraint(m.K, m.T, rule=cash_rule)
+
+
+def ocf_lower_bounds(d: ModelData) -> np.ndarray:
+    """Lower bounds of OCF[k,t] over every plan, (K, T) [M$/period] (for big-M constants)."""
+    sc = d.sc
+    asic0 = np.array([s.asic_mw for s in sc.sites])
+    low = (np.minimum(d.mining_coef, 0.0) * asic0[None, :, None]).sum(axis=1)
+    it_max = np.array([s.convertible_mw * s.conversion.it_mw_per_utility_mw for s in sc.sites])
+    low -= float((d.it_opex * it_max).sum())
+    pen = np.array([d.penalty[l] * lo.it_mw for l, lo in enumerate(sc.lease_offers)])
+    low -= (pen[:, None] * d.late).sum(axis=0)[None] if d.n_leases else 0.0
+    if sc.gpu_racks.enabled:
+        racks = it_max.sum() * 1000.0 / sc.gpu_racks.rack_kw
+        low += np.minimum(d.rack_coef.min(axis=1), 0.0) * racks
+    return low
+
+
+def debt_upper_bounds(d: ModelData) -> tuple[np.ndarray, np.ndarray]:
+    """Upper bounds of debt service and of total balance per period, (T,) each [M$]."""
+    sc = d.sc
+    dt = sc.horizon.dt_years
+    ds = np.zeros(d.n_periods)
+    bal = np.zeros(d.n_periods)
+    for f, fac in enumerate(sc.debt_facilities):
+        size = fac.size_usd / MONEY
+        opened = np.cumsum(d.draw_allowed[f]) > 0
+        repaid = np.cumsum(d.repay_share[f])
+        owed = np.where(opened, np.clip(1.0 - np.concatenate([[0.0], repaid[:-1]]), 0.0, 1.0), 0.0)
+        ds += size * (fac.rate_per_year * dt * owed + d.repay_share[f])
+        bal += size * np.where(opened, np.clip(1.0 - repaid, 0.0, 1.0), 0.0)
+    return ds, bal
+
+
+def add_covenant_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
+    """DSCR and leverage per scenario as chance constraints, big-M per scenario and period."""
+    sc = d.sc
+    cov = sc.covenants
+    ppy = d.ppy
+    tested = [t for t in range(d.n_periods) if t >= ppy - 1]
+    if not d.n_facilities or not tested:
+        return
+    m.covenant_periods = pyo.Set(initialize=tested)
+    excusable = cov.confidence < 1.0
+    m.excused = pyo.Var(m.K, within=pyo.Binary, bounds=(0, 1 if excusable else 0))
+    m.debt_live = pyo.Var(m.covenant_periods, within=pyo.Binary)
+    m.service_live = pyo.Var(m.covenant_periods, within=pyo.Binary)
+    window = {t: list(range(max(0, t - ppy + 1), t + 1)) for t in tested}
+    ds_max, bal_max = debt_upper_bounds(d)
+    ds_trail = {t: float(ds_max[window[t]].sum()) * BIG_M_MARGIN + 1e-6 for t in tested}
+    m.service_live_link = pyo.Constraint(
+        m.covenant_periods,
+        rule=lambda _, t: linear(0.0, [1.0] * len(window[t]) + [-ds_trail[t]],
+                                 [m.debt_service[u] for u in window[t]] + [m.service_live[t]]) <= 0.0,
+    )
+    m.debt_live_link = pyo.Constraint(
+        m.covenant_periods,
+        rule=lambda _, t: linear(0.0, [1.0] * d.n_facilities + [-(bal_max[t] * BIG_M_MARGIN + 1e-6)],
+                                 [m.balance[f, t] for f in m.F] + [m.debt_live[t]]) <= 0.0,
+    )
+    low = ocf_lower_bounds(d)
+    ocf_low = {(k, t): float(low[k, window[t]].sum()) for k in range(d.n_scenarios) for t in tested}
+
+    def dscr_rule(_, k, t):
+        w = window[t]
+        big = (cov.min_dscr * ds_trail[t] + max(0.0, -ocf_low[k, t])) * BIG_M_MARGIN + 1e-3
+        coefs = [cov.min_dscr] * len(w) + [-1.0] * len(w) + [-big, big]
+        terms = [m.debt_service[u] for u in w] + [m.ocf[k, u] for u in w] + [m.excused[k], m.service_live[t]]
+        return linear(0.0, coefs, terms) <= big
+
+    m.dscr_covenant = pyo.Constraint(m.K, m.covenant_periods, rule=dscr_rule)
+
+    def leverage_rule(_, k, t):
+        w = window[t]
+        scale = cov.max_leverage * ppy / len(w)
+        big = (bal_max[t] + scale * max(0.0, -ocf_low[k, t])) * BIG_M_MARGIN + 1e-3
+        coefs = [1.0] * d.n_facilities + [-scale] * len(w) + [-big, big]
+        terms = [m.balance[f, t] for f in m.F] + [m.ocf[k, u] for u in w] + [m.excused[k], m.debt_live[t]]
+        return linear(0.0, coefs, terms) <= big
+
+    m.leverage_covenant = pyo.Constraint(m.K, m.covenant_periods, rule=leverage_rule)
+    if excusable:
+        m.chance_limit = pyo.Constraint(
+            rule=linear(0.0, d.weights, [m.excused[k] for k in m.K]) <= 1.0 - cov.confidence + 1e-12
+        )
+
+
+def add_objective(m: pyo.ConcreteModel, d: ModelData) -> None:
+    """Terminal equity per scenario and E[W] − λ·CVaR_α(−W) (Rockafellar–Uryasev)."""
+    sc = d.sc
+    last = d.n_periods - 1
+    ppy = d.ppy
+    v = sc.valuation
+    held0 = sc.treasury.btc_held
+    salvage = np.array([s.asic_salvage_usd_per_mw for s in sc.sites]) / MONEY
+
+    def equity_rule(_, k):
+        ai_coefs, ai_terms = _ocf_terms(m, d, k, last, penalties=False)
+        n_min = d.n_sites
+        coefs = [v.mining_margin_multiple * ppy * c for c in ai_coefs[:n_min]]
+        coefs += [v.ai_noi_multiple * ppy * c for c in ai_coefs[n_min:]]
+        terms = list(ai_terms)
+        coefs = [d.discount * c for c in coefs]
+        coefs += [d.discount] + (d.discount * salvage).tolist()
+        terms += [m.cash[k, last]] + [m.asic[s, last] for s in m.S]
+        coefs += [-d.discount * float(d.btc_price[k, last])] * d.n_periods
+        terms += [m.btc_sold[t] for t in m.T]
+        coefs += [-d.discount] * d.n_facilities
+        terms += [m.balance[f, last] for f in m.F]
+        constant = d.discount * float(d.btc_price[k, last]) * held0
+        return linear(-constant, [1.0] + [-c for c in coefs], [m.equity[k]] + terms) == 0.0
+
+    m.equity_def = pyo.Constraint(m.K, rule=equity_rule)
+    lam = sc.risk.cvar_weight
+    mean = linear(0.0, d.weights, [m.equity[k] for k in m.K])
+    if lam > 0:
+        m.var_level = pyo.Var(within=pyo.Reals)
+        m.shortfall = pyo.Var(m.K, within=pyo.NonNegativeReals)
+        m.shortfall_def = pyo.Constraint(
+            m.K,
+            rule=lambda _, k: linear(0.0, [1.0, 1.0, 1.0], [m.shortfall[k], m.equity[k], m.var_level]) >= 0.0,
+        )
+        tail = 1.0 - sc.risk.cvar_alpha
+        m.cvar = pyo.Expression(
+            expr=linear(0.0, [1.0] + (d.weights / tail).tolist(), [m.var_level] + [m.shortfall[k] for k in m.K])
+        )
+        m.objective = pyo.Objective(expr=mean - lam * m.cvar, sense=pyo.maximize)
+    else:
+        m.objective = pyo.Objective(expr=mean, sense=pyo.maximize)
+
+
+def build_model(d: ModelData, *, covenants: bool = True, hard_deadlines: bool = True) -> pyo.ConcreteModel:
+    """The full MILP; ``covenants`` and ``hard_deadlines`` switch families off for diagnosis."""
+    m = pyo.ConcreteModel(name=f"hashpivot:{d.sc.name}")
+    add_variables(m, d)
+    add_conversion_constraints(m, d)
+    add_rack_constraints(m, d)
+    add_capacity_constraints(m, d)
+    add_lease_constraints(m, d)
+    if not hard_deadlines:
+        m.hard_deadline.deactivate()
+    add_debt_constraints(m, d)
+    add_cash_constraints(m, d)
+    if covenants:
+        add_covenant_constraints(m, d)
+    add_objective(m, d)
+    return m
