@@ -13,9 +13,11 @@ value computed here for the plan it returns. With an ``n``-first axis (scenarios
     W        = (1+r)^{−TΔ}·(cash[T−1] + P[T−1]·held[T−1] + ppy·(mult_ai·AI_NOI[T−1]
                + mult_mining·MIN[T−1]) + Σ_s salvage_s·A[s,T−1] − Σ_f balance_f[T−1])
 
-with AI_NOI = LEASE + RACK + MKT − IT opex. Covenants, tested from the first full year
-(t ≥ ppy−1) on trailing windows of ppy periods: DSCR, Σ OCF ≥ min_dscr·Σ DS where Σ DS > 0;
-leverage, Σ_f balance ≤ max_leverage·Σ OCF (annualised) where the balance is > 0.
+with AI_NOI = LEASE + RACK + MKT − IT opex. Covenants are in force from a facility's draw start to
+its maturity once anything is drawn from it (facilities with ``covenants: true``), tested from
+the first full year (t ≥ ppy−1) on trailing windows of ppy periods: DSCR, Σ OCF ≥ min_dscr·Σ DS
+(DS scheduled: interest and amortisation, bullets excluded); leverage, Σ_f balance ≤
+max_leverage·Σ OCF (annualised).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 
 from hashpivot.scenarios import Scenario
 
-from .plan import Plan, Schedule, lease_terms, schedule
+from .plan import Plan, Schedule, covenant_periods, lease_terms, schedule
 
 #: Money tolerance of the constraint checks [$]: well above the MILP's feasibility tolerance
 #: (1e-7 in millions), far below anything that matters.
@@ -56,7 +58,9 @@ class CashFlows:
         return (self.dscr_breach | self.leverage_breach).any(axis=1)
 
 
-def rack_coefficient(sc: Scenario, gpu_hour_usd: Any, power_usd_per_mwh: Any, xp: ModuleType = np) -> Any:
+def rack_coefficient(
+    sc: Scenario, gpu_hour_usd: Any, power_usd_per_mwh: Any, xp: ModuleType = np
+) -> Any:
     """Net revenue of one active rack at each site, (n, S, T) [$/rack/period]."""
     g = sc.gpu_racks
     hours = sc.horizon.hours_per_period
@@ -99,21 +103,30 @@ def cash_flows(
     rent, _, _ = lease_terms(sc)
     d = xp.asarray(sch.lease_total_it_mw)  # (L, T)
     lease = (
-        d[None] * (xp.asarray(rent)[None] * xp.asarray(coeffs["tenant_survival"])
-                   + mu[:, None, :] * xp.asarray(coeffs["tenant_relet"]))
+        d[None]
+        * (
+            xp.asarray(rent)[None] * xp.asarray(coeffs["tenant_survival"])
+            + mu[:, None, :] * xp.asarray(coeffs["tenant_relet"])
+        )
     ).sum(axis=1)
     racks = (
-        rack_coefficient(sc, xp.asarray(coeffs["gpu_hour_usd"]), xp.asarray(coeffs["power_usd_per_mwh"]), xp)
+        rack_coefficient(
+            sc, xp.asarray(coeffs["gpu_hour_usd"]), xp.asarray(coeffs["power_usd_per_mwh"]), xp
+        )
         * xp.asarray(sch.racks_active)[None]
     ).sum(axis=1)
     market = mu * xp.asarray(sch.market_it_mw.sum(axis=0))[None]
-    it_opex = float(0.0) + xp.asarray(
-        (np.array([s.conversion.opex_usd_per_it_mw_year * dt for s in sc.sites])[:, None]
-         * sch.it_online_mw).sum(axis=0)
+    it_opex = 0.0 + xp.asarray(
+        (
+            np.array([s.conversion.opex_usd_per_it_mw_year * dt for s in sc.sites])[:, None]
+            * sch.it_online_mw
+        ).sum(axis=0)
     )
     pen = xp.asarray(
-        (np.array([lo.late_penalty_usd_per_mw_period for lo in sc.lease_offers])[:, None]
-         * sch.lease_short_it_mw).sum(axis=0)
+        (
+            np.array([lo.late_penalty_usd_per_mw_period for lo in sc.lease_offers])[:, None]
+            * sch.lease_short_it_mw
+        ).sum(axis=0)
     )
     ai_revenue = lease + racks + market
     ai_noi = ai_revenue - it_opex[None]
@@ -121,7 +134,10 @@ def cash_flows(
     btc = xp.asarray(coeffs["btc_price_usd"])
     fees = np.array([f.upfront_fee_share for f in sc.debt_facilities])[:, None]
     financing = xp.asarray(
-        (plan.draws_usd * (1.0 - fees)).sum(axis=0) - sch.debt_service_usd - sch.capex_usd + sch.salvage_usd
+        (plan.draws_usd * (1.0 - fees)).sum(axis=0)
+        - sch.debt_service_usd
+        - sch.capex_usd
+        + sch.salvage_usd
     )
     growth = 1.0 + h.cash_interest_rate * dt
     n = ocf.shape[0]
@@ -131,7 +147,9 @@ def cash_flows(
     for t in range(n_t):
         prev = prev * growth + ocf[:, t] + financing[t] + btc[:, t] * sold[t]
         cash[:, t] = prev
-    salvage_end = float((np.array([s.asic_salvage_usd_per_mw for s in sc.sites]) * sch.asic_mw[:, -1]).sum())
+    salvage_end = float(
+        (np.array([s.asic_salvage_usd_per_mw for s in sc.sites]) * sch.asic_mw[:, -1]).sum()
+    )
     v = sc.valuation
     terminal = (
         cash[:, -1]
@@ -141,20 +159,23 @@ def cash_flows(
         - float(sch.balance_usd[:, -1].sum())
     )
     disc = (1.0 + h.discount_rate) ** (-n_t * dt)
-    # covenants on trailing years
-    ds_trail = xp.asarray(trailing_sum(sch.debt_service_usd, ppy))
+    # covenants on trailing years, in the periods a drawn facility's covenants are in force
+    tested = xp.asarray(covenant_periods(sc, plan))
+    ds_trail = xp.asarray(trailing_sum(sch.scheduled_service_usd, ppy))
     ocf_trail = trailing_sum(ocf, ppy, xp)
-    tested = xp.asarray(np.arange(n_t) >= ppy - 1)
     cov = sc.covenants
-    dscr_on = tested & (ds_trail > CASH_TOL_USD)
+    dscr_on = tested
     dscr_breach = dscr_on[None] & (ocf_trail < cov.min_dscr * ds_trail[None] - CASH_TOL_USD)
     debt = xp.asarray(sch.balance_usd.sum(axis=0))
     window = xp.asarray(np.minimum(np.arange(n_t) + 1, ppy))
-    lev_on = tested & (debt > CASH_TOL_USD)
-    lev_breach = lev_on[None] & (
+    lev_breach = tested[None] & (
         debt[None] > cov.max_leverage * ocf_trail * (ppy / window)[None] + CASH_TOL_USD
     )
-    ratio = xp.where(dscr_on[None], ocf_trail / xp.where(ds_trail > 0, ds_trail, 1.0)[None], xp.inf)
+    ratio = xp.where(
+        dscr_on[None] & (ds_trail > 0)[None],
+        ocf_trail / xp.where(ds_trail > 0, ds_trail, 1.0)[None],
+        xp.inf,
+    )
     return CashFlows(
         ocf_usd=ocf,
         mining_usd=mining,

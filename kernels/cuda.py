@@ -24,9 +24,53 @@ GPU_CHUNK_MIN, GPU_CHUNK_MAX = 1 << 14, 1 << 22
 GPU_MEMORY_SHARE = 0.5
 
 # Slot names of market.cu, in order.
-P_SLOTS = ["ln_p0", "btc_drift_dt", "btc_vol_sqdt", "jump_lambda_dt", "jump_mean", "jump_std", "btc_mean_return", "ln_h0", "hash_drift_dt", "hash_vol_sqdt", "hash_beta", "halving_step", "ln_lease0", "lease_drift_dt", "lease_a", "lease_sd", "occ_mean_logit", "occ_u0", "occ_a", "occ_sd", "ln_gpu0", "gpu_drift_dt", "gpu_vol_sqdt", "hist_width"]
+P_SLOTS = [
+    "ln_p0",
+    "btc_drift_dt",
+    "btc_vol_sqdt",
+    "jump_lambda_dt",
+    "jump_mean",
+    "jump_std",
+    "btc_mean_return",
+    "ln_h0",
+    "hash_drift_dt",
+    "hash_vol_sqdt",
+    "hash_beta",
+    "halving_step",
+    "ln_lease0",
+    "lease_drift_dt",
+    "lease_a",
+    "lease_sd",
+    "occ_mean_logit",
+    "occ_u0",
+    "occ_a",
+    "occ_sd",
+    "ln_gpu0",
+    "gpu_drift_dt",
+    "gpu_vol_sqdt",
+    "hist_width",
+]
 I_SIZES = ["T", "R", "S", "lag", "nf", "nn", "F", "NB", "W", "ngroups", "nfeat_cols"]
-I_OFFSETS = ["hpconst", "halv", "leasevar", "ptheta", "px0", "pa", "psd", "pintra", "chol", "slnrev", "shu", "sshare", "sfixed", "sresale", "shift", "histlo", "poisson", "groupw"]
+I_OFFSETS = [
+    "hpconst",
+    "halv",
+    "leasevar",
+    "ptheta",
+    "px0",
+    "pa",
+    "psd",
+    "pintra",
+    "chol",
+    "slnrev",
+    "shu",
+    "sshare",
+    "sfixed",
+    "sresale",
+    "shift",
+    "histlo",
+    "poisson",
+    "groupw",
+]
 MAX_REGIONS = 32
 
 

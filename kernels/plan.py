@@ -14,7 +14,9 @@ without a market path is derived here, once:
 - leases: rent per delivered IT MW rate·(1+esc)^{⌊(t−start)/ppy⌋}·1000·12Δ for t in
   [start, start + term); shortfall it_mw·y − D from ``deliver_by`` to the end of the term;
 - debt: maturity M = draw_end + round(tenor/Δ); principal D_total/(M − draw_end) in each period
-  of (draw_end, M]; interest rate·Δ on the opening balance; fee on each draw;
+  of (draw_end, M] (linear) or all at M (bullet); interest rate·Δ on the opening balance; fee
+  on each draw. Scheduled debt service (for DSCR) is interest plus linear amortisation: a
+  bullet is a refinancing event that cash must still meet, not part of the covenant ratio;
 - treasury: BTC held = held₀ − Σ_{τ≤t} b[τ].
 """
 
@@ -88,14 +90,21 @@ class Plan:
     def from_json(cls, data: dict[str, Any]) -> Plan:
         """Read a plan written by :meth:`to_json`; raises ``ValueError`` naming the field."""
         try:
-            names = (tuple(data["sites"]), tuple(data["lease_offers"]), tuple(data["debt_facilities"]))
+            names = (
+                tuple(data["sites"]),
+                tuple(data["lease_offers"]),
+                tuple(data["debt_facilities"]),
+            )
             t = int(data["periods"])
             s, n_l, n_f = (len(x) for x in names)
             fields = {
                 "blocks": (np.asarray(data["blocks"], dtype=float), (s, t)),
                 "racks_new": (np.asarray(data["racks_new"], dtype=float), (s, t)),
                 "lease_signed": (np.asarray(data["lease_signed"], dtype=bool), (n_l,)),
-                "lease_it_mw": (np.asarray(data["lease_it_mw"], dtype=float).reshape(-1), (n_l, s, t)),
+                "lease_it_mw": (
+                    np.asarray(data["lease_it_mw"], dtype=float).reshape(-1),
+                    (n_l, s, t),
+                ),
                 "draws_usd": (np.asarray(data["draws_usd"], dtype=float).reshape(-1), (n_f, t)),
                 "btc_sold": (np.asarray(data["btc_sold"], dtype=float), (t,)),
             }
@@ -135,7 +144,8 @@ class Schedule:
     interest_usd: np.ndarray  # (F, T)
     principal_usd: np.ndarray  # (F, T)
     balance_usd: np.ndarray  # (F, T) end of period
-    debt_service_usd: np.ndarray  # (T,)
+    debt_service_usd: np.ndarray  # (T,) interest and all principal (cash)
+    scheduled_service_usd: np.ndarray  # (T,) interest and amortisation, no bullets (DSCR)
     btc_held: np.ndarray  # (T,) end of period
 
 
@@ -154,7 +164,11 @@ def lease_terms(sc: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         years = np.floor((t - start) / h.periods_per_year).clip(0)
         rent[i] = np.where(
             active[i],
-            lo.rate_usd_per_kw_month * (1 + lo.escalator_per_year) ** years * 1000.0 * 12 * h.dt_years,
+            lo.rate_usd_per_kw_month
+            * (1 + lo.escalator_per_year) ** years
+            * 1000.0
+            * 12
+            * h.dt_years,
             0.0,
         )
         late[i] = active[i] & (t >= lo.deliver_by_period)
@@ -175,6 +189,31 @@ def debt_terms(sc: Scenario) -> tuple[np.ndarray, np.ndarray]:
         first = maturity - n_amort + 1
         repay[i] = np.where((t >= first) & (t <= maturity), 1.0 / n_amort, 0.0)
     return allowed, repay
+
+
+def covenant_windows(sc: Scenario) -> np.ndarray:
+    """Periods each facility's covenants are in force if it is drawn: draw start to maturity
+    (to the horizon's end), for facilities with covenants; (F, T) bool."""
+    h = sc.horizon
+    t = np.arange(h.n_periods)
+    out = np.zeros((len(sc.debt_facilities), h.n_periods), dtype=bool)
+    for i, f in enumerate(sc.debt_facilities):
+        maturity = f.draw_end_period + max(1, round(f.tenor_years * h.periods_per_year))
+        out[i] = f.covenants & (t >= f.draw_start_period) & (t <= maturity)
+    return out
+
+
+def covenant_periods(sc: Scenario, plan: Plan) -> np.ndarray:
+    """Periods the covenants are tested for ``plan``: inside the window of a drawn facility with
+    covenants, from the first full year on; (T,) bool."""
+    drawn = plan.draws_usd.sum(axis=1) > 0
+    windows = covenant_windows(sc)
+    live = (
+        (windows & drawn[:, None]).any(axis=0)
+        if windows.size
+        else np.zeros(sc.horizon.n_periods, bool)
+    )
+    return live & (np.arange(sc.horizon.n_periods) >= sc.horizon.periods_per_year - 1)
 
 
 def rack_life_periods(sc: Scenario) -> int:
@@ -209,7 +248,9 @@ def schedule(sc: Scenario, plan: Plan) -> Schedule:
     racks_active = c - np.concatenate([np.zeros((c.shape[0], life)), c], axis=1)[:, :n_t]
     rack_it = racks_active * sc.gpu_racks.rack_kw / 1000.0
     capex += plan.racks_new.sum(axis=0) * sc.gpu_racks.capex_usd_per_rack
-    salvage = (plan.blocks * block * np.array([s.asic_salvage_usd_per_mw for s in sc.sites])[:, None]).sum(axis=0)
+    salvage = (
+        plan.blocks * block * np.array([s.asic_salvage_usd_per_mw for s in sc.sites])[:, None]
+    ).sum(axis=0)
     lease_total = plan.lease_it_mw.sum(axis=1)
     market = online - plan.lease_it_mw.sum(axis=0) - rack_it
     _, _, late = lease_terms(sc)
@@ -223,6 +264,7 @@ def schedule(sc: Scenario, plan: Plan) -> Schedule:
     rates = np.array([f.rate_per_year for f in sc.debt_facilities])[:, None]
     interest = rates * dt * opening
     fees = np.array([f.upfront_fee_share for f in sc.debt_facilities])[:, None] * plan.draws_usd
+    amortising = np.array([f.repayment == "linear" for f in sc.debt_facilities], dtype=float)
     return Schedule(
         asic_mw=asic,
         converting_mw=converting,
@@ -239,5 +281,6 @@ def schedule(sc: Scenario, plan: Plan) -> Schedule:
         principal_usd=principal,
         balance_usd=balance,
         debt_service_usd=(interest + principal).sum(axis=0),
+        scheduled_service_usd=(interest + principal * amortising[:, None]).sum(axis=0),
         btc_held=sc.treasury.btc_held - np.cumsum(plan.btc_sold),
     )

@@ -92,7 +92,9 @@ class ReducedScenarios:
 
     def weighted_means(self) -> dict[str, np.ndarray]:
         """Σ_k p_k·coefficient_k for every coefficient."""
-        return {k: np.tensordot(self.weights, v, axes=1) for k, v in self.coefficient_arrays().items()}
+        return {
+            k: np.tensordot(self.weights, v, axes=1) for k, v in self.coefficient_arrays().items()
+        }
 
 
 # --------------------------------------------------------------------------- per-path data
@@ -152,7 +154,9 @@ def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     c = np.array(centers)
     for _ in range(KMEANS_ITERS):
         labels = _nearest(x, c)
-        new = np.array([x[labels == j].mean(axis=0) if np.any(labels == j) else c[j] for j in range(len(c))])
+        new = np.array(
+            [x[labels == j].mean(axis=0) if np.any(labels == j) else c[j] for j in range(len(c))]
+        )
         if np.allclose(new, c):
             break
         c = new
@@ -207,7 +211,9 @@ def reduce_scenarios(
 
     # 1. pilot: features, score scaling, tail threshold, centroids
     n_pilot = min(paths, pilot_paths)
-    feats, score, _ = _features_and_coefficients(mp, key, xp.arange(n_pilot, dtype=xp.int64), gap, ppy, xp)
+    feats, score, _ = _features_and_coefficients(
+        mp, key, xp.arange(n_pilot, dtype=xp.int64), gap, ppy, xp
+    )
     feats, score = to_numpy(feats), to_numpy(score)
     f_mu, f_sd = feats.mean(axis=0), feats.std(axis=0)
     f_sd[f_sd <= 0.0] = 1.0
@@ -245,10 +251,15 @@ def reduce_scenarios(
         onehot = (labels[None, :] == xp.arange(k_all)[:, None]).astype(xp.float64)
         counts += to_numpy(onehot.sum(axis=1))
         for name, arr in co.items():
-            part = to_numpy(onehot @ arr.reshape(arr.shape[0], -1)).reshape((k_all,) + arr.shape[1:])
+            part = to_numpy(onehot @ arr.reshape(arr.shape[0], -1)).reshape(
+                (k_all,) + arr.shape[1:]
+            )
             sums[name] = sums[name] + part if name in sums else part
     keep = counts > 0
-    means = {name: s[keep] / counts[keep].reshape((-1,) + (1,) * (s.ndim - 1)) for name, s in sums.items()}
+    means = {
+        name: s[keep] / counts[keep].reshape((-1,) + (1,) * (s.ndim - 1))
+        for name, s in sums.items()
+    }
     full = {name: s.sum(axis=0) / paths for name, s in sums.items()}
     return ReducedScenarios(
         weights=counts[keep] / paths,

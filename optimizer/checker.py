@@ -28,7 +28,11 @@ def _shape_problems(sc: Scenario, plan: Plan) -> list[str]:
         "lease_offers": (plan.lease_names, tuple(x.name for x in sc.lease_offers)),
         "debt_facilities": (plan.facility_names, tuple(x.name for x in sc.debt_facilities)),
     }
-    out = [f"plan.{k}: must be {list(want)} (got {list(got)})" for k, (got, want) in expect.items() if got != want]
+    out = [
+        f"plan.{k}: must be {list(want)} (got {list(got)})"
+        for k, (got, want) in expect.items()
+        if got != want
+    ]
     if plan.n_periods != t:
         out.append(f"plan.periods: must be {t} (got {plan.n_periods})")
     if out:
@@ -50,7 +54,11 @@ class _Collector:
             self.lines.append(line)
 
     def result(self) -> list[str]:
-        extra = [f"... and {n - MAX_PER_RULE} more '{r}' violations" for r, n in self.counts.items() if n > MAX_PER_RULE]
+        extra = [
+            f"... and {n - MAX_PER_RULE} more '{r}' violations"
+            for r, n in self.counts.items()
+            if n > MAX_PER_RULE
+        ]
         return self.lines + extra
 
 
@@ -78,19 +86,31 @@ def check_plan(sc: Scenario, plan: Plan, scenarios: ReducedScenarios | None = No
         for t in np.flatnonzero(b < 0):
             c.add("blocks", f"site '{s.name}' period {t}: blocks must be >= 0 (got {b[t]})")
         for t in np.flatnonzero(b > s.conversion.max_blocks_per_period):
-            c.add("blocks", f"site '{s.name}' period {t}: {b[t]} blocks started, at most "
-                             f"{s.conversion.max_blocks_per_period} per period")
+            c.add(
+                "blocks",
+                f"site '{s.name}' period {t}: {b[t]} blocks started, at most "
+                f"{s.conversion.max_blocks_per_period} per period",
+            )
         converted = np.cumsum(b) * s.conversion.block_mw
         for t in np.flatnonzero(converted > s.convertible_mw + QTY_TOL)[:1]:
-            c.add("convertible", f"site '{s.name}' period {t}: converts {converted[t]:g} MW, more than "
-                                  f"its {s.convertible_mw:g} convertible MW")
+            c.add(
+                "convertible",
+                f"site '{s.name}' period {t}: converts {converted[t]:g} MW, more than "
+                f"its {s.convertible_mw:g} convertible MW",
+            )
         for t in np.flatnonzero(converted > s.asic_mw + QTY_TOL)[:1]:
-            c.add("asic", f"site '{s.name}' period {t}: converts {converted[t]:g} MW, more than its "
-                           f"{s.asic_mw:g} ASIC MW")
+            c.add(
+                "asic",
+                f"site '{s.name}' period {t}: converts {converted[t]:g} MW, more than its "
+                f"{s.asic_mw:g} ASIC MW",
+            )
     fleet = plan.blocks.sum(axis=0)
     for t in np.flatnonzero(fleet > sc.construction.max_blocks_per_period):
-        c.add("fleet", f"period {t}: {fleet[t]} blocks started fleet-wide, at most "
-                        f"{sc.construction.max_blocks_per_period}")
+        c.add(
+            "fleet",
+            f"period {t}: {fleet[t]} blocks started fleet-wide, at most "
+            f"{sc.construction.max_blocks_per_period}",
+        )
     # racks
     g = sc.gpu_racks
     if np.any(plan.racks_new < 0):
@@ -103,9 +123,12 @@ def check_plan(sc: Scenario, plan: Plan, scenarios: ReducedScenarios | None = No
     sch = schedule(sc, plan)
     # capacity
     for i, t in np.argwhere(sch.market_it_mw < -QTY_TOL):
-        c.add("capacity", f"site '{names[i]}' period {t}: leases and racks use "
-                           f"{sch.it_online_mw[i, t] - sch.market_it_mw[i, t]:g} IT MW, only "
-                           f"{sch.it_online_mw[i, t]:g} online")
+        c.add(
+            "capacity",
+            f"site '{names[i]}' period {t}: leases and racks use "
+            f"{sch.it_online_mw[i, t] - sch.market_it_mw[i, t]:g} IT MW, only "
+            f"{sch.it_online_mw[i, t]:g} online",
+        )
     # leases
     _, active, late = lease_terms(sc)
     for l, lo in enumerate(sc.lease_offers):
@@ -113,6 +136,8 @@ def check_plan(sc: Scenario, plan: Plan, scenarios: ReducedScenarios | None = No
         if np.any(d < -QTY_TOL):
             c.add("lease", f"lease '{lo.name}': delivered IT MW must be >= 0")
         used = np.flatnonzero(d.sum(axis=1) > QTY_TOL)
+        if lo.committed and not plan.lease_signed[l]:
+            c.add("lease", f"lease '{lo.name}' is committed (already signed) and must be delivered")
         if not plan.lease_signed[l]:
             if used.size:
                 c.add("lease", f"lease '{lo.name}' is not signed but receives IT MW")
@@ -121,16 +146,24 @@ def check_plan(sc: Scenario, plan: Plan, scenarios: ReducedScenarios | None = No
             if names[i] not in lo.eligible_sites:
                 c.add("lease", f"lease '{lo.name}': site '{names[i]}' is not eligible")
         if lo.single_campus and used.size > 1:
-            c.add("lease", f"lease '{lo.name}' is single-campus but uses {[names[i] for i in used]}")
+            c.add(
+                "lease", f"lease '{lo.name}' is single-campus but uses {[names[i] for i in used]}"
+            )
         total = d.sum(axis=0)
         for t in np.flatnonzero(total > lo.it_mw + QTY_TOL):
-            c.add("lease", f"lease '{lo.name}' period {t}: {total[t]:g} IT MW delivered, more than {lo.it_mw:g}")
+            c.add(
+                "lease",
+                f"lease '{lo.name}' period {t}: {total[t]:g} IT MW delivered, more than {lo.it_mw:g}",
+            )
         for t in np.flatnonzero((total > QTY_TOL) & ~active[l]):
             c.add("lease", f"lease '{lo.name}' period {t}: delivery outside the lease term")
         if lo.hard_deadline:
             for t in np.flatnonzero(late[l] & (total < lo.it_mw - QTY_TOL)):
-                c.add("deadline", f"lease '{lo.name}' period {t}: {total[t]:g} of {lo.it_mw:g} IT MW "
-                                   f"delivered after its hard deadline (period {lo.deliver_by_period})")
+                c.add(
+                    "deadline",
+                    f"lease '{lo.name}' period {t}: {total[t]:g} of {lo.it_mw:g} IT MW "
+                    f"delivered after its hard deadline (period {lo.deliver_by_period})",
+                )
     # debt
     allowed, _ = debt_terms(sc)
     for f, fac in enumerate(sc.debt_facilities):
@@ -138,18 +171,29 @@ def check_plan(sc: Scenario, plan: Plan, scenarios: ReducedScenarios | None = No
         if np.any(dr < -CASH_TOL_USD):
             c.add("debt", f"facility '{fac.name}': draws must be >= 0")
         for t in np.flatnonzero((np.abs(dr) > CASH_TOL_USD) & ~allowed[f]):
-            c.add("debt", f"facility '{fac.name}' period {t}: draw outside the window "
-                           f"{fac.draw_start_period}–{fac.draw_end_period}")
+            c.add(
+                "debt",
+                f"facility '{fac.name}' period {t}: draw outside the window "
+                f"{fac.draw_start_period}–{fac.draw_end_period}",
+            )
         if dr.sum() > fac.size_usd * (1 + 1e-9) + CASH_TOL_USD:
-            c.add("debt", f"facility '{fac.name}': draws ${dr.sum():,.0f} exceed its size ${fac.size_usd:,.0f}")
+            c.add(
+                "debt",
+                f"facility '{fac.name}': draws ${dr.sum():,.0f} exceed its size ${fac.size_usd:,.0f}",
+            )
     # treasury
     tr = sc.treasury
     for t in np.flatnonzero(plan.btc_sold < -QTY_TOL):
         c.add("treasury", f"period {t}: BTC sold must be >= 0")
     for t in np.flatnonzero(plan.btc_sold > tr.max_btc_sale_per_period + QTY_TOL):
-        c.add("treasury", f"period {t}: {plan.btc_sold[t]:g} BTC sold, at most {tr.max_btc_sale_per_period:g}")
+        c.add(
+            "treasury",
+            f"period {t}: {plan.btc_sold[t]:g} BTC sold, at most {tr.max_btc_sale_per_period:g}",
+        )
     for t in np.flatnonzero(sch.btc_held < tr.btc_floor - QTY_TOL)[:1]:
-        c.add("treasury", f"period {t}: BTC held {sch.btc_held[t]:g} below the floor {tr.btc_floor:g}")
+        c.add(
+            "treasury", f"period {t}: BTC held {sch.btc_held[t]:g} below the floor {tr.btc_floor:g}"
+        )
     if rack_life_periods(sc) <= 0:  # pragma: no cover - schema guarantees a positive life
         c.add("racks", "rack life must be positive")
     if scenarios is not None and not c.lines:
@@ -160,11 +204,17 @@ def check_plan(sc: Scenario, plan: Plan, scenarios: ReducedScenarios | None = No
 def _check_cash(sc: Scenario, plan: Plan, red: ReducedScenarios, c: _Collector, n_t: int) -> None:
     cf = cash_flows(sc, plan, red.coefficient_arrays())
     for k, t in np.argwhere(cf.cash_usd < sc.covenants.min_cash_usd - CASH_TOL_USD):
-        c.add("cash", f"scenario {k} period {t}: cash ${cf.cash_usd[k, t]:,.0f} below the minimum "
-                       f"${sc.covenants.min_cash_usd:,.0f}")
+        c.add(
+            "cash",
+            f"scenario {k} period {t}: cash ${cf.cash_usd[k, t]:,.0f} below the minimum "
+            f"${sc.covenants.min_cash_usd:,.0f}",
+        )
     breach = np.asarray(cf.covenant_breach)
     share = float(red.weights[breach].sum())
     allowed = 1.0 - sc.covenants.confidence
     if share > allowed + 1e-9:
-        c.add("covenants", f"covenants fail in scenarios of weight {share:.4f}, more than the "
-                            f"{allowed:.4f} allowed by confidence {sc.covenants.confidence:g}")
+        c.add(
+            "covenants",
+            f"covenants fail in scenarios of weight {share:.4f}, more than the "
+            f"{allowed:.4f} allowed by confidence {sc.covenants.confidence:g}",
+        )

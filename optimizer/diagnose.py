@@ -32,13 +32,16 @@ def max_it_online_by(sc: Scenario, site: int, period: int) -> float:
 
 
 def lease_deadline_problems(sc: Scenario) -> list[str]:
-    """Hard-deadline leases that no campus can deliver in time."""
+    """Committed hard-deadline leases that no campus can deliver in time (an unsigned offer
+    that cannot be delivered is simply left unsigned)."""
     names = [s.name for s in sc.sites]
     out = []
     for lo in sc.lease_offers:
-        if not lo.hard_deadline:
+        if not (lo.hard_deadline and lo.committed):
             continue
-        caps = [max_it_online_by(sc, names.index(e), lo.deliver_by_period) for e in lo.eligible_sites]
+        caps = [
+            max_it_online_by(sc, names.index(e), lo.deliver_by_period) for e in lo.eligible_sites
+        ]
         best = max(caps) if lo.single_campus else sum(caps)
         if best + 1e-9 < lo.it_mw:
             where = "one eligible campus" if lo.single_campus else "the eligible sites together"
@@ -91,7 +94,10 @@ def explain_infeasibility(d: ModelData) -> list[str]:
             f"{d.sc.covenants.max_leverage:g}) cannot hold with confidence "
             f"{d.sc.covenants.confidence:g}: lower the confidence or the debt needed",
         ),
-        ({"hard_deadlines": False}, "hard lease deadlines cannot all be met together with the cash and covenant limits"),
+        (
+            {"hard_deadlines": False},
+            "hard lease deadlines cannot all be met together with the cash and covenant limits",
+        ),
     ):
         try:
             solve(d, time_limit_s=RELAXED_TIME_LIMIT_S, **kwargs)

@@ -6,7 +6,7 @@ region r, scenario k with weight p_k. Money is modelled in millions of USD (``MO
 First-stage decisions (the plan, common to all scenarios)
     n[s,t] ∈ ℤ₊ ≤ blocks_s           conversion blocks started
     r[s,t] ∈ ℤ₊                      GPU racks installed (Σ_s r[s,t] ≤ racks per period)
-    y[l] ∈ {0,1}, x[l,e] ∈ {0,1}     offer signed, campus chosen (Σ_e x[l,e] = y[l])
+    y[l] ∈ {0,1}, x[l,e] ∈ {0,1}     offer signed (1 if committed), campus (Σ_e x[l,e] = y[l])
     d[l,e,t] ≥ 0                     IT MW delivered (only in the lease's term)
     draw[f,t] ≥ 0                    only in the draw window; Σ_t draw[f,t] ≤ size_f
     b[t] ∈ [0, max_sale]             BTC sold; Σ_t b[t] ≤ held₀ − floor
@@ -26,6 +26,7 @@ Leases (``add_lease_constraints``)
 Debt and treasury (``add_debt_constraints``)
     B[f,t] = B[f,t−1] + draw[f,t] − q[f,t]·TD[f],  TD[f] = Σ_t draw[f,t]
     DS[t] = Σ_f rate_f·Δ·B[f,t−1] + q[f,t]·TD[f]   (q: repayment shares, bullet or linear)
+    DS_sched[t] = DS[t] without bullet principal (the DSCR's debt service)
     FIN[t] = Σ_f (1−fee_f)·draw[f,t] − DS[t] − capex[t] + salvage[t]
 
 Cash per scenario (``add_cash_constraints``)
@@ -34,9 +35,9 @@ Cash per scenario (``add_cash_constraints``)
     cash[k,t] = (1 + i_c·Δ)·cash[k,t−1] + OCF[k,t] + FIN[t] + P[k,t]·b[t] ≥ min cash
 
 Covenants as chance constraints (``add_covenant_constraints``), t ≥ ppy−1, trailing year W_t
-    Σ_{W_t} DS ≤ M·δ^ds[t];  Σ_f B[f,t] ≤ M·δ^b[t]                (δ = 1 where debt is live)
-    min_dscr·Σ_{W_t} DS − Σ_{W_t} OCF[k,·] ≤ M_k·(z_k + 1 − δ^ds[t])
-    Σ_f B[f,t] − max_lev·(ppy/|W_t|)·Σ_{W_t} OCF[k,·] ≤ M_k·(z_k + 1 − δ^b[t])
+    TD[f] ≤ size_f·u_f, u_f ∈ {0,1};  δ_t ≥ u_f where t is in f's window (draw start..maturity)
+    min_dscr·Σ_{W_t} DS_sched − Σ_{W_t} OCF[k,·] ≤ M_kt·(z_k + 1 − δ_t)
+    Σ_f B[f,t] − max_lev·(ppy/|W_t|)·Σ_{W_t} OCF[k,·] ≤ M'_kt·(z_k + 1 − δ_t)
     Σ_k p_k·z_k ≤ 1 − confidence,  z_k ∈ {0,1}
 
 Objective (``add_objective``), Rockafellar–Uryasev CVaR
@@ -57,7 +58,7 @@ import pyomo.environ as pyo
 from pyomo.core.expr.numeric_expr import LinearExpression
 
 from hashpivot.kernels.cashflow import rack_coefficient
-from hashpivot.kernels.plan import debt_terms, lease_terms, rack_life_periods
+from hashpivot.kernels.plan import covenant_windows, debt_terms, lease_terms, rack_life_periods
 from hashpivot.kernels.reduce import ReducedScenarios
 from hashpivot.scenarios import Scenario
 
@@ -154,7 +155,9 @@ def model_data(sc: Scenario, red: ReducedScenarios) -> ModelData:
     )
 
 
-def linear(constant: float, coefs: Sequence[float] | np.ndarray, variables: Sequence) -> LinearExpression:
+def linear(
+    constant: float, coefs: Sequence[float] | np.ndarray, variables: Sequence
+) -> LinearExpression:
     """A Pyomo linear expression from a constant, coefficients and variables."""
     c = coefs.tolist() if isinstance(coefs, np.ndarray) else list(coefs)
     return LinearExpression(constant=float(constant), linear_coefs=c, linear_vars=list(variables))
@@ -162,7 +165,9 @@ def linear(constant: float, coefs: Sequence[float] | np.ndarray, variables: Sequ
 
 def _eligible(d: ModelData) -> list[tuple[int, int]]:
     names = [s.name for s in d.sc.sites]
-    return [(i, names.index(e)) for i, lo in enumerate(d.sc.lease_offers) for e in lo.eligible_sites]
+    return [
+        (i, names.index(e)) for i, lo in enumerate(d.sc.lease_offers) for e in lo.eligible_sites
+    ]
 
 
 # --------------------------------------------------------------------------- variables
@@ -177,21 +182,33 @@ def add_variables(m: pyo.ConcreteModel, d: ModelData) -> None:
     m.R = pyo.RangeSet(0, d.n_regions - 1)
     m.LE = pyo.Set(initialize=_eligible(d), dimen=2)
     m.LET = pyo.Set(
-        initialize=[(l, e, t) for (l, e) in _eligible(d) for t in range(d.n_periods) if d.active[l, t]],
+        initialize=[
+            (l, e, t) for (l, e) in _eligible(d) for t in range(d.n_periods) if d.active[l, t]
+        ],
         dimen=3,
     )
     per_site = {s: sc.sites[s].conversion.max_blocks_per_period for s in range(d.n_sites)}
-    m.blocks = pyo.Var(m.S, m.T, within=pyo.NonNegativeIntegers, bounds=lambda _, s, t: (0, per_site[s]))
+    m.blocks = pyo.Var(
+        m.S, m.T, within=pyo.NonNegativeIntegers, bounds=lambda _, s, t: (0, per_site[s])
+    )
     racks_max = sc.gpu_racks.max_racks_per_period if sc.gpu_racks.enabled else 0
     m.racks_new = pyo.Var(m.S, m.T, within=pyo.NonNegativeIntegers, bounds=(0, racks_max))
-    m.sign = pyo.Var(m.L, within=pyo.Binary)
+    committed = {l: sc.lease_offers[l].committed for l in range(d.n_leases)}
+    m.sign = pyo.Var(m.L, within=pyo.Binary, bounds=lambda _, l: (1 if committed[l] else 0, 1))
     single = {l: sc.lease_offers[l].single_campus for l in range(d.n_leases)}
-    m.campus = pyo.Var(m.LE, bounds=(0, 1), within=lambda _, l, e: pyo.Binary if single[l] else pyo.Reals)
+    m.campus = pyo.Var(
+        m.LE, bounds=(0, 1), within=lambda _, l, e: pyo.Binary if single[l] else pyo.Reals
+    )
     m.deliver = pyo.Var(m.LET, within=pyo.NonNegativeReals)
     m.delivered = pyo.Var(m.L, m.T, within=pyo.NonNegativeReals)
     m.draw = pyo.Var(
-        m.F, m.T, within=pyo.NonNegativeReals,
-        bounds=lambda _, f, t: (0, sc.debt_facilities[f].size_usd / MONEY if d.draw_allowed[f, t] else 0),
+        m.F,
+        m.T,
+        within=pyo.NonNegativeReals,
+        bounds=lambda _, f, t: (
+            0,
+            sc.debt_facilities[f].size_usd / MONEY if d.draw_allowed[f, t] else 0,
+        ),
     )
     m.btc_sold = pyo.Var(m.T, bounds=(0, sc.treasury.max_btc_sale_per_period))
     m.asic = pyo.Var(m.S, m.T, within=pyo.NonNegativeReals)
@@ -202,6 +219,7 @@ def add_variables(m: pyo.ConcreteModel, d: ModelData) -> None:
     m.balance = pyo.Var(m.F, m.T, within=pyo.NonNegativeReals)
     m.total_draw = pyo.Var(m.F, within=pyo.NonNegativeReals)
     m.debt_service = pyo.Var(m.T, within=pyo.NonNegativeReals)
+    m.scheduled_service = pyo.Var(m.T, within=pyo.NonNegativeReals)
     m.financing = pyo.Var(m.T, within=pyo.Reals)
     m.it_opex = pyo.Var(m.T, within=pyo.NonNegativeReals)
     m.ocf = pyo.Var(m.K, m.T, within=pyo.Reals)
@@ -237,12 +255,14 @@ def add_conversion_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
     m.it_balance = pyo.Constraint(m.S, m.T, rule=it_rule)
     m.convertible_limit = pyo.Constraint(
         m.S,
-        rule=lambda _, s: linear(0.0, [d.block_mw[s]] * d.n_periods, [m.blocks[s, t] for t in m.T])
-        <= conv[s],
+        rule=lambda _, s: (
+            linear(0.0, [d.block_mw[s]] * d.n_periods, [m.blocks[s, t] for t in m.T]) <= conv[s]
+        ),
     )
     fleet = sc.construction.max_blocks_per_period
     m.fleet_blocks_limit = pyo.Constraint(
-        m.T, rule=lambda _, t: linear(0.0, [1.0] * d.n_sites, [m.blocks[s, t] for s in m.S]) <= fleet
+        m.T,
+        rule=lambda _, t: linear(0.0, [1.0] * d.n_sites, [m.blocks[s, t] for s in m.S]) <= fleet,
     )
 
 
@@ -264,13 +284,20 @@ def add_rack_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
     m.racks_active_balance = pyo.Constraint(m.S, m.T, rule=active_rule)
     per = d.sc.gpu_racks.max_racks_per_period
     m.racks_per_period_limit = pyo.Constraint(
-        m.T, rule=lambda _, t: linear(0.0, [1.0] * d.n_sites, [m.racks_new[s, t] for s in m.S]) <= per
+        m.T,
+        rule=lambda _, t: linear(0.0, [1.0] * d.n_sites, [m.racks_new[s, t] for s in m.S]) <= per,
     )
 
     def region_rule(_, r, t):
         sites = np.flatnonzero(d.site_region == r)
-        return linear(0.0, [1.0] + [-1.0] * len(sites),
-                      [m.racks_region[r, t]] + [m.racks_active[s, t] for s in sites]) == 0.0
+        return (
+            linear(
+                0.0,
+                [1.0] + [-1.0] * len(sites),
+                [m.racks_region[r, t]] + [m.racks_active[s, t] for s in sites],
+            )
+            == 0.0
+        )
 
     m.racks_region_sum = pyo.Constraint(m.R, m.T, rule=region_rule)
 
@@ -279,14 +306,17 @@ def add_capacity_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
     """IT capacity per site shared by leases, racks and the market; market IT MW total."""
     kw = d.sc.gpu_racks.rack_kw / 1000.0
     by_site: dict[tuple[int, int], list[int]] = {}
-    for (l, e, t) in m.LET:
+    for l, e, t in m.LET:
         by_site.setdefault((e, t), []).append(l)
 
     def site_rule(_, s, t):
         leases = by_site.get((s, t), [])
         return (
-            linear(0.0, [1.0] * len(leases) + [kw, -1.0],
-                   [m.deliver[l, s, t] for l in leases] + [m.racks_active[s, t], m.it_online[s, t]])
+            linear(
+                0.0,
+                [1.0] * len(leases) + [kw, -1.0],
+                [m.deliver[l, s, t] for l in leases] + [m.racks_active[s, t], m.it_online[s, t]],
+            )
             <= 0.0
         )
 
@@ -294,7 +324,11 @@ def add_capacity_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
 
     def market_rule(_, t):
         lets = [(l, e) for (l, e) in m.LE if d.active[l, t]]
-        terms = [m.market_it[t]] + [m.it_online[s, t] for s in m.S] + [m.racks_active[s, t] for s in m.S]
+        terms = (
+            [m.market_it[t]]
+            + [m.it_online[s, t] for s in m.S]
+            + [m.racks_active[s, t] for s in m.S]
+        )
         coefs = [1.0] + [-1.0] * d.n_sites + [kw] * d.n_sites
         terms += [m.deliver[l, e, t] for (l, e) in lets]
         coefs += [1.0] * len(lets)
@@ -310,11 +344,20 @@ def add_lease_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
     sites_of = {l: [e for (ll, e) in m.LE if ll == l] for l in m.L}
     m.campus_choice = pyo.Constraint(
         m.L,
-        rule=lambda _, l: linear(0.0, [1.0] * len(sites_of[l]) + [-1.0],
-                                 [m.campus[l, e] for e in sites_of[l]] + [m.sign[l]]) == 0.0,
+        rule=lambda _, l: (
+            linear(
+                0.0,
+                [1.0] * len(sites_of[l]) + [-1.0],
+                [m.campus[l, e] for e in sites_of[l]] + [m.sign[l]],
+            )
+            == 0.0
+        ),
     )
     m.deliver_at_campus = pyo.Constraint(
-        m.LET, rule=lambda _, l, e, t: linear(0.0, [1.0, -it_mw[l]], [m.deliver[l, e, t], m.campus[l, e]]) <= 0.0
+        m.LET,
+        rule=lambda _, l, e, t: (
+            linear(0.0, [1.0, -it_mw[l]], [m.deliver[l, e, t], m.campus[l, e]]) <= 0.0
+        ),
     )
 
     def total_rule(_, l, t):
@@ -322,13 +365,19 @@ def add_lease_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
             return linear(0.0, [1.0], [m.delivered[l, t]]) == 0.0
         sites = sites_of[l]
         return (
-            linear(0.0, [1.0] + [-1.0] * len(sites), [m.delivered[l, t]] + [m.deliver[l, e, t] for e in sites])
+            linear(
+                0.0,
+                [1.0] + [-1.0] * len(sites),
+                [m.delivered[l, t]] + [m.deliver[l, e, t] for e in sites],
+            )
             == 0.0
         )
 
     m.delivered_def = pyo.Constraint(m.L, m.T, rule=total_rule)
     m.delivered_limit = pyo.Constraint(
-        m.L, m.T, rule=lambda _, l, t: linear(0.0, [1.0, -it_mw[l]], [m.delivered[l, t], m.sign[l]]) <= 0.0
+        m.L,
+        m.T,
+        rule=lambda _, l, t: linear(0.0, [1.0, -it_mw[l]], [m.delivered[l, t], m.sign[l]]) <= 0.0,
     )
     hard = [(l, t) for l in m.L for t in m.T if sc.lease_offers[l].hard_deadline and d.late[l, t]]
     m.hard_deadline = pyo.Constraint(
@@ -343,11 +392,18 @@ def add_debt_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
     dt = sc.horizon.dt_years
     m.total_draw_def = pyo.Constraint(
         m.F,
-        rule=lambda _, f: linear(0.0, [1.0] + [-1.0] * d.n_periods, [m.total_draw[f]] + [m.draw[f, t] for t in m.T])
-        == 0.0,
+        rule=lambda _, f: (
+            linear(
+                0.0, [1.0] + [-1.0] * d.n_periods, [m.total_draw[f]] + [m.draw[f, t] for t in m.T]
+            )
+            == 0.0
+        ),
     )
     m.facility_size = pyo.Constraint(
-        m.F, rule=lambda _, f: linear(0.0, [1.0], [m.total_draw[f]]) <= sc.debt_facilities[f].size_usd / MONEY
+        m.F,
+        rule=lambda _, f: (
+            linear(0.0, [1.0], [m.total_draw[f]]) <= sc.debt_facilities[f].size_usd / MONEY
+        ),
     )
 
     def balance_rule(_, f, t):
@@ -372,11 +428,34 @@ def add_debt_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
         return linear(0.0, coefs, terms) == 0.0
 
     m.debt_service_def = pyo.Constraint(m.T, rule=service_rule)
+    amortising = [f.repayment == "linear" for f in sc.debt_facilities]
+
+    def scheduled_rule(_, t):
+        terms, coefs = [m.scheduled_service[t]], [1.0]
+        for f in m.F:
+            if t:
+                terms.append(m.balance[f, t - 1])
+                coefs.append(-rates[f])
+            if amortising[f]:
+                terms.append(m.total_draw[f])
+                coefs.append(-float(d.repay_share[f, t]))
+        return linear(0.0, coefs, terms) == 0.0
+
+    m.scheduled_service_def = pyo.Constraint(m.T, rule=scheduled_rule)
     spread = np.maximum(d.lead, 1)
-    capex_per_block = np.array(
-        [s.conversion.capex_usd_per_it_mw * d.rho[i] * d.block_mw[i] for i, s in enumerate(sc.sites)]
-    ) / MONEY
-    salvage_per_block = np.array([s.asic_salvage_usd_per_mw * d.block_mw[i] for i, s in enumerate(sc.sites)]) / MONEY
+    capex_per_block = (
+        np.array(
+            [
+                s.conversion.capex_usd_per_it_mw * d.rho[i] * d.block_mw[i]
+                for i, s in enumerate(sc.sites)
+            ]
+        )
+        / MONEY
+    )
+    salvage_per_block = (
+        np.array([s.asic_salvage_usd_per_mw * d.block_mw[i] for i, s in enumerate(sc.sites)])
+        / MONEY
+    )
     rack_capex = sc.gpu_racks.capex_usd_per_rack / MONEY
     fees = [1.0 - f.upfront_fee_share for f in sc.debt_facilities]
 
@@ -389,18 +468,28 @@ def add_debt_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
         for s in m.S:
             for tau in range(max(0, t - spread[s] + 1), t + 1):
                 terms.append(m.blocks[s, tau])
-                coefs.append(capex_per_block[s] / spread[s] - (salvage_per_block[s] if tau == t else 0.0))
+                coefs.append(
+                    capex_per_block[s] / spread[s] - (salvage_per_block[s] if tau == t else 0.0)
+                )
             terms.append(m.racks_new[s, t])
             coefs.append(rack_capex)
         return linear(0.0, coefs, terms) == 0.0
 
     m.financing_def = pyo.Constraint(m.T, rule=financing_rule)
     spare = sc.treasury.btc_held - sc.treasury.btc_floor
-    m.btc_floor = pyo.Constraint(rule=linear(0.0, [1.0] * d.n_periods, [m.btc_sold[t] for t in m.T]) <= spare)
+    m.btc_floor = pyo.Constraint(
+        rule=linear(0.0, [1.0] * d.n_periods, [m.btc_sold[t] for t in m.T]) <= spare
+    )
     m.it_opex_def = pyo.Constraint(
         m.T,
-        rule=lambda _, t: linear(0.0, [1.0] + (-d.it_opex).tolist(), [m.it_opex[t]] + [m.it_online[s, t] for s in m.S])
-        == 0.0,
+        rule=lambda _, t: (
+            linear(
+                0.0,
+                [1.0] + (-d.it_opex).tolist(),
+                [m.it_opex[t]] + [m.it_online[s, t] for s in m.S],
+            )
+            == 0.0
+        ),
     )
 
 
@@ -410,7 +499,11 @@ def _ocf_terms(m: pyo.ConcreteModel, d: ModelData, k: int, t: int, *, penalties:
     terms = [m.asic[s, t] for s in m.S]
     for l in m.L:
         if d.active[l, t]:
-            coefs.append(float(d.lease_coef[k, l, t]) if penalties else float(d.lease_coef[k, l, t] - d.penalty[l] * d.late[l, t]))
+            coefs.append(
+                float(d.lease_coef[k, l, t])
+                if penalties
+                else float(d.lease_coef[k, l, t] - d.penalty[l] * d.late[l, t])
+            )
             terms.append(m.delivered[l, t])
             if penalties and d.late[l, t] and d.penalty[l] > 0:
                 coefs.append(-float(d.penalty[l] * d.sc.lease_offers[l].it_mw))
@@ -458,7 +551,7 @@ def ocf_lower_bounds(d: ModelData) -> np.ndarray:
 
 
 def debt_upper_bounds(d: ModelData) -> tuple[np.ndarray, np.ndarray]:
-    """Upper bounds of debt service and of total balance per period, (T,) each [M$]."""
+    """Upper bounds of scheduled debt service and of total balance per period, (T,) each [M$]."""
     sc = d.sc
     dt = sc.horizon.dt_years
     ds = np.zeros(d.n_periods)
@@ -468,37 +561,52 @@ def debt_upper_bounds(d: ModelData) -> tuple[np.ndarray, np.ndarray]:
         opened = np.cumsum(d.draw_allowed[f]) > 0
         repaid = np.cumsum(d.repay_share[f])
         owed = np.where(opened, np.clip(1.0 - np.concatenate([[0.0], repaid[:-1]]), 0.0, 1.0), 0.0)
-        ds += size * (fac.rate_per_year * dt * owed + d.repay_share[f])
+        amortising = 1.0 if fac.repayment == "linear" else 0.0  # scheduled service: no bullets
+        ds += size * (fac.rate_per_year * dt * owed + amortising * d.repay_share[f])
         bal += size * np.where(opened, np.clip(1.0 - repaid, 0.0, 1.0), 0.0)
     return ds, bal
 
 
 def add_covenant_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
-    """DSCR and leverage per scenario as chance constraints, big-M per scenario and period."""
+    """DSCR and leverage per scenario as chance constraints.
+
+    A facility with covenants that is drawn at all (u_f = 1, TD_f ≤ size_f·u_f) puts them in
+    force over its window (draw start to maturity); δ_t ≥ u_f for every window covering t, and
+    the rows are relaxed by G·(1 − δ_t) where no drawn facility's covenants apply and by
+    M·z_k in excused scenarios.
+    """
     sc = d.sc
     cov = sc.covenants
     ppy = d.ppy
-    tested = [t for t in range(d.n_periods) if t >= ppy - 1]
-    if not d.n_facilities or not tested:
+    windows = covenant_windows(sc)
+    covered = windows.any(axis=0) if windows.size else np.zeros(d.n_periods, bool)
+    tested = [t for t in range(d.n_periods) if t >= ppy - 1 and covered[t]]
+    if not tested:
         return
+    with_cov = [f for f in range(d.n_facilities) if windows[f].any()]
     m.covenant_periods = pyo.Set(initialize=tested)
+    m.covenant_facilities = pyo.Set(initialize=with_cov)
     excusable = cov.confidence < 1.0
     m.excused = pyo.Var(m.K, within=pyo.Binary, bounds=(0, 1 if excusable else 0))
-    m.debt_live = pyo.Var(m.covenant_periods, within=pyo.Binary)
-    m.service_live = pyo.Var(m.covenant_periods, within=pyo.Binary)
+    m.facility_used = pyo.Var(m.covenant_facilities, within=pyo.Binary)
+    m.covenants_live = pyo.Var(m.covenant_periods, bounds=(0, 1))
+    size = {f: sc.debt_facilities[f].size_usd / MONEY for f in with_cov}
+    m.facility_used_link = pyo.Constraint(
+        m.covenant_facilities,
+        rule=lambda _, f: (
+            linear(0.0, [1.0, -size[f]], [m.total_draw[f], m.facility_used[f]]) <= 0.0
+        ),
+    )
+    pairs = [(t, f) for t in tested for f in with_cov if windows[f, t]]
+    m.covenants_live_link = pyo.Constraint(
+        pyo.Set(initialize=pairs, dimen=2),
+        rule=lambda _, t, f: (
+            linear(0.0, [1.0, -1.0], [m.covenants_live[t], m.facility_used[f]]) >= 0.0
+        ),
+    )
     window = {t: list(range(max(0, t - ppy + 1), t + 1)) for t in tested}
     ds_max, bal_max = debt_upper_bounds(d)
-    ds_trail = {t: float(ds_max[window[t]].sum()) * BIG_M_MARGIN + 1e-6 for t in tested}
-    m.service_live_link = pyo.Constraint(
-        m.covenant_periods,
-        rule=lambda _, t: linear(0.0, [1.0] * len(window[t]) + [-ds_trail[t]],
-                                 [m.debt_service[u] for u in window[t]] + [m.service_live[t]]) <= 0.0,
-    )
-    m.debt_live_link = pyo.Constraint(
-        m.covenant_periods,
-        rule=lambda _, t: linear(0.0, [1.0] * d.n_facilities + [-(bal_max[t] * BIG_M_MARGIN + 1e-6)],
-                                 [m.balance[f, t] for f in m.F] + [m.debt_live[t]]) <= 0.0,
-    )
+    ds_trail = {t: float(ds_max[window[t]].sum()) for t in tested}
     low = ocf_lower_bounds(d)
     ocf_low = {(k, t): float(low[k, window[t]].sum()) for k in range(d.n_scenarios) for t in tested}
 
@@ -506,7 +614,8 @@ def add_covenant_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
         w = window[t]
         big = (cov.min_dscr * ds_trail[t] + max(0.0, -ocf_low[k, t])) * BIG_M_MARGIN + 1e-3
         coefs = [cov.min_dscr] * len(w) + [-1.0] * len(w) + [-big, big]
-        terms = [m.debt_service[u] for u in w] + [m.ocf[k, u] for u in w] + [m.excused[k], m.service_live[t]]
+        terms = [m.scheduled_service[u] for u in w] + [m.ocf[k, u] for u in w]
+        terms += [m.excused[k], m.covenants_live[t]]
         return linear(0.0, coefs, terms) <= big
 
     m.dscr_covenant = pyo.Constraint(m.K, m.covenant_periods, rule=dscr_rule)
@@ -516,7 +625,8 @@ def add_covenant_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
         scale = cov.max_leverage * ppy / len(w)
         big = (bal_max[t] + scale * max(0.0, -ocf_low[k, t])) * BIG_M_MARGIN + 1e-3
         coefs = [1.0] * d.n_facilities + [-scale] * len(w) + [-big, big]
-        terms = [m.balance[f, t] for f in m.F] + [m.ocf[k, u] for u in w] + [m.excused[k], m.debt_live[t]]
+        terms = [m.balance[f, t] for f in m.F] + [m.ocf[k, u] for u in w]
+        terms += [m.excused[k], m.covenants_live[t]]
         return linear(0.0, coefs, terms) <= big
 
     m.leverage_covenant = pyo.Constraint(m.K, m.covenant_periods, rule=leverage_rule)
@@ -559,18 +669,26 @@ def add_objective(m: pyo.ConcreteModel, d: ModelData) -> None:
         m.shortfall = pyo.Var(m.K, within=pyo.NonNegativeReals)
         m.shortfall_def = pyo.Constraint(
             m.K,
-            rule=lambda _, k: linear(0.0, [1.0, 1.0, 1.0], [m.shortfall[k], m.equity[k], m.var_level]) >= 0.0,
+            rule=lambda _, k: (
+                linear(0.0, [1.0, 1.0, 1.0], [m.shortfall[k], m.equity[k], m.var_level]) >= 0.0
+            ),
         )
         tail = 1.0 - sc.risk.cvar_alpha
         m.cvar = pyo.Expression(
-            expr=linear(0.0, [1.0] + (d.weights / tail).tolist(), [m.var_level] + [m.shortfall[k] for k in m.K])
+            expr=linear(
+                0.0,
+                [1.0] + (d.weights / tail).tolist(),
+                [m.var_level] + [m.shortfall[k] for k in m.K],
+            )
         )
         m.objective = pyo.Objective(expr=mean - lam * m.cvar, sense=pyo.maximize)
     else:
         m.objective = pyo.Objective(expr=mean, sense=pyo.maximize)
 
 
-def build_model(d: ModelData, *, covenants: bool = True, hard_deadlines: bool = True) -> pyo.ConcreteModel:
+def build_model(
+    d: ModelData, *, covenants: bool = True, hard_deadlines: bool = True
+) -> pyo.ConcreteModel:
     """The full MILP; ``covenants`` and ``hard_deadlines`` switch families off for diagnosis."""
     m = pyo.ConcreteModel(name=f"hashpivot:{d.sc.name}")
     add_variables(m, d)

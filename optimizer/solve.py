@@ -17,8 +17,8 @@ from .model import MONEY, ModelData, build_model
 
 #: Threads HiGHS may use by default (CI and laptops have few cores).
 DEFAULT_THREADS = 2
-#: Integrality tolerance used when rounding integer variables.
-INT_TOL = 1e-6
+#: Share of the time limit given to phase 1 (the model without covenant rows).
+PHASE1_SHARE = 0.4
 
 
 class Termination(StrEnum):
@@ -66,6 +66,8 @@ class SolveResult:
     build_seconds: float
     solve_seconds: float
     plan: Plan
+    transfer_seconds: float = 0.0
+    phases: int = 1
     rows: int = 0
     columns: int = 0
     nonzeros: int = 0
@@ -122,6 +124,84 @@ def model_size(m: pyo.ConcreteModel) -> tuple[int, int, int]:
     return rows, cols, nnz
 
 
+def _warm_start(opt: Highs, m: pyo.ConcreteModel, plan: Plan, d: ModelData) -> None:
+    """Hand the integer decisions of ``plan`` to HiGHS as a (partial) MIP start."""
+    values: dict[int, float] = {}
+    for (s_, t), v in m.blocks.items():
+        values[id(v)] = float(plan.blocks[s_, t])
+    for (s_, t), v in m.racks_new.items():
+        values[id(v)] = float(plan.racks_new[s_, t])
+    for l, v in m.sign.items():
+        values[id(v)] = float(plan.lease_signed[l])
+    used = plan.lease_it_mw.sum(axis=2) > 0
+    for (l, e), v in m.campus.items():
+        values[id(v)] = float(plan.lease_signed[l] and used[l, e])
+    index = opt._pyomo_var_to_solver_var_map
+    idx = np.array([index[k] for k in values if k in index], dtype=np.int32)
+    val = np.array([values[k] for k in values if k in index], dtype=np.float64)
+    opt._solver_model.setSolution(len(idx), idx, val)
+
+
+@dataclass
+class _Run:
+    status: Termination
+    objective: float | None
+    bound: float | None
+    plan: Plan | None
+    m: pyo.ConcreteModel
+    build_seconds: float
+    transfer_seconds: float
+    solve_seconds: float
+
+
+def _run(
+    d: ModelData,
+    *,
+    time_limit_s: float,
+    mip_gap: float,
+    threads: int,
+    tee: bool,
+    covenants: bool,
+    hard_deadlines: bool,
+    start: Plan | None = None,
+) -> _Run:
+    t0 = time.perf_counter()
+    m = build_model(d, covenants=covenants, hard_deadlines=hard_deadlines)
+    t1 = time.perf_counter()
+    opt = Highs()
+    opt.config.tee = tee
+    opt.set_instance(m)
+    t2 = time.perf_counter()
+    if start is not None:
+        _warm_start(opt, m, start, d)
+    res = opt.solve(
+        m,
+        time_limit=max(1.0, time_limit_s - (t2 - t1)),
+        rel_gap=mip_gap,
+        threads=threads,
+        tee=tee,
+        load_solutions=False,
+        raise_exception_on_nonoptimal_result=False,
+    )
+    t3 = time.perf_counter()
+    status = Termination.from_pyomo(res.termination_condition)
+    plan = obj = bound = None
+    if res.incumbent_objective is not None:
+        res.solution_loader.load_vars()
+        plan = read_plan(m, d)
+        obj = float(res.incumbent_objective)
+        bound = float(res.objective_bound) if res.objective_bound is not None else obj
+    return _Run(status, obj, bound, plan, m, t1 - t0, t2 - t1, t3 - t2)
+
+
+def _meets_covenants(d: ModelData, plan: Plan) -> bool:
+    from hashpivot.kernels.cashflow import cash_flows  # noqa: PLC0415
+
+    cf = cash_flows(d.sc, plan, d.red.coefficient_arrays())
+    share = float(d.weights[np.asarray(cf.covenant_breach)].sum())
+    return share <= 1.0 - d.sc.covenants.confidence + 1e-9
+
+
 def solve(
     d: ModelData,
     *,
@@ -132,58 +212,85 @@ def solve(
     covenants: bool = True,
     hard_deadlines: bool = True,
 ) -> SolveResult:
-    """Build and solve the MILP for ``d``.
+    """Build and solve the MILP for ``d`` in two phases.
 
-    A time limit returns the incumbent with its gap; no incumbent raises
-    :class:`NoSolutionError` (with reasons from :mod:`~hashpivot.optimizer.diagnose`).
+    Phase 1 drops the covenant rows (their big-M rows make first incumbents hard to find). If
+    its plan already meets the covenants at the required confidence it is optimal for the full
+    model; otherwise phase 2 solves the full model warm-started from it. The bound reported is
+    the tighter of the two (phase 1 is a relaxation). A time limit returns the incumbent with
+    its gap; no incumbent raises :class:`NoSolutionError` with reasons in words.
     """
-    t0 = time.perf_counter()
-    m = build_model(d, covenants=covenants, hard_deadlines=hard_deadlines)
-    build_seconds = time.perf_counter() - t0
-    defaults = d.sc.defaults
-    opt = Highs()
-    t1 = time.perf_counter()
-    res = opt.solve(
-        m,
-        time_limit=defaults.solver_time_limit_s if time_limit_s is None else time_limit_s,
-        rel_gap=defaults.mip_gap if mip_gap is None else mip_gap,
-        threads=threads,
-        tee=tee,
-        load_solutions=False,
-        raise_exception_on_nonoptimal_result=False,
+    limit = d.sc.defaults.solver_time_limit_s if time_limit_s is None else time_limit_s
+    gap_tol = d.sc.defaults.mip_gap if mip_gap is None else mip_gap
+    kw = {"mip_gap": gap_tol, "threads": threads, "tee": tee, "hard_deadlines": hard_deadlines}
+    two_phase = covenants and d.n_facilities > 0
+    t_start = time.perf_counter()
+    first = _run(
+        d,
+        time_limit_s=limit * (PHASE1_SHARE if two_phase else 1.0),
+        covenants=not two_phase and covenants,
+        **kw,
     )
-    solve_seconds = time.perf_counter() - t1
-    status = Termination.from_pyomo(res.termination_condition)
-    has_solution = res.incumbent_objective is not None
-    if not has_solution:
+    runs = [first]
+    final = first
+    if two_phase and not (
+        first.plan is not None
+        and first.status == Termination.OPTIMAL
+        and _meets_covenants(d, first.plan)
+    ):
+        remaining = max(1.0, limit - (time.perf_counter() - t_start))
+        final = _run(d, time_limit_s=remaining, covenants=True, start=first.plan, **kw)
+        runs.append(final)
+    if final.plan is None:
         from .diagnose import explain_infeasibility  # noqa: PLC0415
 
-        reasons = explain_infeasibility(d) if status in (Termination.INFEASIBLE, Termination.ERROR) else []
+        status = final.status
         if status == Termination.TIME_LIMIT:
-            reasons = [f"no feasible plan found within the time limit ({solve_seconds:.0f} s); raise --time-limit"]
+            reasons = [
+                f"no feasible plan found within the time limit ({limit:.0f} s); raise --time-limit"
+            ]
+        else:
+            reasons = (
+                explain_infeasibility(d)
+                if status in (Termination.INFEASIBLE, Termination.ERROR)
+                else []
+            )
         raise NoSolutionError(status, reasons)
-    res.solution_loader.load_vars()
-    obj = float(res.incumbent_objective)
-    bound = float(res.objective_bound) if res.objective_bound is not None else obj
-    gap = abs(bound - obj) / max(abs(obj), 1e-9)
+    bounds = [r.bound for r in runs if r.bound is not None]
+    if (
+        two_phase
+        and first.status != Termination.OPTIMAL
+        and len(runs) == 2
+        and final.bound is not None
+    ):
+        bounds = [final.bound] + ([first.bound] if first.bound is not None else [])
+    bound = min(bounds) if bounds else final.objective
+    obj = final.objective
+    gap = max(0.0, bound - obj) / max(abs(obj), 1e-9)
+    status = Termination.OPTIMAL if gap <= gap_tol + 1e-12 else final.status
+    m = final.m
     rows, cols, nnz = model_size(m)
     equity = np.array([m.equity[k].value for k in m.K]) * MONEY
     cvar = float(pyo.value(m.cvar)) * MONEY if hasattr(m, "cvar") else 0.0
     excused = (
-        np.array([(m.excused[k].value or 0.0) > 0.5 for k in m.K]) if hasattr(m, "excused") else np.zeros(d.n_scenarios, bool)
+        np.array([(m.excused[k].value or 0.0) > 0.5 for k in m.K])
+        if hasattr(m, "excused")
+        else np.zeros(d.n_scenarios, bool)
     )
     return SolveResult(
         status=status,
         objective_usd=obj * MONEY,
         bound_usd=bound * MONEY,
         gap=gap,
-        build_seconds=build_seconds,
-        solve_seconds=solve_seconds,
-        plan=read_plan(m, d),
+        build_seconds=sum(r.build_seconds for r in runs),
+        solve_seconds=sum(r.solve_seconds for r in runs),
+        transfer_seconds=sum(r.transfer_seconds for r in runs),
+        plan=final.plan,
         rows=rows,
         columns=cols,
         nonzeros=nnz,
         equity_usd=equity,
         cvar_usd=cvar,
         excused=excused,
+        phases=len(runs),
     )

@@ -189,6 +189,8 @@ class LeaseOffer(_Model):
     """Penalty per IT MW short per period after ``deliver_by_period`` [$/IT MW/period]."""
     hard_deadline: bool = False
     """If true, delivering late is forbidden instead of penalised."""
+    committed: bool = False
+    """Already signed: the plan must deliver it (otherwise it is an offer the plan may sign)."""
     eligible_sites: Annotated[list[str], Field(min_length=1)]
     """Sites (campuses) that can host the lease."""
     single_campus: bool = True
@@ -218,6 +220,9 @@ class DebtFacility(_Model):
     """``bullet``: all principal at maturity; ``linear``: equal principal each period of the tenor."""
     upfront_fee_share: Annotated[float, Field(ge=0.0, lt=0.2)] = 0.0
     """Fee paid on each draw, as a share of the draw [0–1]."""
+    covenants: bool = True
+    """Whether the maintenance covenants (DSCR, leverage) are in force while it is drawn, from
+    the draw start to maturity (convertibles usually carry none)."""
 
 
 class Covenants(_Model):

@@ -118,6 +118,7 @@ def synthetic_data(n_sites: int, seed: int = 0, *, years: float = 15.0) -> dict[
             "tenor_years": 5.0,
             "repayment": "bullet",
             "upfront_fee_share": 0.02,
+            "covenants": False,
         },
     ]
     names = ["btc", "hashrate"] + [f"power:{r[0]}" for r in regions]

@@ -56,3 +56,94 @@ QUIET_MARKET = {
     "ai_occupancy": {"vol_per_year": 0.0},
     "gpu_hour": {"vol_per_year": 0.0},
 }
+
+
+def tiny_data(
+    n_sites: int = 1,
+    n_periods: int = 4,
+    *,
+    lease: bool = False,
+    facility: bool = False,
+    cvar_weight: float = 0.0,
+    **changes: Any,
+) -> dict[str, Any]:
+    """A tiny scenario (1–2 sites, a few quarters, lead time 1) for brute-force checks."""
+    base = shipped_data("demo")
+    sites = [
+        {
+            "name": f"s{i}",
+            "region": "ercot",
+            "interconnect_mw": 60.0,
+            "asic_mw": 60.0,
+            "efficiency_j_per_th": 17.5 + 4 * i,
+            "uptime": 0.95,
+            "convertible_mw": 60.0 - 20 * i,
+            "conversion": {
+                "block_mw": 20.0,
+                "capex_usd_per_it_mw": 8.0e6 + 1e6 * i,
+                "it_mw_per_utility_mw": 0.7,
+                "lead_time_periods": 1,
+                "max_blocks_per_period": 2,
+            },
+            "asic_salvage_usd_per_mw": 5.0e4,
+        }
+        for i in range(n_sites)
+    ]
+    data = {
+        "name": "tiny",
+        "horizon": {
+            "start_date": "2027-01-01",
+            "years": n_periods / 4,
+            "period": "quarter",
+            "discount_rate": 0.1,
+            "cash_interest_rate": 0.03,
+        },
+        "sites": sites,
+        "construction": {"max_blocks_per_period": 3},
+        "gpu_racks": {"enabled": False},
+        "lease_offers": [
+            {
+                "name": "L",
+                "it_mw": 14.0,
+                "rate_usd_per_kw_month": 160.0,
+                "term_years": 10,
+                "earliest_start_period": 1,
+                "deliver_by_period": 2,
+                "late_penalty_usd_per_mw_period": 2.0e4,
+                "eligible_sites": [s["name"] for s in sites],
+                "tenant_default_prob_per_year": 0.0,
+            }
+        ]
+        if lease
+        else [],
+        "debt_facilities": [
+            {
+                "name": "F",
+                "kind": "term_loan",
+                "size_usd": 2.0e8,
+                "rate_per_year": 0.08,
+                "draw_start_period": 0,
+                "draw_end_period": 0,
+                "tenor_years": 5,
+                "repayment": "bullet",
+                "upfront_fee_share": 0.01,
+            }
+        ]
+        if facility
+        else [],
+        "covenants": {
+            "min_dscr": 0.0,
+            "max_leverage": 1000.0,
+            "min_cash_usd": 1.0e7,
+            "confidence": 1.0,
+        },
+        "treasury": {"btc_held": 0.0, "cash_usd": 1.5e8},
+        "market": base["market"],
+        "valuation": {"ai_noi_multiple": 8.0, "mining_margin_multiple": 1.0},
+        "risk": {"cvar_alpha": 0.8, "cvar_weight": cvar_weight},
+    }
+    return deep_update(data, changes)
+
+
+def tiny(**kwargs: Any) -> Scenario:
+    return validate_data(tiny_data(**kwargs))

@@ -1,0 +1,323 @@
+"""The MILP against brute force, hand-checkable cases, and a property test with the checker."""
+
+from __future__ import annotations
+
+import itertools
+from functools import cache
+
+import numpy as np
+import pytest
+from helpers import tiny, tiny_data
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hashpivot.kernels.cashflow import CASH_TOL_USD, cash_flows, objective
+from hashpivot.kernels.plan import Plan, lease_terms, schedule
+from hashpivot.kernels.reduce import ReducedScenarios, reduce_scenarios
+from hashpivot.optimizer.checker import check_plan
+from hashpivot.optimizer.model import model_data
+from hashpivot.optimizer.solve import NoSolutionError, Termination, solve
+from hashpivot.scenarios import Scenario, validate_data
+
+#: MILP optimum against the best enumerated plan.
+ENUM_RTOL = 1e-6
+#: Gap asked of HiGHS in exact comparisons.
+EXACT_GAP = 1e-9
+
+
+def reduced(sc: Scenario, k: int = 4, paths: int = 400, seed: int = 3) -> ReducedScenarios:
+    return reduce_scenarios(sc, paths, k, seed, backend="numpy", pilot_paths=paths)
+
+
+# --------------------------------------------------------------------------- brute force
+def _block_sequences(sc: Scenario, site: int) -> list[tuple[int, ...]]:
+    s = sc.sites[site]
+    cap = int(s.convertible_mw // s.conversion.block_mw)
+    per = range(s.conversion.max_blocks_per_period + 1)
+    return [seq for seq in itertools.product(per, repeat=sc.horizon.n_periods) if sum(seq) <= cap]
+
+
+def _deliveries(sc: Scenario, plan: Plan, campus: list[int]) -> None:
+    """Greedy delivery: as much of each signed lease as its campus has online (optimal when the
+    lease pays more per MW than the market, which :func:`_lease_dominates` checks)."""
+    sch = schedule(sc, plan)
+    _, active, _ = lease_terms(sc)
+    plan.lease_it_mw[:] = 0.0
+    for l, lo in enumerate(sc.lease_offers):
+        if plan.lease_signed[l]:
+            e = campus[l]
+            plan.lease_it_mw[l, e] = np.where(
+                active[l], np.minimum(lo.it_mw, sch.it_online_mw[e]), 0.0
+            )
+
+
+def _lease_dominates(sc: Scenario, red: ReducedScenarios) -> bool:
+    rent, active, _ = lease_terms(sc)
+    mu = red.lease_x_occupancy * 1000 * 12 * sc.horizon.dt_years
+    lease = rent[None] * red.tenant_survival + mu[:, None] * red.tenant_relet
+    return bool(np.all((lease - mu[:, None])[:, active] >= 0))
+
+
+def _feasible(sc: Scenario, plan: Plan, red: ReducedScenarios) -> bool:
+    return not check_plan(sc, plan, red)
+
+
+def _best_continuation(sc: Scenario, plan: Plan, red: ReducedScenarios) -> float | None:
+    """Exact best objective over the single draw of the facility (0 if there is none).
+
+    Cash and W are affine in the draw x; E[W] − λ·CVaR is concave and piecewise linear with
+    breaks where two scenarios' W cross, so its maximum over the feasible interval is at an end
+    or at a crossing.
+    """
+    co = red.coefficient_arrays()
+    if not sc.debt_facilities:
+        return (
+            objective(sc, cash_flows(sc, plan, co), red.weights)[0]
+            if _feasible(sc, plan, red)
+            else None
+        )
+    size = sc.debt_facilities[0].size_usd
+
+    def with_draw(x: float) -> Plan:
+        p = Plan(**{**plan.__dict__})
+        p.draws_usd = np.zeros_like(plan.draws_usd)
+        p.draws_usd[0, 0] = x
+        return p
+
+    c0, c1 = cash_flows(sc, with_draw(0.0), co), cash_flows(sc, with_draw(size), co)
+    slope = (c1.cash_usd - c0.cash_usd) / size
+    lo, hi = 0.0, size
+    need = sc.covenants.min_cash_usd - c0.cash_usd
+    for (k, t), s in np.ndenumerate(slope):
+        if s > 0:
+            lo = max(lo, need[k, t] / s)
+        elif s < 0:
+            hi = min(hi, need[k, t] / s)
+        elif need[k, t] > CASH_TOL_USD:
+            return None
+    if lo > hi + 1e-6:
+        return None
+    a = c0.terminal_equity_usd
+    b = (c1.terminal_equity_usd - a) / size
+    cands = {lo, hi}
+    for i, j in itertools.combinations(range(len(a)), 2):
+        if abs(b[i] - b[j]) > 1e-18:
+            x = (a[j] - a[i]) / (b[i] - b[j])
+            if lo < x < hi:
+                cands.add(x)
+    best = None
+    for x in cands:
+        p = with_draw(min(max(x, lo), hi))
+        cf = cash_flows(sc, p, co)
+        assert not np.asarray(cf.covenant_breach).any(), (
+            "covenants must not bind in these instances"
+        )
+        val = objective(sc, cf, red.weights)[0]
+        best = val if best is None else max(best, val)
+    return best
+
+
+def brute_force(sc: Scenario, red: ReducedScenarios) -> float:
+    """Best objective over every plan: all block sequences, lease choices, and the best draw."""
+    assert _lease_dominates(sc, red)
+    per_site = [_block_sequences(sc, s) for s in range(len(sc.sites))]
+    lease_options: list[tuple] = [()]
+    for lo in sc.lease_offers:
+        names = [s.name for s in sc.sites]
+        lease_options = [
+            o + (c,)
+            for o in lease_options
+            for c in [None] + [names.index(e) for e in lo.eligible_sites]
+        ]
+    best = -np.inf
+    for blocks in itertools.product(*per_site):
+        plan = Plan.empty(sc)
+        plan.blocks = np.array(blocks, dtype=np.int64).reshape(len(sc.sites), -1)
+        if np.any(plan.blocks.sum(axis=0) > sc.construction.max_blocks_per_period):
+            continue
+        for choice in lease_options:
+            plan.lease_signed = np.array([c is not None for c in choice], dtype=bool)
+            _deliveries(sc, plan, [c if c is not None else 0 for c in choice])
+            val = _best_continuation(sc, plan, red)
+            if val is not None:
+                best = max(best, val)
+    return best
+
+
+INSTANCES = {
+    "blocks_only": dict(n_sites=1, n_periods=4),
+    "with_lease": dict(n_sites=1, n_periods=4, lease=True),
+    "two_sites_lease_cvar": dict(n_sites=2, n_periods=3, lease=True, cvar_weight=0.5),
+    "lease_and_facility": dict(
+        n_sites=1, n_periods=4, lease=True, facility=True, treasury={"cash_usd": 6.0e7}
+    ),
+    "facility_cvar": dict(
+        n_sites=2, n_periods=3, facility=True, cvar_weight=1.0, treasury={"cash_usd": 8.0e7}
+    ),
+    "hard_deadline": dict(
+        n_sites=1,
+        n_periods=4,
+        lease=True,
+        lease_offers=[
+            {
+                "name": "H",
+                "it_mw": 14.0,
+                "rate_usd_per_kw_month": 160.0,
+                "term_years": 10,
+                "earliest_start_period": 2,
+                "deliver_by_period": 2,
+                "hard_deadline": True,
+                "eligible_sites": ["s0"],
+                "tenant_default_prob_per_year": 0.0,
+            }
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(INSTANCES))
+def test_milp_equals_enumeration(name: str) -> None:
+    sc = tiny(**INSTANCES[name])
+    red = reduced(sc)
+    d = model_data(sc, red)
+    res = solve(d, mip_gap=EXACT_GAP, time_limit_s=120)
+    best = brute_force(sc, red)
+    assert res.status == Termination.OPTIMAL
+    assert res.objective_usd == pytest.approx(best, rel=ENUM_RTOL)
+    # the MILP's plan is feasible and its objective is what the evaluator computes
+    assert check_plan(sc, res.plan, red) == []
+    val = objective(sc, cash_flows(sc, res.plan, red.coefficient_arrays()), red.weights)[0]
+    assert val == pytest.approx(res.objective_usd, rel=ENUM_RTOL)
+
+
+# --------------------------------------------------------------------------- hand-checkable
+def test_rich_lease_is_signed_and_delivered_on_time() -> None:
+    sc = tiny(
+        n_sites=1,
+        n_periods=6,
+        lease=True,
+        lease_offers=[
+            {
+                "name": "rich",
+                "it_mw": 28.0,
+                "rate_usd_per_kw_month": 400.0,
+                "term_years": 10,
+                "earliest_start_period": 1,
+                "deliver_by_period": 3,
+                "late_penalty_usd_per_mw_period": 1e5,
+                "eligible_sites": ["s0"],
+                "tenant_default_prob_per_year": 0.0,
+            }
+        ],
+        treasury={"cash_usd": 5.0e8},
+    )
+    red = reduced(sc)
+    res = solve(model_data(sc, red), mip_gap=1e-6)
+    assert res.plan.lease_signed[0]
+    delivered = res.plan.lease_it_mw[0].sum(axis=0)
+    assert np.all(delivered[3:] >= 28.0 - 1e-6)
+
+
+def _too_soon(committed: bool) -> Scenario:
+    return tiny(
+        n_sites=1,
+        n_periods=4,
+        lease=True,
+        lease_offers=[
+            {
+                "name": "too-soon",
+                "it_mw": 40.0,
+                "rate_usd_per_kw_month": 150.0,
+                "term_years": 10,
+                "earliest_start_period": 1,
+                "deliver_by_period": 1,
+                "hard_deadline": True,
+                "committed": committed,
+                "eligible_sites": ["s0"],
+            }
+        ],
+    )
+
+
+def test_impossible_committed_hard_deadline_names_the_lease() -> None:
+    sc = _too_soon(committed=True)
+    with pytest.raises(NoSolutionError) as info:
+        solve(model_data(sc, reduced(sc)))
+    assert info.value.status == Termination.INFEASIBLE
+    assert info.value.reasons == [
+        "lease 'too-soon' needs 40 IT MW by period 1; one eligible campus can bring online at most 28"
+    ]
+
+
+def test_impossible_offer_is_left_unsigned() -> None:
+    sc = _too_soon(committed=False)
+    res = solve(model_data(sc, reduced(sc)))
+    assert not res.plan.lease_signed[0]
+
+
+def test_facility_drawn_only_when_cash_would_fall_short() -> None:
+    rich = tiny(n_sites=1, n_periods=4, lease=True, facility=True, treasury={"cash_usd": 5.0e8})
+    red = reduced(rich)
+    res = solve(model_data(rich, red), mip_gap=1e-9)
+    assert res.plan.draws_usd.sum() == pytest.approx(0.0, abs=1.0)
+    assert res.plan.blocks.sum() > 0
+    poor = validate_data(
+        tiny_data(n_sites=1, n_periods=4, lease=True, facility=True, treasury={"cash_usd": 6.0e7})
+    )
+    red = reduced(poor)
+    res = solve(model_data(poor, red), mip_gap=1e-9)
+    assert res.plan.draws_usd.sum() > 1.0
+    cf = cash_flows(poor, res.plan, red.coefficient_arrays())
+    # drawn no more than needed: the tightest scenario-period sits at the minimum cash
+    assert cf.cash_usd.min() == pytest.approx(poor.covenants.min_cash_usd, rel=1e-6)
+
+
+def test_raising_lambda_never_raises_cvar() -> None:
+    cvars = []
+    for lam in (0.0, 0.5, 2.0, 8.0):
+        sc = tiny(n_sites=2, n_periods=4, lease=True, cvar_weight=lam)
+        red = reduced(sc, k=6)
+        res = solve(model_data(sc, red), mip_gap=1e-9)
+        cf = cash_flows(sc, res.plan, red.coefficient_arrays())
+        cvars.append(objective(sc, cf, red.weights)[2])
+    assert all(b <= a + 1e-6 * abs(a) for a, b in zip(cvars, cvars[1:], strict=False)), cvars
+
+
+# --------------------------------------------------------------------------- property
+@cache
+def _reduced_for(key: tuple) -> tuple[Scenario, ReducedScenarios]:
+    n_sites, n_periods, lease, facility, lam, conf, dscr = key
+    sc = tiny(
+        n_sites=n_sites,
+        n_periods=n_periods,
+        lease=lease,
+        facility=facility,
+        cvar_weight=lam,
+        covenants={"confidence": conf, "min_dscr": dscr, "max_leverage": 6.0},
+        treasury={"cash_usd": 9.0e7, "btc_held": 300.0, "max_btc_sale_per_period": 100.0},
+    )
+    return sc, reduced(sc, k=5)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n_sites=st.integers(1, 2),
+    n_periods=st.integers(4, 8),
+    lease=st.booleans(),
+    facility=st.booleans(),
+    lam=st.sampled_from([0.0, 0.3, 2.0]),
+    conf=st.sampled_from([1.0, 0.8]),
+    dscr=st.sampled_from([0.0, 1.2]),
+)
+def test_every_milp_plan_passes_the_checker(
+    n_sites, n_periods, lease, facility, lam, conf, dscr
+) -> None:
+    sc, red = _reduced_for((n_sites, n_periods, lease, facility, lam, conf, dscr))
+    try:
+        res = solve(model_data(sc, red), mip_gap=1e-6, time_limit_s=60)
+    except NoSolutionError as exc:
+        assert exc.reasons  # infeasible instances say why
+        return
+    assert check_plan(sc, res.plan, red) == []
+    val = objective(sc, cash_flows(sc, res.plan, red.coefficient_arrays()), red.weights)[0]
+    assert val == pytest.approx(res.objective_usd, rel=1e-6, abs=1.0)
