@@ -233,6 +233,213 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pipeline_progress(console: Console):
+    """A progress callback for the pipeline's stages, and the context that shows it."""
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=make_console(console.quiet, stderr=True),
+        transient=True,
+        disable=console.quiet,
+    )
+    tasks: dict[str, int] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    return bar, update
+
+
+def stats_table(title: str, rows: dict[str, dict]) -> Table:
+    table = Table(title=title)
+    for col in (
+        "policy",
+        "objective $M",
+        "mean equity $M",
+        "± s.e.",
+        "CVaR $M",
+        "P(default)",
+        "P(breach)",
+    ):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for name, st in rows.items():
+        table.add_row(
+            escape(name),
+            f"{st['objective_usd'] / 1e6:,.1f}",
+            f"{st['mean_equity_usd'] / 1e6:,.1f}",
+            f"{st['stderr_usd'] / 1e6:,.1f}",
+            f"{st['cvar_usd'] / 1e6:,.1f}",
+            f"{st['p_default']:.2%}",
+            f"{st['p_breach']:.2%}",
+        )
+    return table
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from .pipeline import optimize  # noqa: PLC0415
+    from .report import write_optimize_outputs  # noqa: PLC0415
+    from .solve import NoSolutionError  # noqa: PLC0415
+
+    sc = load_scenario(args.scenario)
+    be = _backend(args)
+    console = _console(args)
+    out = Path(args.out or f"hashpivot-out/{sc.name}")
+    bar, update = _pipeline_progress(console)
+    try:
+        with bar:
+            status = (
+                console.status("solving the MILP (HiGHS)…", spinner="dots")
+                if not (args.quiet or args.solver_log)
+                else None
+            )
+
+            def progress(stage: str, done: int, total: int) -> None:
+                update(stage, done, total)
+                if stage == "simulate" and done >= total and status is not None:
+                    status.start()
+                if stage == "evaluate" and status is not None:
+                    status.stop()
+
+            res = optimize(
+                sc,
+                paths=args.paths,
+                n_scenarios=args.scenarios,
+                eval_paths=args.eval_paths,
+                seed=args.seed,
+                backend=be,
+                time_limit_s=args.time_limit,
+                mip_gap=args.mip_gap,
+                threads=args.threads,
+                tee=args.solver_log,
+                progress=progress,
+            )
+            if status is not None:
+                status.stop()
+    except NoSolutionError as exc:
+        lines = [f"no feasible plan ({exc.status}):"] + [f"  {r}" for r in exc.reasons]
+        raise UserError(lines) from None
+    write_optimize_outputs(res, out)
+    summary = res.summary()
+    s = summary["solver"]
+    console.print(scenario_plan_table(res))
+    console.print(
+        f"solver: [bold]{s['status']}[/bold], objective {s['objective_usd'] / 1e6:,.1f} $M, bound "
+        f"{s['bound_usd'] / 1e6:,.1f} $M, gap {s['gap']:.3%}"
+    )
+    rows = {
+        "plan (out of sample)": summary["plan"]["out_of_sample"],
+        "plan (in sample)": summary["plan"]["in_sample"],
+        **summary["baselines"],
+    }
+    console.print(stats_table("Value and risk (discounted terminal equity)", rows))
+    for name, v in summary["vs_baselines"].items():
+        z = v["diff_usd"] / v["stderr_usd"] if v["stderr_usd"] > 0 else float("inf")
+        console.print(
+            f"plan − {name}: {v['diff_usd'] / 1e6:,.1f} ± {v['stderr_usd'] / 1e6:,.1f} $M (z = {z:.1f})"
+        )
+    if summary["best_baseline"]:
+        console.print(f"[yellow]{escape(summary['best_baseline']['why'])}[/yellow]")
+    console.print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in res.timings.items()))
+    console.print(f"wrote {out}/ (plan.json, plan.csv, financing.csv, summary.json, report.html)")
+    return 0
+
+
+def scenario_plan_table(res) -> Table:
+    """The plan per site: blocks, when, IT MW online and leased at the end."""
+    frame = res.plan_frame()
+    table = Table(title=f"Plan for {res.scenario.name}")
+    for col in (
+        "site",
+        "blocks",
+        "started in periods",
+        "IT MW at end",
+        "leased IT MW",
+        "ASIC MW at end",
+    ):
+        table.add_column(col, justify="left" if col in ("site", "started in periods") else "right")
+    for name, g in frame.groupby("site", sort=False):
+        started = g.loc[g.blocks_started > 0, "period"].tolist()
+        table.add_row(
+            escape(name),
+            str(int(g.blocks_started.sum())),
+            ", ".join(map(str, started)) or "—",
+            f"{g.it_online_mw.iloc[-1]:,.0f}",
+            f"{g.lease_it_mw.iloc[-1]:,.0f}",
+            f"{g.asic_mw.iloc[-1]:,.0f}",
+        )
+    signed = [n for n, y in zip(res.plan.lease_names, res.plan.lease_signed, strict=True) if y]
+    table.caption = (
+        f"leases signed: {', '.join(signed) or 'none'}; BTC sold {res.plan.btc_sold.sum():,.1f}"
+    )
+    return table
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from hashpivot.kernels.plan import Plan  # noqa: PLC0415
+
+    from .pipeline import PlanError, evaluate  # noqa: PLC0415
+    from .report import write_evaluate_outputs  # noqa: PLC0415
+
+    sc = load_scenario(args.scenario)
+    be = _backend(args)
+    console = _console(args)
+    plan = None
+    if args.plan:
+        try:
+            data = json.loads(Path(args.plan).read_text(encoding="utf-8"))
+            plan = Plan.from_json(data)
+        except OSError as exc:
+            raise UserError(f"plan: cannot be read ({exc.strerror}: {args.plan})") from None
+        except json.JSONDecodeError as exc:
+            raise UserError(
+                f"plan: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+            ) from None
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    out = Path(args.out or f"hashpivot-out/{sc.name}-evaluate")
+    bar, update = _pipeline_progress(console)
+    try:
+        with bar:
+            res = evaluate(
+                sc,
+                plan=plan,
+                policy=args.policy,
+                eval_paths=args.paths,
+                seed=args.seed,
+                backend=be,
+                progress=update,
+            )
+    except PlanError as exc:
+        raise UserError(
+            [f"plan breaks {len(exc.lines)} constraint(s) of {sc.name}:"] + exc.lines
+        ) from None
+    write_evaluate_outputs(res, out)
+    summary = res.summary()
+    rows = {res.name: summary["out_of_sample"], **summary["baselines"]}
+    console.print(stats_table(f"{res.name} on {summary['eval_paths']:,} paths", rows))
+    for name, v in summary["vs_baselines"].items():
+        console.print(
+            f"{res.name} − {name}: {v['diff_usd'] / 1e6:,.1f} ± {v['stderr_usd'] / 1e6:,.1f} $M"
+        )
+    console.print(f"wrote {out}/summary.json")
+    return 0
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number (got {text!r})") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number (got {text!r})")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer ≥ 1 (accepts 1e6 and 1_000_000)."""
     try:
@@ -294,6 +501,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="output directory (default: hashpivot-out/NAME-simulate)")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("optimize", help="simulate, reduce, solve the MILP, evaluate, report")
+    _add_common(p)
+    p.add_argument("--paths", type=positive_int, help="Monte Carlo paths for the coefficients")
+    p.add_argument("--scenarios", type=positive_int, help="reduced scenarios K in the MILP")
+    p.add_argument(
+        "--eval-paths", type=positive_int, help="fresh paths for out-of-sample evaluation"
+    )
+    p.add_argument("--time-limit", type=positive_float, help="HiGHS time limit in seconds")
+    p.add_argument("--mip-gap", type=positive_float, help="relative MIP gap to stop at")
+    p.add_argument("--threads", type=positive_int, default=2, help="HiGHS threads (default 2)")
+    p.add_argument("--solver-log", action="store_true", help="show the HiGHS log")
+    p.add_argument("--out", help="output directory (default: hashpivot-out/NAME)")
+    p.set_defaults(func=cmd_optimize)
+
+    p = sub.add_parser("evaluate", help="judge a plan (or a baseline policy) on fresh paths")
+    _add_common(p)
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--plan", help="plan.json written by optimize (possibly edited)")
+    group.add_argument(
+        "--policy", choices=("stay_mining", "convert_all", "greedy"), help="a baseline policy"
+    )
+    p.add_argument("--paths", type=positive_int, help="evaluation paths (default: the scenario's)")
+    p.add_argument("--out", help="output directory (default: hashpivot-out/NAME-evaluate)")
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

@@ -1,0 +1,444 @@
+r"""Out-of-sample evaluation of plans on fresh paths, with the recourse the MILP cannot express.
+
+The paths use the evaluation key tag (:data:`~hashpivot.kernels.philox.TAG_EVALUATE`): the MILP
+never saw them. All plans are judged on the same paths (common random numbers), so paired
+differences have small standard errors.
+
+Per path and period, with the cash flows of :mod:`~hashpivot.kernels.cashflow` (curtailment is
+inside the mining margin; a defaulted tenant's MW re-let at market after the gap):
+
+1. cash ← cash·(1 + i_c·Δ) + OCF + financing of the plan + P·(planned sale)
+2. if cash < minimum: sell treasury BTC (above the floor, within the per-period cap) at P;
+3. then draw what is left of facilities whose draw window is open (fee deducted); the extra debt
+   pays interest and is repaid on the facility's schedule;
+4. if cash is still below zero: default — terminal equity 0 and no further cash flows.
+
+Per path: discounted terminal equity W (0 after default), default flag and period, covenant
+breach flag (DSCR or leverage in a period the covenants are in force), minimum DSCR, AI share
+of operating revenue. Reported per plan: objective E[W] − λ·CVaR_α(−W), mean ± standard error,
+CVaR, P(default), P(breach), percentiles over time, and paired differences against other plans.
+
+Streaming keeps memory bounded: per chunk the coefficient trajectories of the chunk's paths;
+across chunks running sums, the worst ⌈(1−α)·M⌉ outcomes of each plan (for CVaR), and the
+first :data:`KEEP_PATHS` outcomes (for distribution charts).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from hashpivot.scenarios import Scenario
+
+from . import philox
+from .backend import Backend, get_backend, to_numpy
+from .cashflow import CASH_TOL_USD, rack_coefficient, trailing_sum
+from .market import iter_periods, market_params, mining_margin, tenant_default_periods
+from .plan import Plan, covenant_periods, debt_terms, lease_terms, schedule
+
+#: Outcomes kept per plan for distribution charts.
+KEEP_PATHS = 20_000
+#: Path × period × column elements per evaluation chunk (bounds memory).
+CHUNK_ELEMENTS = 6_000_000
+#: Quantiles reported over time.
+TIME_QUANTILES = (0.05, 0.50, 0.95)
+
+
+@dataclass
+class PathCoefficients:
+    """Coefficient trajectories of a chunk of paths (path axis first)."""
+
+    margin_usd_per_mw: Any  # (n, S, T)
+    btc_price_usd: Any  # (n, T)
+    power_usd_per_mwh: Any  # (n, R, T)
+    lease_x_occupancy: Any  # (n, T)
+    gpu_hour_usd: Any  # (n, T)
+    tenant_survival: Any  # (n, L, T)
+    tenant_relet: Any  # (n, L, T)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def path_coefficients(
+    sc: Scenario, key: tuple[int, int], paths: Any, *, xp: ModuleType = np
+) -> PathCoefficients:
+    """Simulate the coefficient trajectories of ``paths``."""
+    mp = market_params(sc)
+    n, t_n = paths.shape[0], mp.n_periods
+    margin = xp.empty((n, mp.n_sites, t_n))
+    btc = xp.empty((n, t_n))
+    power = xp.empty((n, mp.n_regions, t_n))
+    lxo = xp.empty((n, t_n))
+    gpu = xp.empty((n, t_n))
+    for f in iter_periods(mp, key, paths, xp=xp):
+        margin[:, :, f.t] = mining_margin(mp, f, xp=xp).T
+        btc[:, f.t] = xp.exp(f.ln_btc)
+        power[:, :, f.t] = xp.exp(f.ln_power).T
+        lxo[:, f.t] = xp.exp(f.ln_lease) / (1.0 + xp.exp(-f.occ_logit))
+        gpu[:, f.t] = xp.exp(f.ln_gpu)
+    first = tenant_default_periods(mp, key, paths, xp=xp).T  # (n, L)
+    t_idx = xp.arange(t_n)[None, None, :]
+    gap = sc.market.ai_lease.releasing_gap_periods
+    return PathCoefficients(
+        margin_usd_per_mw=margin,
+        btc_price_usd=btc,
+        power_usd_per_mwh=power,
+        lease_x_occupancy=lxo,
+        gpu_hour_usd=gpu,
+        tenant_survival=(first[:, :, None] > t_idx).astype(xp.float64),
+        tenant_relet=(first[:, :, None] + gap <= t_idx).astype(xp.float64),
+    )
+
+
+@dataclass
+class PathOutcomes:
+    """Per-path results of one plan on a chunk of paths."""
+
+    equity_usd: Any  # (n,)
+    default_period: Any  # (n,) int, T = never
+    breach: Any  # (n,) bool
+    min_dscr: Any  # (n,)
+    ai_share: Any  # (n, T)
+    cash_usd: Any  # (n, T) (0 after default)
+    debt_usd: Any  # (n, T)
+    emergency_btc: Any  # (n,)
+    emergency_draw_usd: Any  # (n,)
+
+
+def simulate_plan(
+    sc: Scenario, plan: Plan, co: PathCoefficients, *, recourse: bool = True, xp: ModuleType = np
+) -> PathOutcomes:
+    """Cash flows of ``plan`` on each path with recourse (see the module docstring)."""
+    h = sc.horizon
+    dt, ppy, t_n = h.dt_years, h.periods_per_year, h.n_periods
+    sch = schedule(sc, plan)
+    n = co.btc_price_usd.shape[0]
+    # operating cash flow per path and period (no recourse affects it)
+    a = xp.asarray(sch.asic_mw)
+    fixed = xp.asarray([s.fixed_opex_usd_per_mw_year * dt for s in sc.sites])[:, None]
+    mining = ((co.margin_usd_per_mw - fixed[None]) * a[None]).sum(axis=1)
+    mu = co.lease_x_occupancy * 1000.0 * 12 * dt
+    rent, _, _ = lease_terms(sc)
+    d = xp.asarray(sch.lease_total_it_mw)
+    lease = (
+        d[None] * (xp.asarray(rent)[None] * co.tenant_survival + mu[:, None, :] * co.tenant_relet)
+    ).sum(axis=1)
+    racks = (
+        rack_coefficient(sc, co.gpu_hour_usd, co.power_usd_per_mwh, xp)
+        * xp.asarray(sch.racks_active)[None]
+    ).sum(axis=1)
+    market = mu * xp.asarray(sch.market_it_mw.sum(axis=0))[None]
+    it_opex = xp.asarray(
+        (
+            np.array([s.conversion.opex_usd_per_it_mw_year * dt for s in sc.sites])[:, None]
+            * sch.it_online_mw
+        ).sum(axis=0)
+    )
+    pen = xp.asarray(
+        (
+            np.array([lo.late_penalty_usd_per_mw_period for lo in sc.lease_offers])[:, None]
+            * sch.lease_short_it_mw
+        ).sum(axis=0)
+    )
+    ai_revenue = lease + racks + market
+    ai_noi = ai_revenue - it_opex[None]
+    ocf = mining + ai_noi - pen[None]
+    gross_mining = (co.margin_usd_per_mw * a[None]).sum(axis=1)
+    denom = xp.maximum(ai_revenue, 0.0) + xp.maximum(gross_mining, 0.0)
+    ai_share = xp.where(
+        denom > 0, xp.maximum(ai_revenue, 0.0) / xp.where(denom > 0, denom, 1.0), 0.0
+    )
+    # financing state per path
+    facilities = sc.debt_facilities
+    n_f = len(facilities)
+    allowed, repay = debt_terms(sc)
+    rates = np.array([f.rate_per_year * dt for f in facilities])
+    fees = np.array([f.upfront_fee_share for f in facilities])
+    sizes = np.array([f.size_usd for f in facilities])
+    amortising = np.array([f.repayment == "linear" for f in facilities], dtype=float)
+    growth = 1.0 + h.cash_interest_rate * dt
+    tr = sc.treasury
+    cov = sc.covenants
+    btc = co.btc_price_usd
+    cash = xp.full(n, float(tr.cash_usd))
+    held = xp.full(n, float(tr.btc_held))
+    balance = xp.zeros((n, n_f))
+    drawn = xp.zeros((n, n_f))
+    alive = xp.ones(n, dtype=bool)
+    default_period = xp.full(n, t_n, dtype=xp.int64)
+    cash_path = xp.zeros((n, t_n))
+    debt_path = xp.zeros((n, t_n))
+    sched = xp.zeros((n, t_n))
+    extra_btc = xp.zeros(n)
+    extra_draw = xp.zeros(n)
+    capex = sch.capex_usd - sch.salvage_usd
+    for t in range(t_n):
+        planned = (
+            xp.asarray(plan.draws_usd[:, t])[None, :] * xp.ones((n, 1)) if n_f else xp.zeros((n, 0))
+        )
+        interest = balance * xp.asarray(rates)[None]
+        drawn = drawn + planned
+        principal = drawn * xp.asarray(repay[:, t])[None] if n_f else xp.zeros((n, 0))
+        balance = balance + planned - principal
+        service = (interest + principal).sum(axis=1)
+        sched[:, t] = (
+            (interest + principal * xp.asarray(amortising)[None]).sum(axis=1) if n_f else 0.0
+        )
+        inflow = (planned * (1.0 - xp.asarray(fees))[None]).sum(axis=1) if n_f else 0.0
+        sold = float(plan.btc_sold[t])
+        held = held - sold
+        cash = cash * growth + ocf[:, t] + inflow - service - capex[t] + btc[:, t] * sold
+        if recourse:
+            short = alive & (cash < cov.min_cash_usd)
+            if short.any():
+                room = xp.clip(
+                    xp.minimum(held - tr.btc_floor, tr.max_btc_sale_per_period - sold), 0.0, None
+                )
+                need = xp.where(short, (cov.min_cash_usd - cash) / btc[:, t], 0.0)
+                sell = xp.minimum(need, room)
+                held = held - sell
+                cash = cash + sell * btc[:, t]
+                extra_btc = extra_btc + sell
+                for f in range(n_f):
+                    if not allowed[f, t]:
+                        continue
+                    short = alive & (cash < cov.min_cash_usd)
+                    left = xp.clip(sizes[f] - drawn[:, f], 0.0, None)
+                    want = xp.where(short, (cov.min_cash_usd - cash) / (1.0 - fees[f]), 0.0)
+                    take = xp.minimum(want, left)
+                    drawn[:, f] = drawn[:, f] + take
+                    balance[:, f] = balance[:, f] + take
+                    cash = cash + take * (1.0 - fees[f])
+                    extra_draw = extra_draw + take
+            newly = alive & (cash < -CASH_TOL_USD)
+            default_period = xp.where(newly, t, default_period)
+            alive = alive & ~newly
+        cash_path[:, t] = xp.where(alive, cash, 0.0)
+        debt_path[:, t] = balance.sum(axis=1) if n_f else 0.0
+    v = sc.valuation
+    salvage_end = float(
+        (np.array([s.asic_salvage_usd_per_mw for s in sc.sites]) * sch.asic_mw[:, -1]).sum()
+    )
+    terminal = (
+        cash
+        + btc[:, -1] * held
+        + ppy * (v.ai_noi_multiple * ai_noi[:, -1] + v.mining_margin_multiple * mining[:, -1])
+        + salvage_end
+        - (balance.sum(axis=1) if n_f else 0.0)
+    )
+    equity = xp.where(alive, terminal, 0.0) * (1.0 + h.discount_rate) ** (-t_n * dt)
+    # covenants on the path's own debt (emergency draws included)
+    tested = xp.asarray(_tested_periods(sc, plan, drawn))
+    ocf_trail = trailing_sum(ocf, ppy, xp)
+    ds_trail = trailing_sum(sched, ppy, xp)
+    window = xp.asarray(np.minimum(np.arange(t_n) + 1, ppy))
+    dscr_bad = ocf_trail < cov.min_dscr * ds_trail - CASH_TOL_USD
+    lev_bad = debt_path > cov.max_leverage * ocf_trail * (ppy / window)[None] + CASH_TOL_USD
+    in_life = xp.arange(t_n)[None, :] < default_period[:, None]
+    breach = (tested & in_life & (dscr_bad | lev_bad)).any(axis=1)
+    ratio = xp.where(
+        tested & in_life & (ds_trail > 0), ocf_trail / xp.where(ds_trail > 0, ds_trail, 1.0), xp.inf
+    )
+    return PathOutcomes(
+        equity_usd=equity,
+        default_period=default_period,
+        breach=breach,
+        min_dscr=ratio.min(axis=1),
+        ai_share=ai_share,
+        cash_usd=cash_path,
+        debt_usd=debt_path,
+        emergency_btc=extra_btc,
+        emergency_draw_usd=extra_draw,
+    )
+
+
+def _tested_periods(sc: Scenario, plan: Plan, drawn: Any) -> Any:
+    """(n, T) mask of covenant periods per path (a facility counts as drawn when the plan or the
+    path's emergency draws used it)."""
+    from .plan import covenant_windows  # noqa: PLC0415
+
+    windows = covenant_windows(sc)
+    base = covenant_periods(sc, plan)
+    if not windows.size:
+        return base[None, :]
+    xp = np if isinstance(drawn, np.ndarray) else __import__("cupy")
+    used = drawn > 0  # (n, F)
+    live = (used[:, :, None] & xp.asarray(windows)[None]).any(axis=1)
+    first_year = xp.asarray(np.arange(sc.horizon.n_periods) >= sc.horizon.periods_per_year - 1)
+    return live & first_year[None]
+
+
+# --------------------------------------------------------------------------- statistics
+@dataclass
+class EvalStats:
+    """Out-of-sample statistics of one plan (DESIGN.md §6)."""
+
+    objective_usd: float
+    mean_equity_usd: float
+    stderr_usd: float
+    cvar_usd: float
+    p_default: float
+    p_breach: float
+    equity_sample_usd: np.ndarray = field(repr=False)
+    cash_quantiles_usd: np.ndarray = field(repr=False)  # (3, T)
+    debt_mean_usd: np.ndarray = field(repr=False)  # (T,)
+    ai_share_mean: np.ndarray = field(repr=False)  # (T,)
+    min_dscr_median: float = math.inf
+    emergency_btc_mean: float = 0.0
+    emergency_draw_mean_usd: float = 0.0
+
+    def to_json(self) -> dict[str, float]:
+        """The STATS object of ``summary.json``."""
+        return {
+            "objective_usd": self.objective_usd,
+            "mean_equity_usd": self.mean_equity_usd,
+            "stderr_usd": self.stderr_usd,
+            "cvar_usd": self.cvar_usd,
+            "p_default": self.p_default,
+            "p_breach": self.p_breach,
+        }
+
+
+@dataclass
+class Evaluation:
+    """Statistics of every plan and the paired differences between them."""
+
+    stats: dict[str, EvalStats]
+    paired: dict[tuple[str, str], tuple[float, float]]  # (a, b) → (mean of W_a − W_b, stderr)
+    paths: int
+    seed: int
+    backend: str
+    device: str
+    seconds: float
+
+
+class _Accumulator:
+    def __init__(self, alpha: float, paths: int, n_t: int) -> None:
+        self.tail_n = max(1, math.ceil((1.0 - alpha) * paths))
+        self.alpha = alpha
+        self.sum = self.sumsq = 0.0
+        self.defaults = self.breaches = 0
+        self.worst = np.empty(0)
+        self.sample: list[np.ndarray] = []
+        self.kept = 0
+        self.cash_sample: list[np.ndarray] = []
+        self.debt_sum = np.zeros(n_t)
+        self.ai_sum = np.zeros(n_t)
+        self.dscr: list[np.ndarray] = []
+        self.extra_btc = self.extra_draw = 0.0
+
+    def add(self, o: PathOutcomes, n_t: int) -> None:
+        w = to_numpy(o.equity_usd)
+        self.sum += float(w.sum())
+        self.sumsq += float((w * w).sum())
+        self.defaults += int((to_numpy(o.default_period) < n_t).sum())
+        self.breaches += int(to_numpy(o.breach).sum())
+        self.worst = np.partition(
+            np.concatenate([self.worst, w]), min(self.tail_n, len(self.worst) + len(w)) - 1
+        )[: self.tail_n]
+        take = max(0, min(len(w), KEEP_PATHS - self.kept))
+        if take:
+            self.sample.append(w[:take])
+            self.cash_sample.append(to_numpy(o.cash_usd[:take]))
+            self.dscr.append(to_numpy(o.min_dscr[:take]))
+            self.kept += take
+        self.debt_sum += to_numpy(o.debt_usd.sum(axis=0))
+        self.ai_sum += to_numpy(o.ai_share.sum(axis=0))
+        self.extra_btc += float(to_numpy(o.emergency_btc).sum())
+        self.extra_draw += float(to_numpy(o.emergency_draw_usd).sum())
+
+    def stats(self, paths: int, lam: float) -> EvalStats:
+        mean = self.sum / paths
+        var = max(0.0, (self.sumsq - paths * mean * mean) / max(paths - 1, 1))
+        worst = np.sort(self.worst)
+        tail = (1.0 - self.alpha) * paths
+        full = int(math.floor(tail))
+        loss = -worst[:full].sum() - (tail - full) * (worst[full] if full < len(worst) else 0.0)
+        cvar = float(loss / tail)
+        cash = np.concatenate(self.cash_sample)
+        dscr = np.concatenate(self.dscr)
+        return EvalStats(
+            objective_usd=mean - lam * cvar,
+            mean_equity_usd=mean,
+            stderr_usd=math.sqrt(var / paths),
+            cvar_usd=cvar,
+            p_default=self.defaults / paths,
+            p_breach=self.breaches / paths,
+            equity_sample_usd=np.concatenate(self.sample),
+            cash_quantiles_usd=np.quantile(cash, TIME_QUANTILES, axis=0),
+            debt_mean_usd=self.debt_sum / paths,
+            ai_share_mean=self.ai_sum / paths,
+            min_dscr_median=float(np.median(dscr)),
+            emergency_btc_mean=self.extra_btc / paths,
+            emergency_draw_mean_usd=self.extra_draw / paths,
+        )
+
+
+def evaluate_plans(
+    sc: Scenario,
+    plans: dict[str, Plan],
+    paths: int,
+    seed: int,
+    *,
+    backend: str | Backend | None = None,
+    chunk_paths: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Evaluation:
+    """Judge ``plans`` on the same ``paths`` fresh paths (common random numbers).
+
+    Parameters
+    ----------
+    sc
+        The scenario.
+    plans
+        Plans by name; the first is the one compared with the others in ``paired``.
+    paths, seed
+        Number of evaluation paths and their seed (keyed apart from the simulation's).
+    backend
+        Array backend.
+    chunk_paths
+        Paths per chunk (default: from the fleet size).
+    """
+    be = backend if isinstance(backend, Backend) else get_backend(backend)
+    xp = be.xp
+    key = philox.seed_key(seed, philox.TAG_EVALUATE)
+    n_t = sc.horizon.n_periods
+    width = n_t * (len(sc.sites) + len(sc.market.power_regions) + 4 + 2 * len(sc.lease_offers))
+    chunk = int(chunk_paths or max(256, CHUNK_ELEMENTS // max(width, 1)))
+    accs = {name: _Accumulator(sc.risk.cvar_alpha, paths, n_t) for name in plans}
+    names = list(plans)
+    pair_sums = {(names[0], b): [0.0, 0.0] for b in names[1:]}
+    start = time.perf_counter()
+    done = 0
+    while done < paths:
+        n = min(chunk, paths - done)
+        idx = xp.arange(done, done + n, dtype=xp.int64)
+        co = path_coefficients(sc, key, idx, xp=xp)
+        outs = {name: simulate_plan(sc, plan, co, xp=xp) for name, plan in plans.items()}
+        for name, o in outs.items():
+            accs[name].add(o, n_t)
+        w0 = to_numpy(outs[names[0]].equity_usd)
+        for (_, b), s in pair_sums.items():
+            diff = w0 - to_numpy(outs[b].equity_usd)
+            s[0] += float(diff.sum())
+            s[1] += float((diff * diff).sum())
+        done += n
+        if progress:
+            progress(done, paths)
+    lam = sc.risk.cvar_weight
+    stats = {name: acc.stats(paths, lam) for name, acc in accs.items()}
+    paired = {}
+    for (a, b), (s1, s2) in pair_sums.items():
+        mean = s1 / paths
+        var = max(0.0, (s2 - paths * mean * mean) / max(paths - 1, 1))
+        # objective difference: mean difference less λ times the CVaR difference
+        diff = stats[a].objective_usd - stats[b].objective_usd
+        paired[(a, b)] = (diff, math.sqrt(var / paths))
+    return Evaluation(stats, paired, paths, seed, be.name, be.device, time.perf_counter() - start)
