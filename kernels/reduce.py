@@ -11,9 +11,12 @@ r"""Scenario reduction: N simulated paths → K weighted scenarios of coefficien
 3. **Assignment.** A streaming pass over all N paths (bounded memory) assigns each path to the
    nearest centroid of its group and accumulates, per cluster, the sums of every coefficient
    trajectory and the path count.
-4. **Scenarios.** Scenario k is the cluster mean with weight p_k = n_k / N. Hence
-   Σ_k p_k·c̄_k = Σ_paths c / N: the weighted mean of every coefficient equals the full-sample
-   mean (up to rounding), and the weights sum to one. Empty clusters are dropped.
+4. **Scenarios.** Scenario k has weight p_k = n_k / N. With ``method="mean"`` it is the
+   cluster mean, so Σ_k p_k·c̄_k = Σ_paths c / N. With ``method="medoid"`` (default) it is the
+   pilot path nearest the centroid, scaled per coefficient and period by
+   c̄ / Σ_k p_k·c_k(medoid), which gives the same weighted means while keeping the dispersion
+   of real paths. Either way the weighted mean of every coefficient equals the full-sample mean
+   (up to rounding) and the weights sum to one. Empty clusters are dropped.
 
 Coefficients per scenario and period: mining margin per MW per site [$/MW/period], BTC price
 [$/BTC], power price per region [$/MWh], market lease rate [$/kW-month], occupancy [-],
@@ -174,6 +177,20 @@ def tail_share(sc: Scenario) -> float:
     return min(MAX_TAIL_SHARE, max(1.0 - sc.risk.cvar_alpha, 1.0 - sc.covenants.confidence))
 
 
+#: Coefficients kept as cluster means under ``method="medoid"`` (0/1 per path, so scaling a
+#: representative path could leave [0, 1]).
+MEAN_ONLY = ("tenant_survival", "tenant_relet")
+METHODS = ("medoid", "mean")
+
+
+def _nearest_members(z: np.ndarray, members: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Index (into z) of the member row nearest to each centroid."""
+    if not len(centers):
+        return np.empty(0, dtype=np.int64)
+    rows = np.flatnonzero(members)
+    return rows[_nearest(centers, z[rows])]
+
+
 def reduce_scenarios(
     scenario: Scenario,
     paths: int,
@@ -182,6 +199,7 @@ def reduce_scenarios(
     *,
     backend: str | Backend | None = None,
     pilot_paths: int = PILOT_PATHS,
+    method: str = "medoid",
 ) -> ReducedScenarios:
     """Reduce ``paths`` simulated paths to at most ``n_scenarios`` weighted scenarios.
 
@@ -197,7 +215,15 @@ def reduce_scenarios(
         Seed of the paths and of the k-means seeding.
     backend
         Array backend (the dispatch point of :mod:`~hashpivot.kernels.backend`).
+    method
+        ``mean``: scenario k is its cluster's mean trajectory. ``medoid`` (default): scenario k
+        is the pilot path nearest its centroid, scaled per coefficient and period by
+        full-sample mean / Σ_k p_k·medoid_k, so the weighted means still equal the full-sample
+        means while each scenario keeps the dispersion of a real path (cluster means
+        understate it, and with it the risk the covenants and CVaR see).
     """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if paths < 1 or n_scenarios < 1:
         raise ValueError("paths and n_scenarios must be >= 1")
     be = backend if isinstance(backend, Backend) else get_backend(backend)
@@ -231,6 +257,9 @@ def reduce_scenarios(
     tail = _kmeans(z[risk <= threshold], k_tail, rng) if k_tail else np.empty((0, z.shape[1]))
     centers = np.concatenate([body, tail])
     is_tail = np.r_[np.zeros(len(body), bool), np.ones(len(tail), bool)]
+    medoids = np.concatenate(
+        [_nearest_members(z, risk > threshold, body), _nearest_members(z, risk <= threshold, tail)]
+    )
 
     # 2. streaming assignment of every path
     k_all = centers.shape[0]
@@ -261,8 +290,20 @@ def reduce_scenarios(
         for name, s in sums.items()
     }
     full = {name: s.sum(axis=0) / paths for name, s in sums.items()}
+    weights = counts[keep] / paths
+    if method == "medoid":
+        rep_idx = xp.asarray(medoids[keep], dtype=xp.int64)
+        _, _, rep = _features_and_coefficients(mp, key, rep_idx, gap, ppy, xp)
+        for name, arr in rep.items():
+            if name in MEAN_ONLY:
+                continue
+            arr = to_numpy(arr)
+            mixed = np.tensordot(weights, arr, axes=1)
+            ok = np.abs(mixed) > 1e-12 * np.maximum(np.abs(full[name]), 1e-300)
+            factor = np.where(ok, full[name] / np.where(ok, mixed, 1.0), 1.0)
+            means[name] = np.where(ok[None], arr * factor[None], means[name])
     return ReducedScenarios(
-        weights=counts[keep] / paths,
+        weights=weights,
         is_tail=is_tail[keep],
         path_counts=counts[keep].astype(np.int64),
         paths=paths,

@@ -90,7 +90,10 @@ def equity_chart(path: Path, stats: dict) -> Path:
             color=COLORS.get(name),
             label=f"{name} (mean {st.mean_equity_usd / 1e6:,.0f} $M)",
         )
-    ax.set_xlabel("discounted terminal equity [$M]")
+    lo = min(np.quantile(st.equity_sample_usd, 0.005) for st in stats.values()) / 1e6
+    hi = max(np.quantile(st.equity_sample_usd, 0.99) for st in stats.values()) / 1e6
+    ax.set_xlim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))  # the top 1% stretches the axis
+    ax.set_xlabel("discounted terminal equity [$M] (0.5–99% of paths shown)")
     ax.set_ylabel("share of paths ≤ x")
     ax.set_title("Terminal equity out of sample (same paths for every policy)")
     ax.grid(alpha=0.3)

@@ -78,3 +78,31 @@ def test_survival_follows_default_probability() -> None:
     q = np.array([lo.tenant_default_prob_per_year for lo in sc.lease_offers])
     expected = (1 - q[:, None]) ** ((np.arange(40) + 1) * 0.25)[None]
     assert np.all(np.abs(surv - expected) < 4 * np.sqrt(expected * (1 - expected) / 4000) + 1e-12)
+
+
+def test_medoids_keep_dispersion_and_means() -> None:
+    """Medoid scenarios are real (rescaled) paths: weighted means are exact as with cluster
+    means, but their spread is closer to the paths' own (cluster means shrink it)."""
+    sc = scenario("demo")
+    kw = dict(backend="numpy", pilot_paths=3000)
+    med = reduce_scenarios(sc, 6000, 8, seed=5, method="medoid", **kw)
+    avg = reduce_scenarios(sc, 6000, 8, seed=5, method="mean", **kw)
+    for red in (med, avg):
+        for name, full in red.full_means.items():
+            np.testing.assert_allclose(red.weighted_means()[name], full, rtol=MEAN_RTOL, atol=1e-12)
+
+    def spread(red) -> float:
+        x = np.log(red.btc_price_usd[:, -1])
+        m = red.weights @ x
+        return float(np.sqrt(red.weights @ (x - m) ** 2))
+
+    sim_sd = (
+        np.log(
+            simulate(sc, 6000, seed=5, backend="numpy").factors["btc_price_usd"].p95[-1]
+            / simulate(sc, 6000, seed=5, backend="numpy").factors["btc_price_usd"].p05[-1]
+        )
+        / 3.29
+    )
+    assert spread(avg) < spread(med) <= 1.5 * sim_sd
+    with pytest.raises(ValueError, match="method"):
+        reduce_scenarios(sc, 100, 2, seed=1, method="bogus")
