@@ -89,6 +89,49 @@ def cvar(losses: np.ndarray, weights: np.ndarray, alpha: float) -> float:
     return float((take * losses[order]).sum() / tail)
 
 
+@dataclass
+class OperatingFlows:
+    """Operating cash flows of a schedule on coefficient trajectories, (n, T) each [$/period]."""
+
+    mining_usd: Any  # margin net of fixed opex on the ASIC MW still mining
+    gross_mining_usd: Any  # margin only (for revenue shares)
+    ai_revenue_usd: Any  # leases (incl. re-let MW), own racks, market leasing
+    ai_noi_usd: Any  # AI revenue less IT opex
+    ocf_usd: Any  # mining + AI NOI − late penalties
+
+
+def operating_flows(
+    sc: Scenario, sch: Schedule, coeffs: dict[str, Any], *, xp: ModuleType = np
+) -> OperatingFlows:
+    """MIN, LEASE, RACK, MKT and OCF of the module docstring for every scenario or path."""
+    dt = sc.horizon.dt_years
+    a = xp.asarray(sch.asic_mw)
+    margin = xp.asarray(coeffs["margin_usd_per_mw"])
+    fixed = xp.asarray([s.fixed_opex_usd_per_mw_year * dt for s in sc.sites])[:, None]
+    mining = ((margin - fixed[None]) * a[None]).sum(axis=1)
+    mu = xp.asarray(coeffs["lease_x_occupancy"]) * 1000.0 * 12 * dt  # $/IT MW/period
+    rent, _, _ = lease_terms(sc)
+    d = xp.asarray(sch.lease_total_it_mw)  # (L, T)
+    surv, relet = xp.asarray(coeffs["tenant_survival"]), xp.asarray(coeffs["tenant_relet"])
+    lease = (d[None] * (xp.asarray(rent)[None] * surv + mu[:, None, :] * relet)).sum(axis=1)
+    gpu, power = xp.asarray(coeffs["gpu_hour_usd"]), xp.asarray(coeffs["power_usd_per_mwh"])
+    racks = (rack_coefficient(sc, gpu, power, xp) * xp.asarray(sch.racks_active)[None]).sum(axis=1)
+    market = mu * xp.asarray(sch.market_it_mw.sum(axis=0))[None]
+    opex = np.array([s.conversion.opex_usd_per_it_mw_year * dt for s in sc.sites])[:, None]
+    it_opex = xp.asarray((opex * sch.it_online_mw).sum(axis=0))
+    penalty = np.array([lo.late_penalty_usd_per_mw_period for lo in sc.lease_offers])[:, None]
+    pen = xp.asarray((penalty * sch.lease_short_it_mw).sum(axis=0))
+    ai_revenue = lease + racks + market
+    ai_noi = ai_revenue - it_opex[None]
+    return OperatingFlows(
+        mining_usd=mining,
+        gross_mining_usd=(margin * a[None]).sum(axis=1),
+        ai_revenue_usd=ai_revenue,
+        ai_noi_usd=ai_noi,
+        ocf_usd=mining + ai_noi - pen[None],
+    )
+
+
 def cash_flows(
     sc: Scenario, plan: Plan, coeffs: dict[str, Any], *, xp: ModuleType = np
 ) -> CashFlows:
@@ -96,41 +139,8 @@ def cash_flows(
     h = sc.horizon
     dt, ppy, n_t = h.dt_years, h.periods_per_year, h.n_periods
     sch = schedule(sc, plan)
-    a = xp.asarray(sch.asic_mw)
-    fixed = xp.asarray([s.fixed_opex_usd_per_mw_year * dt for s in sc.sites])[:, None]
-    mining = ((xp.asarray(coeffs["margin_usd_per_mw"]) - fixed[None]) * a[None]).sum(axis=1)
-    mu = xp.asarray(coeffs["lease_x_occupancy"]) * 1000.0 * 12 * dt  # $/IT MW/period
-    rent, _, _ = lease_terms(sc)
-    d = xp.asarray(sch.lease_total_it_mw)  # (L, T)
-    lease = (
-        d[None]
-        * (
-            xp.asarray(rent)[None] * xp.asarray(coeffs["tenant_survival"])
-            + mu[:, None, :] * xp.asarray(coeffs["tenant_relet"])
-        )
-    ).sum(axis=1)
-    racks = (
-        rack_coefficient(
-            sc, xp.asarray(coeffs["gpu_hour_usd"]), xp.asarray(coeffs["power_usd_per_mwh"]), xp
-        )
-        * xp.asarray(sch.racks_active)[None]
-    ).sum(axis=1)
-    market = mu * xp.asarray(sch.market_it_mw.sum(axis=0))[None]
-    it_opex = 0.0 + xp.asarray(
-        (
-            np.array([s.conversion.opex_usd_per_it_mw_year * dt for s in sc.sites])[:, None]
-            * sch.it_online_mw
-        ).sum(axis=0)
-    )
-    pen = xp.asarray(
-        (
-            np.array([lo.late_penalty_usd_per_mw_period for lo in sc.lease_offers])[:, None]
-            * sch.lease_short_it_mw
-        ).sum(axis=0)
-    )
-    ai_revenue = lease + racks + market
-    ai_noi = ai_revenue - it_opex[None]
-    ocf = mining + ai_noi - pen[None]
+    op = operating_flows(sc, sch, coeffs, xp=xp)
+    mining, ai_revenue, ai_noi, ocf = op.mining_usd, op.ai_revenue_usd, op.ai_noi_usd, op.ocf_usd
     btc = xp.asarray(coeffs["btc_price_usd"])
     fees = np.array([f.upfront_fee_share for f in sc.debt_facilities])[:, None]
     financing = xp.asarray(

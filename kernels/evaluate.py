@@ -38,9 +38,9 @@ from hashpivot.scenarios import Scenario
 
 from . import philox
 from .backend import Backend, get_backend, to_numpy
-from .cashflow import CASH_TOL_USD, rack_coefficient, trailing_sum
+from .cashflow import CASH_TOL_USD, operating_flows, trailing_sum
 from .market import iter_periods, market_params, mining_margin, tenant_default_periods
-from .plan import Plan, covenant_periods, debt_terms, lease_terms, schedule
+from .plan import Plan, covenant_periods, debt_terms, schedule
 
 #: Outcomes kept per plan for distribution charts.
 KEEP_PATHS = 20_000
@@ -121,36 +121,9 @@ def simulate_plan(
     sch = schedule(sc, plan)
     n = co.btc_price_usd.shape[0]
     # operating cash flow per path and period (no recourse affects it)
-    a = xp.asarray(sch.asic_mw)
-    fixed = xp.asarray([s.fixed_opex_usd_per_mw_year * dt for s in sc.sites])[:, None]
-    mining = ((co.margin_usd_per_mw - fixed[None]) * a[None]).sum(axis=1)
-    mu = co.lease_x_occupancy * 1000.0 * 12 * dt
-    rent, _, _ = lease_terms(sc)
-    d = xp.asarray(sch.lease_total_it_mw)
-    lease = (
-        d[None] * (xp.asarray(rent)[None] * co.tenant_survival + mu[:, None, :] * co.tenant_relet)
-    ).sum(axis=1)
-    racks = (
-        rack_coefficient(sc, co.gpu_hour_usd, co.power_usd_per_mwh, xp)
-        * xp.asarray(sch.racks_active)[None]
-    ).sum(axis=1)
-    market = mu * xp.asarray(sch.market_it_mw.sum(axis=0))[None]
-    it_opex = xp.asarray(
-        (
-            np.array([s.conversion.opex_usd_per_it_mw_year * dt for s in sc.sites])[:, None]
-            * sch.it_online_mw
-        ).sum(axis=0)
-    )
-    pen = xp.asarray(
-        (
-            np.array([lo.late_penalty_usd_per_mw_period for lo in sc.lease_offers])[:, None]
-            * sch.lease_short_it_mw
-        ).sum(axis=0)
-    )
-    ai_revenue = lease + racks + market
-    ai_noi = ai_revenue - it_opex[None]
-    ocf = mining + ai_noi - pen[None]
-    gross_mining = (co.margin_usd_per_mw * a[None]).sum(axis=1)
+    op = operating_flows(sc, sch, co.as_dict(), xp=xp)
+    mining, ai_revenue, ai_noi, ocf = op.mining_usd, op.ai_revenue_usd, op.ai_noi_usd, op.ocf_usd
+    gross_mining = op.gross_mining_usd
     denom = xp.maximum(ai_revenue, 0.0) + xp.maximum(gross_mining, 0.0)
     ai_share = xp.where(
         denom > 0, xp.maximum(ai_revenue, 0.0) / xp.where(denom > 0, denom, 1.0), 0.0

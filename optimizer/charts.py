@@ -15,6 +15,30 @@ from hashpivot.kernels.simulate import FactorStats, SimulationResult  # noqa: E4
 DPI = 110
 
 
+def finish(
+    fig: plt.Figure,
+    ax: plt.Axes,
+    path: Path,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    *,
+    legend: bool = True,
+    legend_cols: int = 1,
+) -> Path:
+    """Title, labels, grid and legend; save as PNG and close."""
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize=7, ncol=legend_cols)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
 def _fan(ax: plt.Axes, t: np.ndarray, st: FactorStats, label: str, color: str) -> None:
     ax.fill_between(t, st.p05, st.p95, color=color, alpha=0.18, label=f"{label} 5–95%")
     ax.plot(t, st.p50, color=color, lw=1.2, ls="--", label=f"{label} median")
@@ -34,17 +58,9 @@ def fan_chart(
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (label, st) in enumerate(series.items()):
         _fan(ax, t, st, label, colors[i % len(colors)])
-    ax.set_title(title)
-    ax.set_xlabel("years from start")
-    ax.set_ylabel(ylabel)
     if log:
         ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return finish(fig, ax, path, title, "years from start", ylabel, legend_cols=2)
 
 
 def margin_chart(path: Path, res: SimulationResult) -> Path:
@@ -55,16 +71,16 @@ def margin_chart(path: Path, res: SimulationResult) -> Path:
         se = res.margin_stderr_usd_per_mw[i] / 1e3
         ax.plot(res.t_years, m, lw=1.5, label=name)
         ax.fill_between(res.t_years, m - 2 * se, m + 2 * se, alpha=0.2)
-    ax.set_title("Expected mining margin per MW (curtailment option, after power)")
-    ax.set_xlabel("years from start")
-    ax.set_ylabel("k$ per MW per period")
-    ax.grid(alpha=0.3)
-    if len(res.site_names) <= 12:
-        ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return finish(
+        fig,
+        ax,
+        path,
+        "Expected mining margin per MW (curtailment option, after power)",
+        "years from start",
+        "k$ per MW per period",
+        legend=len(res.site_names) <= 12,
+        legend_cols=2,
+    )
 
 
 def simulation_charts(out: Path, res: SimulationResult) -> list[Path]:

@@ -165,10 +165,9 @@ def _backend(args: argparse.Namespace):
         raise UserError(str(exc)) from None
 
 
-@contextmanager
-def progress_bar(console: Console, label: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar fed with (done, total); silent with ``--quiet``."""
-    with Progress(
+def progress_display(console: Console) -> Progress:
+    """A rich progress display on stderr; silent with ``--quiet``."""
+    return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -176,7 +175,13 @@ def progress_bar(console: Console, label: str) -> Iterator[Callable[[int, int], 
         console=make_console(console.quiet, stderr=True),
         transient=True,
         disable=console.quiet,
-    ) as bar:
+    )
+
+
+@contextmanager
+def progress_bar(console: Console, label: str) -> Iterator[Callable[[int, int], None]]:
+    """One progress bar fed with (done, total)."""
+    with progress_display(console) as bar:
         task = bar.add_task(label, total=None)
 
         def update(done: int, total: int) -> None:
@@ -234,16 +239,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _pipeline_progress(console: Console):
-    """A progress callback for the pipeline's stages, and the context that shows it."""
-    bar = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=make_console(console.quiet, stderr=True),
-        transient=True,
-        disable=console.quiet,
-    )
+    """A progress callback for the pipeline's stages, and the display that shows it."""
+    bar = progress_display(console)
     tasks: dict[str, int] = {}
 
     def update(stage: str, done: int, total: int) -> None:

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 from hashpivot.kernels.plan import schedule  # noqa: E402
 
 from .baselines import POLICIES  # noqa: E402
-from .charts import DPI, simulation_charts  # noqa: E402
+from .charts import DPI, finish, simulation_charts  # noqa: E402
 from .outputs import atomic_output_dir, write_json  # noqa: E402
 from .pipeline import EvaluateResult, OptimizeResult  # noqa: E402
 
@@ -93,15 +93,14 @@ def equity_chart(path: Path, stats: dict) -> Path:
     lo = min(np.quantile(st.equity_sample_usd, 0.005) for st in stats.values()) / 1e6
     hi = max(np.quantile(st.equity_sample_usd, 0.99) for st in stats.values()) / 1e6
     ax.set_xlim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))  # the top 1% stretches the axis
-    ax.set_xlabel("discounted terminal equity [$M] (0.5–99% of paths shown)")
-    ax.set_ylabel("share of paths ≤ x")
-    ax.set_title("Terminal equity out of sample (same paths for every policy)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return finish(
+        fig,
+        ax,
+        path,
+        "Terminal equity out of sample (same paths for every policy)",
+        "discounted terminal equity [$M] (0.5–99% of paths shown)",
+        "share of paths ≤ x",
+    )
 
 
 def ai_share_chart(path: Path, t: np.ndarray, stats: dict) -> Path:
@@ -116,15 +115,14 @@ def ai_share_chart(path: Path, t: np.ndarray, stats: dict) -> Path:
             label=name,
         )
     ax.set_ylim(0, 100)
-    ax.set_xlabel("years from start")
-    ax.set_ylabel("AI share of revenue [%]")
-    ax.set_title("AI share of operating revenue (mean over paths)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return finish(
+        fig,
+        ax,
+        path,
+        "AI share of operating revenue (mean over paths)",
+        "years from start",
+        "AI share of revenue [%]",
+    )
 
 
 def cash_debt_chart(path: Path, t: np.ndarray, stats: dict, plan_name: str = "plan") -> Path:
@@ -148,15 +146,7 @@ def cash_debt_chart(path: Path, t: np.ndarray, stats: dict, plan_name: str = "pl
                 lw=1,
                 label=f"{name} cash median",
             )
-    ax.set_xlabel("years from start")
-    ax.set_ylabel("$M")
-    ax.set_title("Cash and debt over time")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return finish(fig, ax, path, "Cash and debt over time", "years from start", "$M", legend_cols=2)
 
 
 def _money(x: float) -> str:
