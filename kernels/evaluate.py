@@ -18,7 +18,8 @@ breach flag (DSCR or leverage in a period the covenants are in force), minimum D
 of operating revenue. Reported per plan: objective E[W] − λ·CVaR_α(−W), mean ± standard error,
 CVaR, P(default), P(breach), percentiles over time, and paired differences against other plans.
 
-Streaming keeps memory bounded: per chunk the coefficient trajectories of the chunk's paths;
+On a GPU each plan and chunk is one fused kernel (``hp_evaluate`` in ``market.cu``: the time
+loop and the sites inside, fp32 factors and fp64 money). Streaming keeps memory bounded: per chunk the coefficient trajectories of the chunk's paths;
 across chunks running sums, the worst ⌈(1−α)·M⌉ outcomes of each plan (for CVaR), and the
 first :data:`KEEP_PATHS` outcomes (for distribution charts).
 """
@@ -40,12 +41,14 @@ from . import philox
 from .backend import Backend, get_backend, to_numpy
 from .cashflow import CASH_TOL_USD, operating_flows, trailing_sum
 from .market import iter_periods, market_params, mining_margin, tenant_default_periods
-from .plan import Plan, covenant_periods, debt_terms, schedule
+from .plan import Plan, covenant_windows, debt_terms, schedule
 
 #: Outcomes kept per plan for distribution charts.
 KEEP_PATHS = 20_000
 #: Path × period × column elements per evaluation chunk (bounds memory).
 CHUNK_ELEMENTS = 6_000_000
+#: Paths per chunk of the fused GPU evaluation kernel (device memory: a few numbers per path).
+GPU_EVAL_CHUNK = 1 << 20
 #: Quantiles reported over time.
 TIME_QUANTILES = (0.05, 0.50, 0.95)
 
@@ -105,15 +108,16 @@ class PathOutcomes:
     default_period: Any  # (n,) int, T = never
     breach: Any  # (n,) bool
     min_dscr: Any  # (n,)
-    ai_share: Any  # (n, T)
-    cash_usd: Any  # (n, T) (0 after default)
-    debt_usd: Any  # (n, T)
+    ai_share_sum: Any  # (T,) sum over the chunk's paths
+    debt_sum_usd: Any  # (T,) sum over the chunk's paths
+    cash_usd: Any  # (k, T) for the first k paths of the chunk (0 after default)
     emergency_btc: Any  # (n,)
     emergency_draw_usd: Any  # (n,)
 
 
 def simulate_plan(
-    sc: Scenario, plan: Plan, co: PathCoefficients, *, recourse: bool = True, xp: ModuleType = np
+    sc: Scenario, plan: Plan, co: PathCoefficients, *, recourse: bool = True, xp: ModuleType = np,
+    keep: int | None = None,
 ) -> PathOutcomes:
     """Cash flows of ``plan`` on each path with recourse (see the module docstring)."""
     h = sc.horizon
@@ -152,6 +156,10 @@ def simulate_plan(
     extra_btc = xp.zeros(n)
     extra_draw = xp.zeros(n)
     capex = sch.capex_usd - sch.salvage_usd
+    windows = xp.asarray(covenant_windows(sc)) if n_f else xp.zeros((0, t_n), dtype=bool)
+    planned_used = xp.asarray(plan.draws_usd.sum(axis=1) > 0) if n_f else xp.zeros(0, dtype=bool)
+    emergency_used = xp.zeros((n, n_f), dtype=bool)
+    tested = xp.zeros((n, t_n), dtype=bool)
     for t in range(t_n):
         planned = (
             xp.asarray(plan.draws_usd[:, t])[None, :] * xp.ones((n, 1)) if n_f else xp.zeros((n, 0))
@@ -190,11 +198,15 @@ def simulate_plan(
                     balance[:, f] = balance[:, f] + take
                     cash = cash + take * (1.0 - fees[f])
                     extra_draw = extra_draw + take
+                    emergency_used[:, f] |= take > 0
             newly = alive & (cash < -CASH_TOL_USD)
             default_period = xp.where(newly, t, default_period)
             alive = alive & ~newly
         cash_path[:, t] = xp.where(alive, cash, 0.0)
         debt_path[:, t] = balance.sum(axis=1) if n_f else 0.0
+        if n_f and t >= ppy - 1:
+            used = planned_used[None, :] | emergency_used
+            tested[:, t] = (used & windows[None, :, t]).any(axis=1)
     v = sc.valuation
     salvage_end = float(
         (np.array([s.asic_salvage_usd_per_mw for s in sc.sites]) * sch.asic_mw[:, -1]).sum()
@@ -207,8 +219,8 @@ def simulate_plan(
         - (balance.sum(axis=1) if n_f else 0.0)
     )
     equity = xp.where(alive, terminal, 0.0) * (1.0 + h.discount_rate) ** (-t_n * dt)
-    # covenants on the path's own debt (emergency draws included)
-    tested = xp.asarray(_tested_periods(sc, plan, drawn))
+    # covenants on the path's own debt: in force in a drawn facility's window, from the first
+    # full year, and from the period of an emergency draw on
     ocf_trail = trailing_sum(ocf, ppy, xp)
     ds_trail = trailing_sum(sched, ppy, xp)
     window = xp.asarray(np.minimum(np.arange(t_n) + 1, ppy))
@@ -224,28 +236,12 @@ def simulate_plan(
         default_period=default_period,
         breach=breach,
         min_dscr=ratio.min(axis=1),
-        ai_share=ai_share,
-        cash_usd=cash_path,
-        debt_usd=debt_path,
+        ai_share_sum=ai_share.sum(axis=0),
+        debt_sum_usd=debt_path.sum(axis=0),
+        cash_usd=cash_path if keep is None else cash_path[:keep],
         emergency_btc=extra_btc,
         emergency_draw_usd=extra_draw,
     )
-
-
-def _tested_periods(sc: Scenario, plan: Plan, drawn: Any) -> Any:
-    """(n, T) mask of covenant periods per path (a facility counts as drawn when the plan or the
-    path's emergency draws used it)."""
-    from .plan import covenant_windows  # noqa: PLC0415
-
-    windows = covenant_windows(sc)
-    base = covenant_periods(sc, plan)
-    if not windows.size:
-        return base[None, :]
-    xp = np if isinstance(drawn, np.ndarray) else __import__("cupy")
-    used = drawn > 0  # (n, F)
-    live = (used[:, :, None] & xp.asarray(windows)[None]).any(axis=1)
-    first_year = xp.asarray(np.arange(sc.horizon.n_periods) >= sc.horizon.periods_per_year - 1)
-    return live & first_year[None]
 
 
 # --------------------------------------------------------------------------- statistics
@@ -319,11 +315,11 @@ class _Accumulator:
         take = max(0, min(len(w), KEEP_PATHS - self.kept))
         if take:
             self.sample.append(w[:take])
-            self.cash_sample.append(to_numpy(o.cash_usd[:take]))
+            self.cash_sample.append(to_numpy(o.cash_usd)[:take])
             self.dscr.append(to_numpy(o.min_dscr[:take]))
             self.kept += take
-        self.debt_sum += to_numpy(o.debt_usd.sum(axis=0))
-        self.ai_sum += to_numpy(o.ai_share.sum(axis=0))
+        self.debt_sum += to_numpy(o.debt_sum_usd)
+        self.ai_sum += to_numpy(o.ai_share_sum)
         self.extra_btc += float(to_numpy(o.emergency_btc).sum())
         self.extra_draw += float(to_numpy(o.emergency_draw_usd).sum())
 
@@ -384,7 +380,8 @@ def evaluate_plans(
     key = philox.seed_key(seed, philox.TAG_EVALUATE)
     n_t = sc.horizon.n_periods
     width = n_t * (len(sc.sites) + len(sc.market.power_regions) + 4 + 2 * len(sc.lease_offers))
-    chunk = int(chunk_paths or max(256, CHUNK_ELEMENTS // max(width, 1)))
+    default_chunk = GPU_EVAL_CHUNK if be.is_gpu else max(256, CHUNK_ELEMENTS // max(width, 1))
+    chunk = int(chunk_paths or default_chunk)
     accs = {name: _Accumulator(sc.risk.cvar_alpha, paths, n_t) for name in plans}
     names = list(plans)
     pair_sums = {(names[0], b): [0.0, 0.0] for b in names[1:]}
@@ -392,9 +389,15 @@ def evaluate_plans(
     done = 0
     while done < paths:
         n = min(chunk, paths - done)
-        idx = xp.arange(done, done + n, dtype=xp.int64)
-        co = path_coefficients(sc, key, idx, xp=xp)
-        outs = {name: simulate_plan(sc, plan, co, xp=xp) for name, plan in plans.items()}
+        keep = {name: max(0, KEEP_PATHS - accs[name].kept) for name in plans}
+        if be.is_gpu:  # one fused kernel per plan and chunk: the time loop and sites inside
+            from .cuda import evaluate_chunk_gpu  # noqa: PLC0415
+
+            outs = {name: evaluate_chunk_gpu(sc, plan, key, done, n, keep[name]) for name, plan in plans.items()}
+        else:
+            idx = xp.arange(done, done + n, dtype=xp.int64)
+            co = path_coefficients(sc, key, idx, xp=xp)
+            outs = {name: simulate_plan(sc, plan, co, xp=xp, keep=keep[name]) for name, plan in plans.items()}
         for name, o in outs.items():
             accs[name].add(o, n_t)
         w0 = to_numpy(outs[names[0]].equity_usd)

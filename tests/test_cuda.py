@@ -46,6 +46,7 @@ def host_lib(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
     vp, u32, i32 = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int
     lib.hp_simulate.argtypes = [vp, vp, u32, u32, ctypes.c_longlong, i32, vp, vp, vp, i32]
     lib.hp_philox.argtypes = [vp, u32, u32, vp, i32]
+    lib.hp_evaluate.argtypes = [vp, vp, vp, vp, u32, u32, ctypes.c_longlong, i32] + [vp] * 9 + [i32]
     return lib
 
 
@@ -159,3 +160,74 @@ def test_gpu_chunk_size_invariance() -> None:  # pragma: no cover - needs a GPU
 def test_kernel_source_is_packaged() -> None:
     assert "hp_simulate" in kernel_source()
     assert Path(__file__).parent.parent.joinpath("kernels", "market.cu").is_file()
+
+
+#: Fused evaluation (fp32 factors, fp64 money) against the NumPy evaluator.
+EVAL_RTOL = 1e-4
+#: Share of paths whose default period or breach flag may differ (a threshold met to fp32).
+EVAL_FLIP_SHARE = 0.005
+
+
+@needs_gxx
+@pytest.mark.parametrize(
+    ("name", "policy"), [("demo", "convert_all"), ("demo", "greedy"), ("texas_hybrid", "greedy")]
+)
+def test_host_evaluate_matches_numpy(host_lib: ctypes.CDLL, name: str, policy: str) -> None:
+    from hashpivot.kernels.cuda import market_arrays, pack_plan
+    from hashpivot.kernels.evaluate import path_coefficients, simulate_plan
+    from hashpivot.kernels.reduce import reduce_scenarios
+    from hashpivot.optimizer.baselines import baseline
+
+    sc = scenario(name)
+    plan = baseline(policy, sc, reduce_scenarios(sc, 800, 4, 1, backend="numpy", pilot_paths=800))
+    n, keep, t_n = 2500, 50, sc.horizon.n_periods
+    key = philox.seed_key(5, philox.TAG_EVALUATE)
+    par, ipar = market_arrays(sc)
+    q, qi = pack_plan(sc, plan)
+    eq, dscr, btc, draw = (np.zeros(n) for _ in range(4))
+    default, breach = np.zeros(n, np.int32), np.zeros(n, np.int32)
+    ai, debt, cash = np.zeros(t_n), np.zeros(t_n), np.zeros((keep, t_n))
+    host_lib.hp_evaluate(
+        *(_ptr(a) for a in (par, ipar, q, qi)),
+        key[0],
+        key[1],
+        0,
+        n,
+        *(_ptr(a) for a in (eq, default, breach, dscr, btc, draw, ai, debt, cash)),
+        keep,
+    )
+    ref = simulate_plan(sc, plan, path_coefficients(sc, key, np.arange(n)), keep=keep)
+    same_default = default == ref.default_period
+    assert np.mean(~same_default) <= EVAL_FLIP_SHARE
+    assert np.mean((breach > 0) != ref.breach) <= EVAL_FLIP_SHARE
+    scale = np.abs(ref.equity_usd).max()
+    np.testing.assert_allclose(
+        eq[same_default], ref.equity_usd[same_default], rtol=EVAL_RTOL, atol=1e-6 * scale
+    )
+    np.testing.assert_allclose(ai, ref.ai_share_sum, rtol=EVAL_RTOL, atol=1e-3)
+    np.testing.assert_allclose(
+        debt, ref.debt_sum_usd, rtol=EVAL_RTOL, atol=1e-6 * max(debt.max(), 1)
+    )
+    np.testing.assert_allclose(
+        cash, ref.cash_usd, rtol=EVAL_RTOL, atol=1e-6 * np.abs(ref.cash_usd).max()
+    )
+    # a draw is a shortfall, a difference of large cash flows: compare it on their scale
+    flows = np.abs(ref.cash_usd).max()
+    np.testing.assert_allclose(
+        draw[same_default], ref.emergency_draw_usd[same_default], rtol=EVAL_RTOL, atol=1e-5 * flows
+    )
+    assert (
+        ref.default_period < t_n
+    ).any() or policy != "convert_all"  # recourse and default exercised
+
+
+@pytest.mark.gpu
+def test_gpu_evaluation_matches_numpy() -> None:  # pragma: no cover - needs a GPU
+    from hashpivot.optimizer import evaluate
+
+    gpu = evaluate("demo", policy="greedy", eval_paths=50_000, seed=3, backend="cupy")
+    cpu = evaluate("demo", policy="greedy", eval_paths=50_000, seed=3, backend="numpy")
+    for name, st in cpu.evaluation.stats.items():
+        g = gpu.evaluation.stats[name]
+        assert g.mean_equity_usd == pytest.approx(st.mean_equity_usd, rel=1e-4)
+        assert abs(g.p_default - st.p_default) <= EVAL_FLIP_SHARE
