@@ -175,9 +175,48 @@ def pack_params(
     return np.concatenate(par), ipar
 
 
-E_SLOTS = ["growth", "min_cash", "btc_floor", "max_sale", "held0", "cash0", "dscr", "lev", "disc", "mult_ai", "mult_min", "salvage_end", "rack_rev", "rack_pow", "rack_opex", "mu_scale", "tol"]
+E_SLOTS = [
+    "growth",
+    "min_cash",
+    "btc_floor",
+    "max_sale",
+    "held0",
+    "cash0",
+    "dscr",
+    "lev",
+    "disc",
+    "mult_ai",
+    "mult_min",
+    "salvage_end",
+    "rack_rev",
+    "rack_pow",
+    "rack_opex",
+    "mu_scale",
+    "tol",
+]
 J_SIZES = ["S", "T", "L", "F", "ppy", "gap"]
-Q_ARRAYS = ["asic", "racks", "lease", "rent", "market", "itopex", "pen", "capex", "draws", "repay", "amort", "rates", "fees", "sizes", "allowed", "window", "sold", "fixed", "hazard", "planned"]
+Q_ARRAYS = [
+    "asic",
+    "racks",
+    "lease",
+    "rent",
+    "market",
+    "itopex",
+    "pen",
+    "capex",
+    "draws",
+    "repay",
+    "amort",
+    "rates",
+    "fees",
+    "sizes",
+    "allowed",
+    "window",
+    "sold",
+    "fixed",
+    "hazard",
+    "planned",
+]
 MAX_LEASES, MAX_FACILITIES, MAX_PPY = 64, 16, 12
 
 
@@ -187,7 +226,9 @@ def pack_plan(sc, plan) -> tuple[np.ndarray, np.ndarray]:
     from .plan import covenant_windows, debt_terms, lease_terms, schedule  # noqa: PLC0415
 
     if len(sc.lease_offers) > MAX_LEASES or len(sc.debt_facilities) > MAX_FACILITIES:
-        raise ValueError(f"the GPU kernel supports {MAX_LEASES} leases and {MAX_FACILITIES} facilities")
+        raise ValueError(
+            f"the GPU kernel supports {MAX_LEASES} leases and {MAX_FACILITIES} facilities"
+        )
     h = sc.horizon
     dt = h.dt_years
     sch = schedule(sc, plan)
@@ -198,28 +239,50 @@ def pack_plan(sc, plan) -> tuple[np.ndarray, np.ndarray]:
     allowed, repay = debt_terms(sc)
     facilities = sc.debt_facilities
     scalars = {
-        "growth": 1.0 + h.cash_interest_rate * dt, "min_cash": sc.covenants.min_cash_usd,
-        "btc_floor": tr.btc_floor, "max_sale": tr.max_btc_sale_per_period, "held0": tr.btc_held,
-        "cash0": tr.cash_usd, "dscr": sc.covenants.min_dscr, "lev": sc.covenants.max_leverage,
-        "disc": (1.0 + h.discount_rate) ** (-h.n_periods * dt), "mult_ai": v.ai_noi_multiple,
+        "growth": 1.0 + h.cash_interest_rate * dt,
+        "min_cash": sc.covenants.min_cash_usd,
+        "btc_floor": tr.btc_floor,
+        "max_sale": tr.max_btc_sale_per_period,
+        "held0": tr.btc_held,
+        "cash0": tr.cash_usd,
+        "dscr": sc.covenants.min_dscr,
+        "lev": sc.covenants.max_leverage,
+        "disc": (1.0 + h.discount_rate) ** (-h.n_periods * dt),
+        "mult_ai": v.ai_noi_multiple,
         "mult_min": v.mining_margin_multiple,
-        "salvage_end": float((np.array([s.asic_salvage_usd_per_mw for s in sc.sites]) * sch.asic_mw[:, -1]).sum()),
+        "salvage_end": float(
+            (np.array([s.asic_salvage_usd_per_mw for s in sc.sites]) * sch.asic_mw[:, -1]).sum()
+        ),
         "rack_rev": g.gpus_per_rack * h.hours_per_period * g.utilization,
         "rack_pow": g.rack_kw / 1000.0 * g.pue * h.hours_per_period,
-        "rack_opex": g.opex_usd_per_rack_year * dt, "mu_scale": 1000.0 * 12 * dt, "tol": CASH_TOL_USD,
+        "rack_opex": g.opex_usd_per_rack_year * dt,
+        "mu_scale": 1000.0 * 12 * dt,
+        "tol": CASH_TOL_USD,
     }
     arrays = {
-        "asic": sch.asic_mw, "racks": sch.racks_active, "lease": sch.lease_total_it_mw, "rent": rent,
+        "asic": sch.asic_mw,
+        "racks": sch.racks_active,
+        "lease": sch.lease_total_it_mw,
+        "rent": rent,
         "market": sch.market_it_mw.sum(axis=0),
-        "itopex": (np.array([s.conversion.opex_usd_per_it_mw_year * dt for s in sc.sites])[:, None]
-                   * sch.it_online_mw).sum(axis=0),
-        "pen": (np.array([lo.late_penalty_usd_per_mw_period for lo in sc.lease_offers])[:, None]
-                * sch.lease_short_it_mw).sum(axis=0),
-        "capex": sch.capex_usd - sch.salvage_usd, "draws": plan.draws_usd, "repay": repay,
+        "itopex": (
+            np.array([s.conversion.opex_usd_per_it_mw_year * dt for s in sc.sites])[:, None]
+            * sch.it_online_mw
+        ).sum(axis=0),
+        "pen": (
+            np.array([lo.late_penalty_usd_per_mw_period for lo in sc.lease_offers])[:, None]
+            * sch.lease_short_it_mw
+        ).sum(axis=0),
+        "capex": sch.capex_usd - sch.salvage_usd,
+        "draws": plan.draws_usd,
+        "repay": repay,
         "amort": [f.repayment == "linear" for f in facilities],
         "rates": [f.rate_per_year * dt for f in facilities],
-        "fees": [f.upfront_fee_share for f in facilities], "sizes": [f.size_usd for f in facilities],
-        "allowed": allowed, "window": covenant_windows(sc), "sold": plan.btc_sold,
+        "fees": [f.upfront_fee_share for f in facilities],
+        "sizes": [f.size_usd for f in facilities],
+        "allowed": allowed,
+        "window": covenant_windows(sc),
+        "sold": plan.btc_sold,
         "fixed": [s.fixed_opex_usd_per_mw_year * dt for s in sc.sites],
         "hazard": [1.0 - (1.0 - lo.tenant_default_prob_per_year) ** dt for lo in sc.lease_offers],
         "planned": plan.draws_usd.sum(axis=1) > 0,
@@ -234,8 +297,14 @@ def pack_plan(sc, plan) -> tuple[np.ndarray, np.ndarray]:
         pos += a.size
     if sc.horizon.periods_per_year > MAX_PPY:  # pragma: no cover - quarters or months only
         raise ValueError("too many periods per year for the GPU kernel")
-    sizes = {"S": len(sc.sites), "T": h.n_periods, "L": len(sc.lease_offers), "F": len(facilities),
-             "ppy": h.periods_per_year, "gap": sc.market.ai_lease.releasing_gap_periods}
+    sizes = {
+        "S": len(sc.sites),
+        "T": h.n_periods,
+        "L": len(sc.lease_offers),
+        "F": len(facilities),
+        "ppy": h.periods_per_year,
+        "gap": sc.market.ai_lease.releasing_gap_periods,
+    }
     qi = np.array([sizes[k] for k in J_SIZES] + [offsets[k] for k in Q_ARRAYS], dtype=np.int32)
     return np.concatenate(parts), qi
 
@@ -249,7 +318,9 @@ def market_arrays(sc) -> tuple[np.ndarray, np.ndarray]:
     return pack_params(mp, shift, feature_groups(mp, sc.horizon.periods_per_year))
 
 
-def evaluate_chunk_gpu(sc, plan, key: tuple[int, int], path0: int, n: int, keep: int):  # pragma: no cover - needs a GPU
+def evaluate_chunk_gpu(
+    sc, plan, key: tuple[int, int], path0: int, n: int, keep: int
+):  # pragma: no cover - needs a GPU
     """``simulate_plan`` of paths ``path0 .. path0+n`` by the fused ``hp_evaluate`` kernel."""
     import cupy  # noqa: PLC0415
 
@@ -260,23 +331,51 @@ def evaluate_chunk_gpu(sc, plan, key: tuple[int, int], path0: int, n: int, keep:
     t_n = sc.horizon.n_periods
     keep = max(0, min(keep, n))
     out = {
-        "equity": cupy.zeros(n), "default": cupy.zeros(n, dtype=cupy.int32),
-        "breach": cupy.zeros(n, dtype=cupy.int32), "dscr": cupy.zeros(n), "btc": cupy.zeros(n),
-        "draw": cupy.zeros(n), "ai": cupy.zeros(t_n), "debt": cupy.zeros(t_n),
+        "equity": cupy.zeros(n),
+        "default": cupy.zeros(n, dtype=cupy.int32),
+        "breach": cupy.zeros(n, dtype=cupy.int32),
+        "dscr": cupy.zeros(n),
+        "btc": cupy.zeros(n),
+        "draw": cupy.zeros(n),
+        "ai": cupy.zeros(t_n),
+        "debt": cupy.zeros(t_n),
         "cash": cupy.zeros((max(keep, 1), t_n)),
     }
     grid = (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
     _module().get_function("hp_evaluate")(
-        (grid,), (THREADS_PER_BLOCK,),
-        (par, ipar, q, qi, np.uint32(key[0]), np.uint32(key[1]), np.int64(path0), np.int32(n),
-         out["equity"], out["default"], out["breach"], out["dscr"], out["btc"], out["draw"],
-         out["ai"], out["debt"], out["cash"], np.int32(keep)),
+        (grid,),
+        (THREADS_PER_BLOCK,),
+        (
+            par,
+            ipar,
+            q,
+            qi,
+            np.uint32(key[0]),
+            np.uint32(key[1]),
+            np.int64(path0),
+            np.int32(n),
+            out["equity"],
+            out["default"],
+            out["breach"],
+            out["dscr"],
+            out["btc"],
+            out["draw"],
+            out["ai"],
+            out["debt"],
+            out["cash"],
+            np.int32(keep),
+        ),
     )
     return PathOutcomes(
-        equity_usd=out["equity"].get(), default_period=out["default"].get().astype(np.int64),
-        breach=out["breach"].get() > 0, min_dscr=out["dscr"].get(), ai_share_sum=out["ai"].get(),
-        debt_sum_usd=out["debt"].get(), cash_usd=out["cash"].get()[:keep],
-        emergency_btc=out["btc"].get(), emergency_draw_usd=out["draw"].get(),
+        equity_usd=out["equity"].get(),
+        default_period=out["default"].get().astype(np.int64),
+        breach=out["breach"].get() > 0,
+        min_dscr=out["dscr"].get(),
+        ai_share_sum=out["ai"].get(),
+        debt_sum_usd=out["debt"].get(),
+        cash_usd=out["cash"].get()[:keep],
+        emergency_btc=out["btc"].get(),
+        emergency_draw_usd=out["draw"].get(),
     )
 
 

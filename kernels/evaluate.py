@@ -116,7 +116,12 @@ class PathOutcomes:
 
 
 def simulate_plan(
-    sc: Scenario, plan: Plan, co: PathCoefficients, *, recourse: bool = True, xp: ModuleType = np,
+    sc: Scenario,
+    plan: Plan,
+    co: PathCoefficients,
+    *,
+    recourse: bool = True,
+    xp: ModuleType = np,
     keep: int | None = None,
 ) -> PathOutcomes:
     """Cash flows of ``plan`` on each path with recourse (see the module docstring)."""
@@ -393,11 +398,17 @@ def evaluate_plans(
         if be.is_gpu:  # one fused kernel per plan and chunk: the time loop and sites inside
             from .cuda import evaluate_chunk_gpu  # noqa: PLC0415
 
-            outs = {name: evaluate_chunk_gpu(sc, plan, key, done, n, keep[name]) for name, plan in plans.items()}
+            outs = {
+                name: evaluate_chunk_gpu(sc, plan, key, done, n, keep[name])
+                for name, plan in plans.items()
+            }
         else:
             idx = xp.arange(done, done + n, dtype=xp.int64)
             co = path_coefficients(sc, key, idx, xp=xp)
-            outs = {name: simulate_plan(sc, plan, co, xp=xp, keep=keep[name]) for name, plan in plans.items()}
+            outs = {
+                name: simulate_plan(sc, plan, co, xp=xp, keep=keep[name])
+                for name, plan in plans.items()
+            }
         for name, o in outs.items():
             accs[name].add(o, n_t)
         w0 = to_numpy(outs[names[0]].equity_usd)

@@ -150,7 +150,7 @@ def cash_debt_chart(path: Path, t: np.ndarray, stats: dict, plan_name: str = "pl
 
 
 def _money(x: float) -> str:
-    return f"{x / 1e6:,.1f}"
+    return f"{x / 1e6 + 0.0:,.1f}"  # + 0.0 turns -0.0 into 0.0
 
 
 def _stats_rows(stats: dict) -> str:
