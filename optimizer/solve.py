@@ -19,6 +19,8 @@ from .model import MONEY, ModelData, build_model
 DEFAULT_THREADS = 2
 #: Share of the time limit given to phase 1 (the model without covenant rows).
 PHASE1_SHARE = 0.4
+#: Share of the time limit given to the fix-and-optimize repair of phase 1's plan.
+REPAIR_SHARE = 0.2
 
 
 class Termination(StrEnum):
@@ -152,6 +154,22 @@ class _Run:
     build_seconds: float
     transfer_seconds: float
     solve_seconds: float
+    fixed: bool = False
+
+
+def _fix_integers(m: pyo.ConcreteModel, plan: Plan) -> None:
+    """Fix the plan's conversion, rack and lease decisions in ``m`` (fix-and-optimize)."""
+    for (s_, t), v in m.blocks.items():
+        v.fix(float(plan.blocks[s_, t]))
+    for (s_, t), v in m.racks_new.items():
+        v.fix(float(plan.racks_new[s_, t]))
+    for l, v in m.sign.items():
+        v.fix(float(plan.lease_signed[l]))
+    used = plan.lease_it_mw.sum(axis=2) > 0
+    for (l, e), v in m.campus.items():
+        if plan.lease_signed[l] and not used[l].any():
+            continue  # signed but nothing delivered yet: keep the campus choice free
+        v.fix(1.0 if plan.lease_signed[l] and used[l, e] else 0.0)
 
 
 def _run(
@@ -164,9 +182,12 @@ def _run(
     covenants: bool,
     hard_deadlines: bool,
     start: Plan | None = None,
+    fix: Plan | None = None,
 ) -> _Run:
     t0 = time.perf_counter()
     m = build_model(d, covenants=covenants, hard_deadlines=hard_deadlines)
+    if fix is not None:
+        _fix_integers(m, fix)
     t1 = time.perf_counter()
     opt = Highs()
     opt.config.tee = tee
@@ -191,7 +212,7 @@ def _run(
         plan = read_plan(m, d)
         obj = float(res.incumbent_objective)
         bound = float(res.objective_bound) if res.objective_bound is not None else obj
-    return _Run(status, obj, bound, plan, m, t1 - t0, t2 - t1, t3 - t2)
+    return _Run(status, obj, bound, plan, m, t1 - t0, t2 - t1, t3 - t2, fixed=fix is not None)
 
 
 def _meets_covenants(d: ModelData, plan: Plan) -> bool:
@@ -216,8 +237,10 @@ def solve(
 
     Phase 1 drops the covenant rows (their big-M rows make first incumbents hard to find). If
     its plan already meets the covenants at the required confidence it is optimal for the full
-    model; otherwise phase 2 solves the full model warm-started from it. The bound reported is
-    the tighter of the two (phase 1 is a relaxation). A time limit returns the incumbent with
+    model. Otherwise a fix-and-optimize repair keeps phase 1's conversion, racks and leases and
+    re-solves the financing with the covenants; if that plan is within the gap of phase 1's bound
+    it is returned, else phase 2 solves the full model warm-started from it. The bound reported
+    is the tighter of phase 1's (a relaxation) and the full model's. A time limit returns the incumbent with
     its gap; no incumbent raises :class:`NoSolutionError` with reasons in words.
     """
     limit = d.sc.defaults.solver_time_limit_s if time_limit_s is None else time_limit_s
@@ -225,6 +248,10 @@ def solve(
     kw = {"mip_gap": gap_tol, "threads": threads, "tee": tee, "hard_deadlines": hard_deadlines}
     two_phase = covenants and d.n_facilities > 0
     t_start = time.perf_counter()
+
+    def left() -> float:
+        return max(1.0, limit - (time.perf_counter() - t_start))
+
     first = _run(
         d,
         time_limit_s=limit * (PHASE1_SHARE if two_phase else 1.0),
@@ -233,14 +260,39 @@ def solve(
     )
     runs = [first]
     final = first
-    if two_phase and not (
-        first.plan is not None
+    if (
+        two_phase
+        and first.plan is not None
         and first.status == Termination.OPTIMAL
         and _meets_covenants(d, first.plan)
     ):
-        remaining = max(1.0, limit - (time.perf_counter() - t_start))
-        final = _run(d, time_limit_s=remaining, covenants=True, start=first.plan, **kw)
-        runs.append(final)
+        pass  # the relaxation's optimum keeps the covenants: optimal for the full model
+    elif two_phase:
+        best = None
+        if first.plan is not None:
+            # fix-and-optimize: phase 1's conversion, racks and leases with the covenants back on
+            repair = _run(
+                d,
+                time_limit_s=min(left(), limit * REPAIR_SHARE),
+                covenants=True,
+                fix=first.plan,
+                **kw,
+            )
+            if repair.plan is not None:
+                runs.append(repair)
+                best = repair
+                bound1 = first.bound if first.bound is not None else np.inf
+                if (
+                    max(0.0, bound1 - repair.objective) / max(abs(repair.objective), 1e-9)
+                    <= gap_tol
+                ):
+                    final = repair
+        if final is first:
+            full = _run(d, time_limit_s=left(), covenants=True, start=(best or first).plan, **kw)
+            runs.append(full)
+            final = full
+            if full.plan is None or (best is not None and best.objective > full.objective):
+                final = best or full
     if final.plan is None:
         from .diagnose import explain_infeasibility  # noqa: PLC0415
 
@@ -256,18 +308,14 @@ def solve(
                 else []
             )
         raise NoSolutionError(status, reasons)
-    bounds = [r.bound for r in runs if r.bound is not None]
-    if (
-        two_phase
-        and first.status != Termination.OPTIMAL
-        and len(runs) == 2
-        and final.bound is not None
-    ):
-        bounds = [final.bound] + ([first.bound] if first.bound is not None else [])
+    # valid upper bounds: phase 1 (a relaxation) and the full model; not the fixed repair
+    bounds = [r.bound for r in (runs[0], runs[-1]) if r.bound is not None and r.fixed is False]
     bound = min(bounds) if bounds else final.objective
     obj = final.objective
     gap = max(0.0, bound - obj) / max(abs(obj), 1e-9)
-    status = Termination.OPTIMAL if gap <= gap_tol + 1e-12 else final.status
+    # above the gap, only the time limit can have stopped the search (a repair run is optimal
+    # within its fixed integers, which says nothing of the full model)
+    status = Termination.OPTIMAL if gap <= gap_tol + 1e-12 else Termination.TIME_LIMIT
     m = final.m
     rows, cols, nnz = model_size(m)
     equity = np.array([m.equity[k].value for k in m.K]) * MONEY
