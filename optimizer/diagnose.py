@@ -53,8 +53,9 @@ def lease_deadline_problems(sc: Scenario) -> list[str]:
 
 
 def min_cash_problems(d: ModelData) -> list[str]:
-    """Periods where minimum cash fails in some scenario even when doing nothing but borrowing
-    every facility at once and selling all the BTC allowed (an upper bound on cash)."""
+    """A scenario and period where minimum cash fails when converting nothing but borrowing every
+    facility at once and selling all the BTC allowed (most plans that cannot fund themselves
+    fail there first; reported only after the solver found the model infeasible)."""
     from hashpivot.kernels.cashflow import cash_flows  # noqa: PLC0415
 
     sc = d.sc
@@ -74,9 +75,10 @@ def min_cash_problems(d: ModelData) -> list[str]:
         return []
     k, t = np.argwhere(short)[0]
     return [
-        f"minimum cash ${sc.covenants.min_cash_usd:,.0f} cannot be met in scenario {k} "
-        f"(weight {d.weights[k]:.3f}) at period {t}: at most ${upper[k, t]:,.0f} is reachable "
-        "with every facility drawn and all allowed BTC sold"
+        f"minimum cash ${sc.covenants.min_cash_usd:,.0f} is out of reach in scenario {k} "
+        f"(weight {d.weights[k]:.3f}) at period {t}: without converting, even with every facility "
+        f"drawn and all allowed BTC sold, cash is ${upper[k, t]:,.0f} there (minimum cash must "
+        "hold in every scenario: lower it, or use fewer scenarios so that extreme paths are merged)"
     ]
 
 
