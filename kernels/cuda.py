@@ -318,16 +318,23 @@ def market_arrays(sc) -> tuple[np.ndarray, np.ndarray]:
     return pack_params(mp, shift, feature_groups(mp, sc.horizon.periods_per_year))
 
 
+def device_plan(sc, plan) -> tuple:  # pragma: no cover - needs a GPU
+    """Market and plan arrays of ``hp_evaluate`` on the device, packed once per plan."""
+    import cupy  # noqa: PLC0415
+
+    return tuple(cupy.asarray(a) for a in (*market_arrays(sc), *pack_plan(sc, plan)))
+
+
 def evaluate_chunk_gpu(
-    sc, plan, key: tuple[int, int], path0: int, n: int, keep: int
+    sc, packed: tuple, key: tuple[int, int], path0: int, n: int, keep: int
 ):  # pragma: no cover - needs a GPU
-    """``simulate_plan`` of paths ``path0 .. path0+n`` by the fused ``hp_evaluate`` kernel."""
+    """``simulate_plan`` of paths ``path0 .. path0+n`` by the fused ``hp_evaluate`` kernel;
+    ``packed`` comes from :func:`device_plan`."""
     import cupy  # noqa: PLC0415
 
     from .evaluate import PathOutcomes  # noqa: PLC0415
 
-    par, ipar = (cupy.asarray(a) for a in market_arrays(sc))
-    q, qi = (cupy.asarray(a) for a in pack_plan(sc, plan))
+    par, ipar, q, qi = packed
     t_n = sc.horizon.n_periods
     keep = max(0, min(keep, n))
     out = {

@@ -392,15 +392,17 @@ def evaluate_plans(
     pair_sums = {(names[0], b): [0.0, 0.0] for b in names[1:]}
     start = time.perf_counter()
     done = 0
+    if be.is_gpu:
+        from .cuda import device_plan, evaluate_chunk_gpu  # noqa: PLC0415
+
+        packed = {name: device_plan(sc, plan) for name, plan in plans.items()}
     while done < paths:
         n = min(chunk, paths - done)
         keep = {name: max(0, KEEP_PATHS - accs[name].kept) for name in plans}
         if be.is_gpu:  # one fused kernel per plan and chunk: the time loop and sites inside
-            from .cuda import evaluate_chunk_gpu  # noqa: PLC0415
-
             outs = {
-                name: evaluate_chunk_gpu(sc, plan, key, done, n, keep[name])
-                for name, plan in plans.items()
+                name: evaluate_chunk_gpu(sc, packed[name], key, done, n, keep[name])
+                for name in plans
             }
         else:
             idx = xp.arange(done, done + n, dtype=xp.int64)

@@ -102,9 +102,17 @@ class ReducedScenarios:
 
 # --------------------------------------------------------------------------- per-path data
 def _features_and_coefficients(
-    mp: MarketParams, key: tuple[int, int], paths: Any, relet_gap: int, ppy: int, xp: Any
+    mp: MarketParams,
+    key: tuple[int, int],
+    paths: Any,
+    relet_gap: int,
+    ppy: int,
+    xp: Any,
+    *,
+    coefficients: bool = True,
 ) -> tuple[Any, Any, dict[str, Any]]:
-    """Features (n, G·(4+R)), risk score inputs (n, 3) and coefficient trajectories of a chunk."""
+    """Features (n, G·(4+R)), risk score inputs (n, 3) and, unless ``coefficients`` is False,
+    the coefficient trajectories of a chunk."""
     n = paths.shape[0]
     t_count = mp.n_periods
     groups = np.arange(t_count) // ppy
@@ -113,27 +121,34 @@ def _features_and_coefficients(
     cols = 4 + mp.n_regions
     feats = xp.zeros((n, n_groups, cols))
     score = xp.zeros((n, 3))
-    co = {
-        "margin_usd_per_mw": xp.empty((n, mp.n_sites, t_count)),
-        "btc_price_usd": xp.empty((n, t_count)),
-        "power_usd_per_mwh": xp.empty((n, mp.n_regions, t_count)),
-        "lease_rate_usd_per_kw_month": xp.empty((n, t_count)),
-        "occupancy": xp.empty((n, t_count)),
-        "gpu_hour_usd": xp.empty((n, t_count)),
-    }
+    co = (
+        {}
+        if not coefficients
+        else {
+            "margin_usd_per_mw": xp.empty((n, mp.n_sites, t_count)),
+            "btc_price_usd": xp.empty((n, t_count)),
+            "power_usd_per_mwh": xp.empty((n, mp.n_regions, t_count)),
+            "lease_rate_usd_per_kw_month": xp.empty((n, t_count)),
+            "occupancy": xp.empty((n, t_count)),
+            "gpu_hour_usd": xp.empty((n, t_count)),
+        }
+    )
     for f in iter_periods(mp, key, paths, xp=xp):
         t = f.t
         occ = 1.0 / (1.0 + xp.exp(-f.occ_logit))
-        co["margin_usd_per_mw"][:, :, t] = mining_margin(mp, f, xp=xp).T
-        co["btc_price_usd"][:, t] = xp.exp(f.ln_btc)
-        co["power_usd_per_mwh"][:, :, t] = xp.exp(f.ln_power).T
-        co["lease_rate_usd_per_kw_month"][:, t] = xp.exp(f.ln_lease)
-        co["occupancy"][:, t] = occ
-        co["gpu_hour_usd"][:, t] = xp.exp(f.ln_gpu)
+        if coefficients:
+            co["margin_usd_per_mw"][:, :, t] = mining_margin(mp, f, xp=xp).T
+            co["btc_price_usd"][:, t] = xp.exp(f.ln_btc)
+            co["power_usd_per_mwh"][:, :, t] = xp.exp(f.ln_power).T
+            co["lease_rate_usd_per_kw_month"][:, t] = xp.exp(f.ln_lease)
+            co["occupancy"][:, t] = occ
+            co["gpu_hour_usd"][:, t] = xp.exp(f.ln_gpu)
         ln_ai = f.ln_lease + xp.log(occ)
         row = xp.concatenate([xp.stack([f.ln_hashprice, f.ln_btc, ln_ai, f.ln_gpu]), f.ln_power])
         feats[:, groups[t], :] += row.T / per_group[groups[t]]
         score += xp.stack([f.ln_hashprice, f.ln_btc, ln_ai], axis=1) / t_count
+    if not coefficients:
+        return feats.reshape(n, -1), score, co
     co["lease_x_occupancy"] = co["lease_rate_usd_per_kw_month"] * co["occupancy"]
     first = tenant_default_periods(mp, key, paths, xp=xp)  # (L, n)
     t_idx = xp.arange(t_count)[None, None, :]
@@ -237,10 +252,20 @@ def reduce_scenarios(
 
     # 1. pilot: features, score scaling, tail threshold, centroids
     n_pilot = min(paths, pilot_paths)
-    feats, score, _ = _features_and_coefficients(
-        mp, key, xp.arange(n_pilot, dtype=xp.int64), gap, ppy, xp
-    )
-    feats, score = to_numpy(feats), to_numpy(score)
+    parts = [
+        _features_and_coefficients(
+            mp,
+            key,
+            xp.arange(a, min(n_pilot, a + chunk), dtype=xp.int64),
+            gap,
+            ppy,
+            xp,
+            coefficients=False,
+        )
+        for a in range(0, n_pilot, chunk)
+    ]
+    feats = np.concatenate([to_numpy(p[0]) for p in parts])
+    score = np.concatenate([to_numpy(p[1]) for p in parts])
     f_mu, f_sd = feats.mean(axis=0), feats.std(axis=0)
     f_sd[f_sd <= 0.0] = 1.0
     s_mu, s_sd = score.mean(axis=0), score.std(axis=0)
