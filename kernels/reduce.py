@@ -14,7 +14,9 @@ r"""Scenario reduction: N simulated paths → K weighted scenarios of coefficien
 4. **Scenarios.** Scenario k has weight p_k = n_k / N. With ``method="mean"`` it is the
    cluster mean, so Σ_k p_k·c̄_k = Σ_paths c / N. With ``method="medoid"`` (default) it is the
    pilot path nearest the centroid, scaled per coefficient and period by
-   c̄ / Σ_k p_k·c_k(medoid), which gives the same weighted means while keeping the dispersion
+   c̄ / Σ_k p_k·c_k(medoid) where that factor is within [1/2, 2], shifted by their difference
+   elsewhere (:func:`match_means`: a ratio of means near zero, as margins near break-even have,
+   would blow the medoids up), which gives the same weighted means while keeping the dispersion
    of real paths. Either way the weighted mean of every coefficient equals the full-sample mean
    (up to rounding) and the weights sum to one. Empty clusters are dropped.
 
@@ -196,6 +198,36 @@ def tail_share(sc: Scenario) -> float:
 #: representative path could leave [0, 1]).
 MEAN_ONLY = ("tenant_survival", "tenant_relet")
 METHODS = ("medoid", "mean")
+#: Largest factor (and smallest, its inverse) by which a medoid coefficient is scaled to match the
+#: full-sample mean; beyond it the medoids are shifted instead.
+MAX_SCALE_FACTOR = 2.0
+
+
+def match_means(rep: np.ndarray, weights: np.ndarray, full: np.ndarray) -> np.ndarray:
+    """Correct representative trajectories so their weighted mean equals ``full`` exactly.
+
+    Per entry (coefficient, period), the medoids are scaled by ``full / mixed`` (``mixed`` their
+    weighted mean) when that factor lies within [1/MAX_SCALE_FACTOR, MAX_SCALE_FACTOR]: this keeps
+    signs and relative dispersion of positive quantities. Elsewhere (a weighted mean near zero or
+    of the other sign, as mining margins near break-even are) a ratio would blow the medoids up
+    or flip them, so they are shifted by ``full − mixed`` instead.
+
+    Parameters
+    ----------
+    rep
+        Representative trajectories, scenario axis first, (K, ...).
+    weights
+        Scenario weights p_k, (K,), summing to one.
+    full
+        Full-sample means, ``rep.shape[1:]``.
+    """
+    mixed = np.tensordot(weights, rep, axes=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = full / mixed
+    scale = np.isfinite(factor) & (factor >= 1.0 / MAX_SCALE_FACTOR) & (factor <= MAX_SCALE_FACTOR)
+    return np.where(
+        scale[None], rep * np.where(scale, factor, 1.0)[None], rep + (full - mixed)[None]
+    )
 
 
 def _nearest_members(z: np.ndarray, members: np.ndarray, centers: np.ndarray) -> np.ndarray:
@@ -232,8 +264,8 @@ def reduce_scenarios(
         Array backend (the dispatch point of :mod:`~hashpivot.kernels.backend`).
     method
         ``mean``: scenario k is its cluster's mean trajectory. ``medoid`` (default): scenario k
-        is the pilot path nearest its centroid, scaled per coefficient and period by
-        full-sample mean / Σ_k p_k·medoid_k, so the weighted means still equal the full-sample
+        is the pilot path nearest its centroid, corrected per coefficient and period by
+        :func:`match_means` (a bounded ratio, else a shift), so the weighted means still equal the full-sample
         means while each scenario keeps the dispersion of a real path (cluster means
         understate it, and with it the risk the covenants and CVaR see).
     """
@@ -322,11 +354,7 @@ def reduce_scenarios(
         for name, arr in rep.items():
             if name in MEAN_ONLY:
                 continue
-            arr = to_numpy(arr)
-            mixed = np.tensordot(weights, arr, axes=1)
-            ok = np.abs(mixed) > 1e-12 * np.maximum(np.abs(full[name]), 1e-300)
-            factor = np.where(ok, full[name] / np.where(ok, mixed, 1.0), 1.0)
-            means[name] = np.where(ok[None], arr * factor[None], means[name])
+            means[name] = match_means(to_numpy(arr), weights, full[name])
     return ReducedScenarios(
         weights=weights,
         is_tail=is_tail[keep],

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import scenario
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from hashpivot.kernels.reduce import reduce_scenarios, tail_share
+from hashpivot.kernels.reduce import MAX_SCALE_FACTOR, match_means, reduce_scenarios, tail_share
 from hashpivot.kernels.simulate import simulate
 
 #: Weighted mean against the full-sample mean (relative).
@@ -106,3 +108,32 @@ def test_medoids_keep_dispersion_and_means() -> None:
     assert abs(roughness(med) - quarterly) < 0.35 * quarterly  # medoids move like paths
     with pytest.raises(ValueError, match="method"):
         reduce_scenarios(sc, 100, 2, seed=1, method="bogus")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    k=st.integers(2, 12),
+    centre=st.floats(-2.0, 2.0),
+    full_shift=st.floats(-1.0, 1.0),
+)
+def test_match_means_equals_full_means_and_stays_bounded(seed, k, centre, full_shift) -> None:
+    rng = np.random.default_rng(seed)
+    rep = centre + rng.normal(size=(k, 3, 5))  # weighted means near zero included
+    weights = rng.dirichlet(np.ones(k))
+    full = np.tensordot(weights, rep, axes=1) + full_shift
+    out = match_means(rep, weights, full)
+    np.testing.assert_allclose(np.tensordot(weights, out, axes=1), full, rtol=MEAN_RTOL, atol=1e-12)
+    # never worse than a shift or a bounded scaling of the medoids
+    shift = np.abs(full - np.tensordot(weights, rep, axes=1))
+    limit = np.maximum(MAX_SCALE_FACTOR * np.abs(rep), np.abs(rep) + shift[None])
+    assert np.all(np.abs(out) <= limit + 1e-12)
+
+
+def test_match_means_scales_positive_quantities_and_shifts_near_zero_means() -> None:
+    weights = np.array([0.5, 0.5])
+    prices = np.array([[10.0], [30.0]])  # mean 20 → 22: scaled by 1.1, dispersion kept
+    np.testing.assert_allclose(match_means(prices, weights, np.array([22.0])), prices * 1.1)
+    margins = np.array([[1.0], [-0.999]])  # mean 5e-4 → 0.3: a ratio of 600 would blow up
+    out = match_means(margins, weights, np.array([0.3]))
+    np.testing.assert_allclose(out, margins + (0.3 - 5e-4))
