@@ -21,6 +21,8 @@ DEFAULT_THREADS = 2
 PHASE1_SHARE = 0.4
 #: Share of the time limit given to the fix-and-optimize repair of phase 1's plan.
 REPAIR_SHARE = 0.2
+#: Share of the time limit given to the excuse heuristic (excused scenarios fixed).
+EXCUSE_SHARE = 0.2
 
 
 class Termination(StrEnum):
@@ -172,6 +174,46 @@ def _fix_integers(m: pyo.ConcreteModel, plan: Plan) -> None:
         v.fix(1.0 if plan.lease_signed[l] and used[l, e] else 0.0)
 
 
+def covenant_severity(d: ModelData, plan: Plan) -> np.ndarray:
+    """How badly ``plan`` breaks the covenants in each scenario, (K,) [-].
+
+    The largest relative shortfall over the tested periods: (min_dscr·DS − OCF)/(min_dscr·DS)
+    for the DSCR and (debt − max_leverage·OCF)/debt for leverage (trailing year, annualised);
+    zero where both hold.
+    """
+    from hashpivot.kernels.cashflow import cash_flows, trailing_sum  # noqa: PLC0415
+    from hashpivot.kernels.plan import covenant_periods  # noqa: PLC0415
+
+    sc, ppy = d.sc, d.ppy
+    cf = cash_flows(sc, plan, d.red.coefficient_arrays())
+    tested = covenant_periods(sc, plan)
+    if not tested.any():
+        return np.zeros(d.n_scenarios)
+    ocf = trailing_sum(np.asarray(cf.ocf_usd), ppy)[:, tested]
+    need = sc.covenants.min_dscr * trailing_sum(cf.schedule.scheduled_service_usd, ppy)[tested]
+    debt = cf.schedule.balance_usd.sum(axis=0)[tested]
+    window = np.minimum(np.arange(d.n_periods) + 1, ppy)[tested]
+    cap = sc.covenants.max_leverage * ocf * (ppy / window)[None]
+    dscr = np.where(need > 0, (need[None] - ocf) / np.where(need > 0, need, 1.0)[None], 0.0)
+    lev = np.where(debt > 0, (debt[None] - cap) / np.where(debt > 0, debt, 1.0)[None], 0.0)
+    return np.maximum(np.maximum(dscr, lev).max(axis=1), 0.0)
+
+
+def excuse_worst(d: ModelData, severity: np.ndarray) -> np.ndarray:
+    """Scenarios to excuse: the most severe breaches first, while their weight fits within
+    1 − confidence; (K,) bool."""
+    room = 1.0 - d.sc.covenants.confidence
+    out = np.zeros(d.n_scenarios, bool)
+    used = 0.0
+    for k in np.argsort(-severity, kind="stable"):
+        if severity[k] <= 0.0:
+            break
+        if used + d.weights[k] <= room + 1e-12:
+            out[k] = True
+            used += d.weights[k]
+    return out
+
+
 def _run(
     d: ModelData,
     *,
@@ -183,11 +225,23 @@ def _run(
     hard_deadlines: bool,
     start: Plan | None = None,
     fix: Plan | None = None,
+    excuse: np.ndarray | None = None,
 ) -> _Run:
     t0 = time.perf_counter()
     m = build_model(d, covenants=covenants, hard_deadlines=hard_deadlines)
     if fix is not None:
         _fix_integers(m, fix)
+    restricted = fix is not None
+    if excuse is not None and hasattr(m, "excused"):
+        # a restriction of the full model: these scenarios excused, the others held to the
+        # covenants, and the facilities ``start`` draws in force (no big-M choice left)
+        for k, v in m.excused.items():
+            v.fix(1.0 if excuse[k] else 0.0)
+        drawn = start.draws_usd.sum(axis=1) > 0 if start is not None else None
+        for f, v in m.facility_used.items():
+            if drawn is not None and drawn[f]:
+                v.fix(1.0)
+        restricted = True
     t1 = time.perf_counter()
     opt = Highs()
     opt.config.tee = tee
@@ -212,7 +266,7 @@ def _run(
         plan = read_plan(m, d)
         obj = float(res.incumbent_objective)
         bound = float(res.objective_bound) if res.objective_bound is not None else obj
-    return _Run(status, obj, bound, plan, m, t1 - t0, t2 - t1, t3 - t2, fixed=fix is not None)
+    return _Run(status, obj, bound, plan, m, t1 - t0, t2 - t1, t3 - t2, fixed=restricted)
 
 
 def _meets_covenants(d: ModelData, plan: Plan) -> bool:
@@ -238,8 +292,10 @@ def solve(
     Phase 1 drops the covenant rows (their big-M rows make first incumbents hard to find). If
     its plan already meets the covenants at the required confidence it is optimal for the full
     model. Otherwise a fix-and-optimize repair keeps phase 1's conversion, racks and leases and
-    re-solves the financing with the covenants; if that plan is within the gap of phase 1's bound
-    it is returned, else phase 2 solves the full model warm-started from it. The bound reported
+    re-solves the financing with the covenants, and an excuse heuristic excuses the scenarios
+    phase 1's plan breaks worst (:func:`excuse_worst`) and re-solves with the other scenarios
+    held to the covenants. The first of these plans within the gap of phase 1's bound is
+    returned; otherwise the full model is solved warm-started from the better one. The bound reported
     is the tighter of phase 1's (a relaxation) and the full model's. A time limit returns the incumbent with
     its gap; no incumbent raises :class:`NoSolutionError` with reasons in words.
     """
@@ -278,15 +334,33 @@ def solve(
                 fix=first.plan,
                 **kw,
             )
+            runs.append(repair)
+            bound1 = first.bound if first.bound is not None else np.inf
+
+            def within_gap(run: _Run) -> bool:
+                return max(0.0, bound1 - run.objective) / max(abs(run.objective), 1e-9) <= gap_tol
+
             if repair.plan is not None:
-                runs.append(repair)
                 best = repair
-                bound1 = first.bound if first.bound is not None else np.inf
-                if (
-                    max(0.0, bound1 - repair.objective) / max(abs(repair.objective), 1e-9)
-                    <= gap_tol
-                ):
+                if within_gap(repair):
                     final = repair
+            if final is first:
+                # excuse heuristic: excuse the scenarios phase 1's plan breaks worst and hold the
+                # rest to the covenants, so the big-M rows become plain rows and the LP is tight
+                excuse = excuse_worst(d, covenant_severity(d, first.plan))
+                heur = _run(
+                    d,
+                    time_limit_s=min(left(), limit * EXCUSE_SHARE),
+                    covenants=True,
+                    start=first.plan,
+                    excuse=excuse,
+                    **kw,
+                )
+                runs.append(heur)
+                if heur.plan is not None and (best is None or heur.objective > best.objective):
+                    best = heur
+                    if within_gap(heur):
+                        final = heur
         if final is first:
             full = _run(d, time_limit_s=left(), covenants=True, start=(best or first).plan, **kw)
             runs.append(full)

@@ -1,0 +1,62 @@
+"""Solve phases: the covenant severity of a plan and the excuse heuristic."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+from helpers import tiny
+
+from hashpivot.kernels.cashflow import cash_flows
+from hashpivot.kernels.plan import Plan
+from hashpivot.kernels.reduce import reduce_scenarios
+from hashpivot.optimizer.checker import check_plan
+from hashpivot.optimizer.model import model_data
+from hashpivot.optimizer.solve import _run, covenant_severity, excuse_worst
+
+
+def _tight_covenants():
+    sc = tiny(
+        n_periods=8,
+        facility=True,
+        covenants={"confidence": 0.75, "min_dscr": 1.2, "max_leverage": 1.5},
+        treasury={"cash_usd": 9.0e7, "btc_held": 300.0, "max_btc_sale_per_period": 100.0},
+    )
+    red = reduce_scenarios(sc, 600, 8, seed=11, backend="numpy", pilot_paths=600)
+    return sc, red, model_data(sc, red)
+
+
+def test_excuse_worst_takes_the_most_severe_within_the_allowed_weight() -> None:
+    d = SimpleNamespace(
+        n_scenarios=5,
+        weights=np.array([0.05, 0.3, 0.05, 0.4, 0.2]),
+        sc=SimpleNamespace(covenants=SimpleNamespace(confidence=0.9)),
+    )
+    severity = np.array([0.5, 0.9, 0.0, 0.1, 0.2])
+    # scenario 1 (0.9) is too heavy for 10 %; then 0 (0.5) fits, 4 (0.2) does not, 3 no, 2 holds
+    np.testing.assert_array_equal(excuse_worst(d, severity), [True, False, False, False, False])
+    assert not excuse_worst(d, np.zeros(5)).any()  # nothing breaks: nothing excused
+
+
+def test_covenant_severity_is_positive_exactly_where_the_covenants_break() -> None:
+    sc, red, d = _tight_covenants()
+    plan = Plan.empty(sc)
+    plan.draws_usd[0, 0] = sc.debt_facilities[0].size_usd
+    breach = np.asarray(cash_flows(sc, plan, red.coefficient_arrays()).covenant_breach)
+    severity = covenant_severity(d, plan)
+    assert breach.any()
+    np.testing.assert_array_equal(severity > 0, breach)
+    assert not covenant_severity(d, Plan.empty(sc)).any()  # nothing drawn: nothing tested
+
+
+def test_excuse_heuristic_returns_a_plan_of_the_full_model() -> None:
+    sc, red, d = _tight_covenants()
+    kw = {"mip_gap": 1e-6, "threads": 1, "tee": False, "hard_deadlines": True}
+    first = _run(d, time_limit_s=30, covenants=False, **kw)
+    excuse = excuse_worst(d, covenant_severity(d, first.plan))
+    heur = _run(d, time_limit_s=30, covenants=True, start=first.plan, excuse=excuse, **kw)
+    assert heur.fixed  # a restriction: its bound is not the full model's
+    assert heur.plan is not None
+    assert check_plan(sc, heur.plan, red) == []
+    full = _run(d, time_limit_s=30, covenants=True, **kw)
+    assert heur.objective <= full.objective + 1e-6 * abs(full.objective)
