@@ -63,13 +63,18 @@ def main() -> None:
                         "columns": res.columns,
                         "nonzeros": res.nonzeros,
                         "phases": res.phases,
+                        "runs": res.runs,
                     }
                 )
             except NoSolutionError as exc:
                 row.update({"status": str(exc.status), "reasons": exc.reasons})
             rows.append(row)
             print(
-                {k2: (round(v, 4) if isinstance(v, float) else v) for k2, v in row.items()},
+                {
+                    k2: (round(v, 4) if isinstance(v, float) else v)
+                    for k2, v in row.items()
+                    if k2 != "runs"
+                },
                 flush=True,
             )
     out = {

@@ -36,9 +36,12 @@ Cash per scenario (``add_cash_constraints``)
 
 Covenants as chance constraints (``add_covenant_constraints``), t ≥ ppy−1, trailing year W_t
     TD[f] ≤ size_f·u_f, u_f ∈ {0,1};  δ_t ≥ u_f where t is in f's window (draw start..maturity)
-    min_dscr·Σ_{W_t} DS_sched − Σ_{W_t} OCF[k,·] ≤ M_kt·(z_k + 1 − δ_t)
-    Σ_f B[f,t] − max_lev·(ppy/|W_t|)·Σ_{W_t} OCF[k,·] ≤ M'_kt·(z_k + 1 − δ_t)
+    min_dscr·Σ_{W_t} DS_sched − Σ_{W_t} OCF[k,·] ≤ M_kt·z_k + G_kt·(1 − δ_t)
+    Σ_f B[f,t] − λ_t·Σ_{W_t} OCF[k,·] ≤ λ_t·M_kt·z_k + G'_kt·(1 − δ_t),  λ_t = max_lev·ppy/|W_t|
     Σ_k p_k·z_k ≤ 1 − confidence,  z_k ∈ {0,1}
+    M_kt = the smallest Δ[k,j,t] left after dropping the lowest of weight ≤ 1 − confidence, with
+    Δ[k,j,t] ≥ Σ_{W_t}(OCF[j,·] − OCF[k,·]) for every plan (``excuse_big_m``). With a regime
+    (u fixed, ``covenant_regimes``) undrawn facilities cannot be drawn, δ is fixed and G drops out.
 
 Objective (``add_objective``), Rockafellar–Uryasev CVaR
     W_k = (1+r)^{−TΔ}·(cash[k,T−1] + P[k,T−1]·(held₀ − Σ b) + ppy·(mult_ai·AI_NOI[k,T−1]
@@ -57,7 +60,7 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.core.expr.numeric_expr import LinearExpression
 
-from hashpivot.kernels.cashflow import rack_coefficient
+from hashpivot.kernels.cashflow import rack_coefficient, trailing_sum
 from hashpivot.kernels.plan import covenant_windows, debt_terms, lease_terms, rack_life_periods
 from hashpivot.kernels.reduce import ReducedScenarios
 from hashpivot.scenarios import Scenario
@@ -66,6 +69,8 @@ from hashpivot.scenarios import Scenario
 MONEY = 1e6
 #: Slack added to big-M constants (relative).
 BIG_M_MARGIN = 1.05
+#: Most facilities with covenants for which every drawn/undrawn regime is solved on its own.
+MAX_REGIME_FACILITIES = 3
 
 
 @dataclass
@@ -567,67 +572,153 @@ def debt_upper_bounds(d: ModelData) -> tuple[np.ndarray, np.ndarray]:
     return ds, bal
 
 
-def add_covenant_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
+def ocf_pairwise_bounds(d: ModelData) -> np.ndarray:
+    """Upper bounds of OCF_j − OCF_k over any plan, on trailing years, (K, K, T) [M$].
+
+    Entry [k, j, t] bounds Σ_{W_t} (OCF[j,·] − OCF[k,·]). Debt, opex and penalties cancel in the
+    difference; what is left is linear in ASIC MW A and the IT MW put to leases, racks and the
+    market. Per site s and period u, converting c ∈ [0, convertible_s] MW leaves A = asic_s − c
+    and at most ρ_s·c IT MW, each earning at best the largest coefficient difference among the
+    site's uses (its eligible leases, racks of its region, the market), so the site adds at most
+    max(Δm·asic_s, Δm·(asic_s − convertible_s) + ρ_s·convertible_s·max(0, Δuse)).
+    """
+    sc = d.sc
+    asic = np.array([s.asic_mw for s in sc.sites])
+    conv = np.array([s.convertible_mw for s in sc.sites])
+    kw = sc.gpu_racks.rack_kw / 1000.0
+    pairs = _eligible(d)
+    out = np.empty((d.n_scenarios, d.n_scenarios, d.n_periods))
+    for k in range(d.n_scenarios):
+        use = (d.market_coef - d.market_coef[k])[:, None, :].repeat(d.n_sites, axis=1)
+        if sc.gpu_racks.enabled:
+            rack = (d.rack_coef - d.rack_coef[k]) / kw
+            use = np.maximum(use, rack[:, d.site_region, :])
+        lease = (d.lease_coef - d.lease_coef[k]) * d.active[None]
+        for l, e in pairs:
+            use[:, e] = np.maximum(use[:, e], np.where(d.active[l], lease[:, l], -np.inf))
+        dm = d.mining_coef - d.mining_coef[k]
+        per_site = np.maximum(
+            dm * asic[None, :, None],
+            dm * (asic - conv)[None, :, None]
+            + (d.rho * conv)[None, :, None] * np.maximum(use, 0.0),
+        )
+        out[k] = trailing_sum(per_site.sum(axis=1), d.ppy)
+    return out
+
+
+def excuse_big_m(d: ModelData) -> np.ndarray:
+    """Big-M of the excused scenario in each trailing-year covenant row, (K, T) [M$ of OCF].
+
+    In every feasible plan the scenarios held to the covenants weigh ≥ confidence, and for each
+    of them, j, the covenant gap of scenario k exceeds j's by at most Δ[k,j] (the bound of
+    :func:`ocf_pairwise_bounds`: debt service and balance are common to all scenarios). So k's
+    DSCR row is violated by at most the smallest Δ[k,j] left after dropping the lowest ones of
+    total weight ≤ 1 − confidence (Qiu et al. 2014 and Luedtke 2014 tighten big-M constants
+    the same way); for leverage, times max_leverage·ppy/|W_t|. Rows where this is ≤ 0 hold in
+    every feasible plan.
+    """
+    room = 1.0 - d.sc.covenants.confidence + 1e-12
+    delta = ocf_pairwise_bounds(d)  # (k, j, t)
+    order = np.argsort(delta, axis=1, kind="stable")
+    ranked = np.take_along_axis(delta, order, axis=1)
+    dropped = np.cumsum(d.weights[order], axis=1) <= room
+    first_kept = np.argmax(~dropped, axis=1)  # (k, t)
+    return np.take_along_axis(ranked, first_kept[:, None, :], axis=1)[:, 0, :]
+
+
+def covenant_regimes(d: ModelData) -> list[tuple[bool, ...]]:
+    """Every combination of drawn/undrawn facilities with covenants (drawn ones put them in
+    force); the optimum is the best over these, so each can be solved without the big-M link
+    between drawing and covenants. ``[]`` when there are more than ``MAX_REGIME_FACILITIES``."""
+    n = int(covenant_windows(d.sc).any(axis=1).sum())
+    if n > MAX_REGIME_FACILITIES:
+        return []
+    regimes = [tuple(bool(b >> i & 1) for i in range(n)) for b in range(2**n)]
+    return sorted(regimes, key=sum)  # fewest covenant facilities (the fastest) first
+
+
+def add_covenant_constraints(
+    m: pyo.ConcreteModel, d: ModelData, regime: tuple[bool, ...] | None = None
+) -> None:
     """DSCR and leverage per scenario as chance constraints.
 
-    A facility with covenants that is drawn at all (u_f = 1, TD_f ≤ size_f·u_f) puts them in
-    force over its window (draw start to maturity); δ_t ≥ u_f for every window covering t, and
-    the rows are relaxed by G·(1 − δ_t) where no drawn facility's covenants apply and by
-    M·z_k in excused scenarios.
+    Without ``regime``, a facility with covenants that is drawn at all (u_f = 1,
+    TD_f ≤ size_f·u_f) puts them in force over its window (draw start to maturity); δ_t ≥ u_f
+    for every window covering t, and the rows are relaxed by G·(1 − δ_t) where no drawn
+    facility's covenants apply. With ``regime`` (one flag per facility with covenants, see
+    :func:`covenant_regimes`) u is fixed: undrawn facilities cannot be drawn, and the rows hold
+    in the windows of the drawn ones. Either way a row is relaxed by M_kt·z_k in excused
+    scenarios, M_kt from :func:`excuse_big_m`.
     """
     sc = d.sc
     cov = sc.covenants
     ppy = d.ppy
     windows = covenant_windows(sc)
-    covered = windows.any(axis=0) if windows.size else np.zeros(d.n_periods, bool)
+    with_cov = [f for f in range(d.n_facilities) if windows[f].any()]
+    if regime is not None:
+        drawn = [f for f, on in zip(with_cov, regime, strict=True) if on]
+        for f in with_cov:
+            if f not in drawn:
+                for t in m.T:
+                    m.draw[f, t].setub(0.0)
+        covered = windows[drawn].any(axis=0) if drawn else np.zeros(d.n_periods, bool)
+    else:
+        covered = windows.any(axis=0) if windows.size else np.zeros(d.n_periods, bool)
     tested = [t for t in range(d.n_periods) if t >= ppy - 1 and covered[t]]
     if not tested:
         return
-    with_cov = [f for f in range(d.n_facilities) if windows[f].any()]
     m.covenant_periods = pyo.Set(initialize=tested)
-    m.covenant_facilities = pyo.Set(initialize=with_cov)
     excusable = cov.confidence < 1.0
     m.excused = pyo.Var(m.K, within=pyo.Binary, bounds=(0, 1 if excusable else 0))
-    m.facility_used = pyo.Var(m.covenant_facilities, within=pyo.Binary)
-    m.covenants_live = pyo.Var(m.covenant_periods, bounds=(0, 1))
-    size = {f: sc.debt_facilities[f].size_usd / MONEY for f in with_cov}
-    m.facility_used_link = pyo.Constraint(
-        m.covenant_facilities,
-        rule=lambda _, f: (
-            linear(0.0, [1.0, -size[f]], [m.total_draw[f], m.facility_used[f]]) <= 0.0
-        ),
-    )
-    pairs = [(t, f) for t in tested for f in with_cov if windows[f, t]]
-    m.covenants_live_link = pyo.Constraint(
-        pyo.Set(initialize=pairs, dimen=2),
-        rule=lambda _, t, f: (
-            linear(0.0, [1.0, -1.0], [m.covenants_live[t], m.facility_used[f]]) >= 0.0
-        ),
-    )
+    live = {t: [] for t in tested}
+    if regime is None:
+        m.covenant_facilities = pyo.Set(initialize=with_cov)
+        m.facility_used = pyo.Var(m.covenant_facilities, within=pyo.Binary)
+        m.covenants_live = pyo.Var(m.covenant_periods, bounds=(0, 1))
+        size = {f: sc.debt_facilities[f].size_usd / MONEY for f in with_cov}
+        m.facility_used_link = pyo.Constraint(
+            m.covenant_facilities,
+            rule=lambda _, f: (
+                linear(0.0, [1.0, -size[f]], [m.total_draw[f], m.facility_used[f]]) <= 0.0
+            ),
+        )
+        pairs = [(t, f) for t in tested for f in with_cov if windows[f, t]]
+        m.covenants_live_link = pyo.Constraint(
+            pyo.Set(initialize=pairs, dimen=2),
+            rule=lambda _, t, f: (
+                linear(0.0, [1.0, -1.0], [m.covenants_live[t], m.facility_used[f]]) >= 0.0
+            ),
+        )
+        live = {t: [m.covenants_live[t]] for t in tested}
     window = {t: list(range(max(0, t - ppy + 1), t + 1)) for t in tested}
     ds_max, bal_max = debt_upper_bounds(d)
     ds_trail = {t: float(ds_max[window[t]].sum()) for t in tested}
     low = ocf_lower_bounds(d)
     ocf_low = {(k, t): float(low[k, window[t]].sum()) for k in range(d.n_scenarios) for t in tested}
+    excuse_m = excuse_big_m(d) if excusable else np.zeros((d.n_scenarios, d.n_periods))
+
+    def relaxed(v_coefs, v_terms, k, t, g, mz):
+        # v ≤ mz·z_k + g·(1 − δ_t), with mz no larger than g
+        mz = min(g, max(0.0, mz) * BIG_M_MARGIN + 1e-3)
+        coefs = v_coefs + [-mz] + [g] * len(live[t])
+        return linear(0.0, coefs, v_terms + [m.excused[k]] + live[t]) <= g * len(live[t])
 
     def dscr_rule(_, k, t):
         w = window[t]
-        big = (cov.min_dscr * ds_trail[t] + max(0.0, -ocf_low[k, t])) * BIG_M_MARGIN + 1e-3
-        coefs = [cov.min_dscr] * len(w) + [-1.0] * len(w) + [-big, big]
+        g = (cov.min_dscr * ds_trail[t] + max(0.0, -ocf_low[k, t])) * BIG_M_MARGIN + 1e-3
+        coefs = [cov.min_dscr] * len(w) + [-1.0] * len(w)
         terms = [m.scheduled_service[u] for u in w] + [m.ocf[k, u] for u in w]
-        terms += [m.excused[k], m.covenants_live[t]]
-        return linear(0.0, coefs, terms) <= big
+        return relaxed(coefs, terms, k, t, g, excuse_m[k, t])
 
     m.dscr_covenant = pyo.Constraint(m.K, m.covenant_periods, rule=dscr_rule)
 
     def leverage_rule(_, k, t):
         w = window[t]
         scale = cov.max_leverage * ppy / len(w)
-        big = (bal_max[t] + scale * max(0.0, -ocf_low[k, t])) * BIG_M_MARGIN + 1e-3
-        coefs = [1.0] * d.n_facilities + [-scale] * len(w) + [-big, big]
+        g = (bal_max[t] + scale * max(0.0, -ocf_low[k, t])) * BIG_M_MARGIN + 1e-3
+        coefs = [1.0] * d.n_facilities + [-scale] * len(w)
         terms = [m.balance[f, t] for f in m.F] + [m.ocf[k, u] for u in w]
-        terms += [m.excused[k], m.covenants_live[t]]
-        return linear(0.0, coefs, terms) <= big
+        return relaxed(coefs, terms, k, t, g, scale * excuse_m[k, t])
 
     m.leverage_covenant = pyo.Constraint(m.K, m.covenant_periods, rule=leverage_rule)
     if excusable:
@@ -687,9 +778,14 @@ def add_objective(m: pyo.ConcreteModel, d: ModelData) -> None:
 
 
 def build_model(
-    d: ModelData, *, covenants: bool = True, hard_deadlines: bool = True
+    d: ModelData,
+    *,
+    covenants: bool = True,
+    hard_deadlines: bool = True,
+    regime: tuple[bool, ...] | None = None,
 ) -> pyo.ConcreteModel:
-    """The full MILP; ``covenants`` and ``hard_deadlines`` switch families off for diagnosis."""
+    """The full MILP; ``covenants`` and ``hard_deadlines`` switch families off for diagnosis,
+    ``regime`` fixes which facilities with covenants may be drawn (:func:`covenant_regimes`)."""
     m = pyo.ConcreteModel(name=f"hashpivot:{d.sc.name}")
     add_variables(m, d)
     add_conversion_constraints(m, d)
@@ -701,6 +797,6 @@ def build_model(
     add_debt_constraints(m, d)
     add_cash_constraints(m, d)
     if covenants:
-        add_covenant_constraints(m, d)
+        add_covenant_constraints(m, d, regime)
     add_objective(m, d)
     return m

@@ -217,6 +217,7 @@ class OptimizeResult:
                 "rows": s.rows,
                 "columns": s.columns,
                 "nonzeros": s.nonzeros,
+                "runs": s.runs,
             },
             "plan": {"in_sample": self.in_sample, "out_of_sample": self.out_of_sample.to_json()},
             "baselines": {name: self.evaluation.stats[name].to_json() for name in POLICIES},

@@ -13,7 +13,7 @@ from pyomo.contrib.solver.solvers.highs import Highs
 
 from hashpivot.kernels.plan import Plan
 
-from .model import MONEY, ModelData, build_model
+from .model import MONEY, ModelData, build_model, covenant_regimes
 
 #: Threads HiGHS may use by default (CI and laptops have few cores).
 DEFAULT_THREADS = 2
@@ -23,6 +23,8 @@ PHASE1_SHARE = 0.4
 REPAIR_SHARE = 0.2
 #: Share of the time limit given to the excuse heuristic (excused scenarios fixed).
 EXCUSE_SHARE = 0.2
+#: A regime solved after the first must beat the incumbent by this share of the gap tolerance.
+CUTOFF_GAP_SHARE = 0.25
 
 
 class Termination(StrEnum):
@@ -72,6 +74,7 @@ class SolveResult:
     plan: Plan
     transfer_seconds: float = 0.0
     phases: int = 1
+    runs: list[dict[str, object]] = field(default_factory=list)
     rows: int = 0
     columns: int = 0
     nonzeros: int = 0
@@ -157,6 +160,29 @@ class _Run:
     transfer_seconds: float
     solve_seconds: float
     fixed: bool = False
+    name: str = ""
+    cutoff: float | None = None
+
+    def regime_bound(self) -> float:
+        """Upper bound of the model this run solved, cutoff aside [M$]: a run that found
+        nothing above its cutoff bounds the model by the cutoff."""
+        if self.status == Termination.INFEASIBLE:
+            return -np.inf if self.cutoff is None else self.cutoff
+        bound = np.inf if self.bound is None else self.bound
+        return bound if self.cutoff is None else max(bound, self.cutoff)
+
+    def summary(self) -> dict[str, object]:
+        """What this run did, for logs and benchmarks (money in $)."""
+        return {
+            "run": self.name,
+            "status": str(self.status),
+            "objective_usd": None if self.objective is None else self.objective * MONEY,
+            "bound_usd": None if self.bound is None or self.fixed else self.bound * MONEY,
+            "cutoff_usd": None if self.cutoff is None else self.cutoff * MONEY,
+            "build_seconds": self.build_seconds,
+            "transfer_seconds": self.transfer_seconds,
+            "solve_seconds": self.solve_seconds,
+        }
 
 
 def _fix_integers(m: pyo.ConcreteModel, plan: Plan) -> None:
@@ -226,9 +252,14 @@ def _run(
     start: Plan | None = None,
     fix: Plan | None = None,
     excuse: np.ndarray | None = None,
+    regime: tuple[bool, ...] | None = None,
+    cutoff: float | None = None,
 ) -> _Run:
     t0 = time.perf_counter()
-    m = build_model(d, covenants=covenants, hard_deadlines=hard_deadlines)
+    m = build_model(d, covenants=covenants, hard_deadlines=hard_deadlines, regime=regime)
+    if cutoff is not None:
+        # only plans better than the incumbent by more than the gap are worth finding
+        m.objective_cutoff = pyo.Constraint(expr=m.objective.expr >= cutoff)
     if fix is not None:
         _fix_integers(m, fix)
     restricted = fix is not None
@@ -251,7 +282,7 @@ def _run(
         _warm_start(opt, m, start, d)
     res = opt.solve(
         m,
-        time_limit=max(1.0, time_limit_s - (t2 - t1)),
+        time_limit=max(1.0, time_limit_s - (t2 - t0)),
         rel_gap=mip_gap,
         threads=threads,
         tee=tee,
@@ -266,7 +297,27 @@ def _run(
         plan = read_plan(m, d)
         obj = float(res.incumbent_objective)
         bound = float(res.objective_bound) if res.objective_bound is not None else obj
-    return _Run(status, obj, bound, plan, m, t1 - t0, t2 - t1, t3 - t2, fixed=restricted)
+    if regime is not None:
+        name = "regime " + ("".join("1" if on else "0" for on in regime) or "-")
+    elif excuse is not None:
+        name = "excuse heuristic"
+    elif fix is not None:
+        name = "repair"
+    else:
+        name = "full model" if covenants else "without covenants"
+    return _Run(
+        status,
+        obj,
+        bound,
+        plan,
+        m,
+        t1 - t0,
+        t2 - t1,
+        t3 - t2,
+        fixed=restricted,
+        name=name,
+        cutoff=cutoff,
+    )
 
 
 def _meets_covenants(d: ModelData, plan: Plan) -> bool:
@@ -287,16 +338,21 @@ def solve(
     covenants: bool = True,
     hard_deadlines: bool = True,
 ) -> SolveResult:
-    """Build and solve the MILP for ``d`` in two phases.
+    """Build and solve the MILP for ``d`` in phases.
 
-    Phase 1 drops the covenant rows (their big-M rows make first incumbents hard to find). If
-    its plan already meets the covenants at the required confidence it is optimal for the full
-    model. Otherwise a fix-and-optimize repair keeps phase 1's conversion, racks and leases and
-    re-solves the financing with the covenants, and an excuse heuristic excuses the scenarios
-    phase 1's plan breaks worst (:func:`excuse_worst`) and re-solves with the other scenarios
-    held to the covenants. The first of these plans within the gap of phase 1's bound is
-    returned; otherwise the full model is solved warm-started from the better one. The bound reported
-    is the tighter of phase 1's (a relaxation) and the full model's. A time limit returns the incumbent with
+    1. The model without covenant rows, a relaxation: if its optimum keeps the covenants at the
+       required confidence it is optimal for the full model.
+    2. Incumbents: a fix-and-optimize repair keeps phase 1's conversion, racks and leases and
+       re-solves the financing with the covenants; an excuse heuristic excuses the scenarios
+       phase 1's plan breaks worst (:func:`excuse_worst`) and holds the others to the
+       covenants. The first within the gap of phase 1's bound is returned.
+    3. The full model, once per regime of drawn facilities with covenants
+       (:func:`~hashpivot.optimizer.model.covenant_regimes`), warm-started from the best plan
+       so far; after the first regime, a cutoff row asks for a plan better than the incumbent
+       by ``CUTOFF_GAP_SHARE`` of the gap, so regimes that cannot win end at their root.
+
+    The bound reported is the tighter of phase 1's and the largest regime bound (a regime that
+    found nothing above its cutoff is bounded by it). A time limit returns the incumbent with
     its gap; no incumbent raises :class:`NoSolutionError` with reasons in words.
     """
     limit = d.sc.defaults.solver_time_limit_s if time_limit_s is None else time_limit_s
@@ -304,6 +360,7 @@ def solve(
     kw = {"mip_gap": gap_tol, "threads": threads, "tee": tee, "hard_deadlines": hard_deadlines}
     two_phase = covenants and d.n_facilities > 0
     t_start = time.perf_counter()
+    full_runs: list[_Run] = []
 
     def left() -> float:
         return max(1.0, limit - (time.perf_counter() - t_start))
@@ -362,11 +419,31 @@ def solve(
                     if within_gap(heur):
                         final = heur
         if final is first:
-            full = _run(d, time_limit_s=left(), covenants=True, start=(best or first).plan, **kw)
-            runs.append(full)
-            final = full
-            if full.plan is None or (best is not None and best.objective > full.objective):
-                final = best or full
+            # the full model, one regime of drawn covenant facilities at a time where few
+            regimes: list[tuple[bool, ...] | None] = list(covenant_regimes(d)) or [None]
+            for i, reg in enumerate(regimes):
+                # after the first regime, only plans that beat the incumbent by part of the gap
+                # are worth finding: a regime whose bound is below that is pruned at its root
+                cutoff = (
+                    None
+                    if best is None or i == 0
+                    else best.objective
+                    + CUTOFF_GAP_SHARE * gap_tol * max(abs(best.objective), 1e-9)
+                )
+                run = _run(
+                    d,
+                    time_limit_s=left() / (len(regimes) - i),
+                    covenants=True,
+                    regime=reg,
+                    start=(best or first).plan,
+                    cutoff=cutoff,
+                    **kw,
+                )
+                runs.append(run)
+                full_runs.append(run)
+                if run.plan is not None and (best is None or run.objective > best.objective):
+                    best = run
+            final = best or full_runs[-1]
     if final.plan is None:
         from .diagnose import explain_infeasibility  # noqa: PLC0415
 
@@ -382,8 +459,12 @@ def solve(
                 else []
             )
         raise NoSolutionError(status, reasons)
-    # valid upper bounds: phase 1 (a relaxation) and the full model; not the fixed repair
-    bounds = [r.bound for r in (runs[0], runs[-1]) if r.bound is not None and r.fixed is False]
+    # valid upper bounds: phase 1 when it relaxes the covenants, or it is the whole model; the
+    # best over the regimes of the full model (an infeasible regime holds no plan); never a
+    # restricted run's
+    bounds = [] if runs[0].bound is None else [runs[0].bound]
+    if full_runs:
+        bounds.append(max(r.regime_bound() for r in full_runs))
     bound = min(bounds) if bounds else final.objective
     obj = final.objective
     gap = max(0.0, bound - obj) / max(abs(obj), 1e-9)
@@ -415,4 +496,5 @@ def solve(
         cvar_usd=cvar,
         excused=excused,
         phases=len(runs),
+        runs=[r.summary() for r in runs],
     )

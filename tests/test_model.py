@@ -97,24 +97,52 @@ def _best_continuation(sc: Scenario, plan: Plan, red: ReducedScenarios) -> float
             return None
     if lo > hi + 1e-6:
         return None
+    cap = _covenant_cap(sc, c0, c1, red.weights, with_draw(size))
     a = c0.terminal_equity_usd
     b = (c1.terminal_equity_usd - a) / size
-    cands = {lo, hi}
+    top = min(hi, cap)
+    cands = {lo, top} | ({0.0} if lo <= 0.0 else set())
     for i, j in itertools.combinations(range(len(a)), 2):
         if abs(b[i] - b[j]) > 1e-18:
             x = (a[j] - a[i]) / (b[i] - b[j])
-            if lo < x < hi:
+            if lo < x < top:
                 cands.add(x)
     best = None
     for x in cands:
+        if x > 0.0 and x > top:
+            continue  # drawing turns the covenants on and no positive draw keeps them
         p = with_draw(min(max(x, lo), hi))
-        cf = cash_flows(sc, p, co)
-        assert not np.asarray(cf.covenant_breach).any(), (
-            "covenants must not bind in these instances"
-        )
-        val = objective(sc, cf, red.weights)[0]
+        if not _feasible(sc, p, red):
+            continue
+        val = objective(sc, cash_flows(sc, p, co), red.weights)[0]
         best = val if best is None else max(best, val)
     return best
+
+
+def _covenant_cap(sc: Scenario, c0, c1, weights: np.ndarray, full: Plan) -> float:
+    """Largest draw x > 0 whose covenant breaches weigh at most 1 − confidence (scheduled debt
+    service and balances scale with x; OCF does not depend on it); −inf if none."""
+    from hashpivot.kernels.cashflow import trailing_sum  # noqa: PLC0415
+    from hashpivot.kernels.plan import covenant_periods  # noqa: PLC0415
+
+    cov, ppy = sc.covenants, sc.horizon.periods_per_year
+    size = sc.debt_facilities[0].size_usd
+    tested = covenant_periods(sc, full)
+    if not tested.any():
+        return np.inf
+    ocf = trailing_sum(c0.ocf_usd, ppy)[:, tested]
+    ds = trailing_sum(c1.schedule.scheduled_service_usd, ppy)[tested] / size
+    debt = c1.schedule.balance_usd.sum(axis=0)[tested] / size
+    window = np.minimum(np.arange(sc.horizon.n_periods) + 1, ppy)[tested]
+    limit = cov.max_leverage * ocf * (ppy / window)[None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_dscr = np.where(ds > 0, ocf / (cov.min_dscr * ds), np.where(ocf >= 0, np.inf, -np.inf))
+        x_lev = np.where(debt > 0, limit / debt, np.where(limit >= 0, np.inf, -np.inf))
+    thresholds = np.minimum(x_dscr, x_lev).min(axis=1)  # a scenario breaks above its threshold
+    order = np.argsort(thresholds)
+    below = np.cumsum(weights[order]) - weights[order]  # weight of the lower thresholds
+    # x = the i-th threshold breaks only the scenarios below it
+    return float(thresholds[order][below <= 1.0 - cov.confidence + 1e-9].max())
 
 
 def brute_force(sc: Scenario, red: ReducedScenarios) -> float:
@@ -154,6 +182,13 @@ INSTANCES = {
     "facility_cvar": dict(
         n_sites=2, n_periods=3, facility=True, cvar_weight=1.0, treasury={"cash_usd": 8.0e7}
     ),
+    "chance_covenants": dict(
+        n_sites=1,
+        n_periods=6,
+        facility=True,
+        treasury={"cash_usd": 6.0e7},
+        covenants={"min_dscr": 1.0, "max_leverage": 3.0, "confidence": 0.75, "min_cash_usd": 1e7},
+    ),
     "hard_deadline": dict(
         n_sites=1,
         n_periods=4,
@@ -188,6 +223,21 @@ def test_milp_equals_enumeration(name: str) -> None:
     assert check_plan(sc, res.plan, red) == []
     val = objective(sc, cash_flows(sc, res.plan, red.coefficient_arrays()), red.weights)[0]
     assert val == pytest.approx(res.objective_usd, rel=ENUM_RTOL)
+
+
+def test_chance_covenants_instance_binds_and_excuses() -> None:
+    """The chance_covenants instance tests what it should: the covenants cost value, the best
+    plan draws part of the facility and breaks the covenants in excused scenarios."""
+    kw = INSTANCES["chance_covenants"]
+    sc = tiny(**kw)
+    free = tiny(**{k: v for k, v in kw.items() if k != "covenants"})
+    red = reduced(sc)
+    assert brute_force(sc, red) < brute_force(free, red) - 1e6
+    res = solve(model_data(sc, red), mip_gap=EXACT_GAP, time_limit_s=60)
+    assert 0 < res.plan.draws_usd.sum() < sc.debt_facilities[0].size_usd
+    assert res.excused.any()
+    breach = np.asarray(cash_flows(sc, res.plan, red.coefficient_arrays()).covenant_breach)
+    assert breach.any() and red.weights[breach].sum() <= 1 - sc.covenants.confidence + 1e-9
 
 
 # --------------------------------------------------------------------------- hand-checkable

@@ -102,7 +102,10 @@ def test_summary_has_every_field(demo_run) -> None:
         "gap",
         "build_seconds",
         "solve_seconds",
+        "runs",
     }
+    for run in s["solver"]["runs"]:  # each solver run says what it was and how it ended
+        assert {"run", "status", "objective_usd", "bound_usd", "solve_seconds"} <= set(run)
     assert set(s["plan"]["in_sample"]) == STATS and set(s["plan"]["out_of_sample"]) == STATS
     assert set(s["baselines"]) == set(POLICIES)
     for b in POLICIES:

@@ -5,14 +5,21 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
-from helpers import tiny
+from helpers import scenario, tiny
 
 from hashpivot.kernels.cashflow import cash_flows
 from hashpivot.kernels.plan import Plan
 from hashpivot.kernels.reduce import reduce_scenarios
 from hashpivot.optimizer.checker import check_plan
-from hashpivot.optimizer.model import model_data
-from hashpivot.optimizer.solve import _run, covenant_severity, excuse_worst
+from hashpivot.optimizer.model import covenant_regimes, model_data
+from hashpivot.optimizer.solve import (
+    DEFAULT_THREADS,
+    Termination,
+    _Run,
+    _run,
+    covenant_severity,
+    excuse_worst,
+)
 
 
 def _tight_covenants():
@@ -51,8 +58,9 @@ def test_covenant_severity_is_positive_exactly_where_the_covenants_break() -> No
 
 def test_excuse_heuristic_returns_a_plan_of_the_full_model() -> None:
     sc, red, d = _tight_covenants()
-    kw = {"mip_gap": 1e-6, "threads": 1, "tee": False, "hard_deadlines": True}
+    kw = {"mip_gap": 1e-6, "threads": DEFAULT_THREADS, "tee": False, "hard_deadlines": True}
     first = _run(d, time_limit_s=30, covenants=False, **kw)
+    assert first.plan is not None, first.status
     excuse = excuse_worst(d, covenant_severity(d, first.plan))
     heur = _run(d, time_limit_s=30, covenants=True, start=first.plan, excuse=excuse, **kw)
     assert heur.fixed  # a restriction: its bound is not the full model's
@@ -60,3 +68,21 @@ def test_excuse_heuristic_returns_a_plan_of_the_full_model() -> None:
     assert check_plan(sc, heur.plan, red) == []
     full = _run(d, time_limit_s=30, covenants=True, **kw)
     assert heur.objective <= full.objective + 1e-6 * abs(full.objective)
+
+
+def test_regimes_cover_every_combination_fewest_facilities_first() -> None:
+    sc, red, d = _tight_covenants()
+    assert covenant_regimes(d) == [(False,), (True,)]
+    regimes = covenant_regimes(SimpleNamespace(sc=scenario("public_miners_2026")))
+    assert len(set(regimes)) == 8 and [sum(r) for r in regimes] == sorted(sum(r) for r in regimes)
+
+
+def test_a_regime_pruned_by_its_cutoff_is_bounded_by_it() -> None:
+    run = _Run(Termination.INFEASIBLE, None, None, None, None, 0.0, 0.0, 0.0, cutoff=5.0)
+    assert run.regime_bound() == 5.0  # nothing better than the cutoff: at most the cutoff
+    run.cutoff = None
+    assert run.regime_bound() == -np.inf  # truly infeasible: holds no plan
+    found = _Run(Termination.TIME_LIMIT, 6.0, 7.0, None, None, 0.0, 0.0, 0.0, cutoff=5.0)
+    assert found.regime_bound() == 7.0
+    unbounded = _Run(Termination.TIME_LIMIT, None, None, None, None, 0.0, 0.0, 0.0)
+    assert unbounded.regime_bound() == np.inf  # no bound known: nothing can be claimed
