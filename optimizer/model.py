@@ -40,8 +40,8 @@ Covenants as chance constraints (``add_covenant_constraints``), t ≥ ppy−1, t
     Σ_f B[f,t] − λ_t·Σ_{W_t} OCF[k,·] ≤ λ_t·M_kt·z_k + G'_kt·(1 − δ_t),  λ_t = max_lev·ppy/|W_t|
     Σ_k p_k·z_k ≤ 1 − confidence,  z_k ∈ {0,1}
     M_kt = the smallest Δ[k,j,t] left after dropping the lowest of weight ≤ 1 − confidence, with
-    Δ[k,j,t] ≥ Σ_{W_t}(OCF[j,·] − OCF[k,·]) for every plan (``excuse_big_m``). With a regime
-    (u fixed, ``covenant_regimes``) undrawn facilities cannot be drawn, δ is fixed and G drops out.
+    Δ[k,j,t] ≥ Σ_{W_t}(OCF[j,·] − OCF[k,·]) for every plan (``excuse_big_m``). The solver fixes
+    u per regime (``covenant_regimes``): then δ is fixed where it matters and G drops out.
 
 Objective (``add_objective``), Rockafellar–Uryasev CVaR
     W_k = (1+r)^{−TΔ}·(cash[k,T−1] + P[k,T−1]·(held₀ − Σ b) + ppy·(mult_ai·AI_NOI[k,T−1]
@@ -637,59 +637,45 @@ def covenant_regimes(d: ModelData) -> list[tuple[bool, ...]]:
     return sorted(regimes, key=sum)  # fewest covenant facilities (the fastest) first
 
 
-def add_covenant_constraints(
-    m: pyo.ConcreteModel, d: ModelData, regime: tuple[bool, ...] | None = None
-) -> None:
+def add_covenant_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
     """DSCR and leverage per scenario as chance constraints.
 
-    Without ``regime``, a facility with covenants that is drawn at all (u_f = 1,
-    TD_f ≤ size_f·u_f) puts them in force over its window (draw start to maturity); δ_t ≥ u_f
-    for every window covering t, and the rows are relaxed by G·(1 − δ_t) where no drawn
-    facility's covenants apply. With ``regime`` (one flag per facility with covenants, see
-    :func:`covenant_regimes`) u is fixed: undrawn facilities cannot be drawn, and the rows hold
-    in the windows of the drawn ones. Either way a row is relaxed by M_kt·z_k in excused
-    scenarios, M_kt from :func:`excuse_big_m`.
+    A facility with covenants that is drawn at all (u_f = 1, TD_f ≤ size_f·u_f) puts them in
+    force over its window (draw start to maturity); δ_t ≥ u_f for every window covering t, and
+    the rows are relaxed by G·(1 − δ_t) where no drawn facility's covenants apply, and by
+    M_kt·z_k in excused scenarios (M_kt from :func:`excuse_big_m`). Fixing u per regime
+    (:func:`covenant_regimes`) fixes δ where it matters and leaves no big-M link between
+    drawing and covenants.
     """
     sc = d.sc
     cov = sc.covenants
     ppy = d.ppy
     windows = covenant_windows(sc)
     with_cov = [f for f in range(d.n_facilities) if windows[f].any()]
-    if regime is not None:
-        drawn = [f for f, on in zip(with_cov, regime, strict=True) if on]
-        for f in with_cov:
-            if f not in drawn:
-                for t in m.T:
-                    m.draw[f, t].setub(0.0)
-        covered = windows[drawn].any(axis=0) if drawn else np.zeros(d.n_periods, bool)
-    else:
-        covered = windows.any(axis=0) if windows.size else np.zeros(d.n_periods, bool)
+    covered = windows.any(axis=0) if windows.size else np.zeros(d.n_periods, bool)
     tested = [t for t in range(d.n_periods) if t >= ppy - 1 and covered[t]]
     if not tested:
         return
     m.covenant_periods = pyo.Set(initialize=tested)
     excusable = cov.confidence < 1.0
     m.excused = pyo.Var(m.K, within=pyo.Binary, bounds=(0, 1 if excusable else 0))
-    live = {t: [] for t in tested}
-    if regime is None:
-        m.covenant_facilities = pyo.Set(initialize=with_cov)
-        m.facility_used = pyo.Var(m.covenant_facilities, within=pyo.Binary)
-        m.covenants_live = pyo.Var(m.covenant_periods, bounds=(0, 1))
-        size = {f: sc.debt_facilities[f].size_usd / MONEY for f in with_cov}
-        m.facility_used_link = pyo.Constraint(
-            m.covenant_facilities,
-            rule=lambda _, f: (
-                linear(0.0, [1.0, -size[f]], [m.total_draw[f], m.facility_used[f]]) <= 0.0
-            ),
-        )
-        pairs = [(t, f) for t in tested for f in with_cov if windows[f, t]]
-        m.covenants_live_link = pyo.Constraint(
-            pyo.Set(initialize=pairs, dimen=2),
-            rule=lambda _, t, f: (
-                linear(0.0, [1.0, -1.0], [m.covenants_live[t], m.facility_used[f]]) >= 0.0
-            ),
-        )
-        live = {t: [m.covenants_live[t]] for t in tested}
+    m.covenant_facilities = pyo.Set(initialize=with_cov)
+    m.facility_used = pyo.Var(m.covenant_facilities, within=pyo.Binary)
+    m.covenants_live = pyo.Var(m.covenant_periods, bounds=(0, 1))
+    size = {f: sc.debt_facilities[f].size_usd / MONEY for f in with_cov}
+    m.facility_used_link = pyo.Constraint(
+        m.covenant_facilities,
+        rule=lambda _, f: (
+            linear(0.0, [1.0, -size[f]], [m.total_draw[f], m.facility_used[f]]) <= 0.0
+        ),
+    )
+    pairs = [(t, f) for t in tested for f in with_cov if windows[f, t]]
+    m.covenants_live_link = pyo.Constraint(
+        pyo.Set(initialize=pairs, dimen=2),
+        rule=lambda _, t, f: (
+            linear(0.0, [1.0, -1.0], [m.covenants_live[t], m.facility_used[f]]) >= 0.0
+        ),
+    )
     window = {t: list(range(max(0, t - ppy + 1), t + 1)) for t in tested}
     ds_max, bal_max = debt_upper_bounds(d)
     ds_trail = {t: float(ds_max[window[t]].sum()) for t in tested}
@@ -700,8 +686,8 @@ def add_covenant_constraints(
     def relaxed(v_coefs, v_terms, k, t, g, mz):
         # v ≤ mz·z_k + g·(1 − δ_t), with mz no larger than g
         mz = min(g, max(0.0, mz) * BIG_M_MARGIN + 1e-3)
-        coefs = v_coefs + [-mz] + [g] * len(live[t])
-        return linear(0.0, coefs, v_terms + [m.excused[k]] + live[t]) <= g * len(live[t])
+        coefs = v_coefs + [-mz, g]
+        return linear(0.0, coefs, v_terms + [m.excused[k], m.covenants_live[t]]) <= g
 
     def dscr_rule(_, k, t):
         w = window[t]
@@ -778,14 +764,9 @@ def add_objective(m: pyo.ConcreteModel, d: ModelData) -> None:
 
 
 def build_model(
-    d: ModelData,
-    *,
-    covenants: bool = True,
-    hard_deadlines: bool = True,
-    regime: tuple[bool, ...] | None = None,
+    d: ModelData, *, covenants: bool = True, hard_deadlines: bool = True
 ) -> pyo.ConcreteModel:
-    """The full MILP; ``covenants`` and ``hard_deadlines`` switch families off for diagnosis,
-    ``regime`` fixes which facilities with covenants may be drawn (:func:`covenant_regimes`)."""
+    """The full MILP; ``covenants`` and ``hard_deadlines`` switch families off for diagnosis."""
     m = pyo.ConcreteModel(name=f"hashpivot:{d.sc.name}")
     add_variables(m, d)
     add_conversion_constraints(m, d)
@@ -797,6 +778,6 @@ def build_model(
     add_debt_constraints(m, d)
     add_cash_constraints(m, d)
     if covenants:
-        add_covenant_constraints(m, d, regime)
+        add_covenant_constraints(m, d)
     add_objective(m, d)
     return m

@@ -6,9 +6,9 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import highspy
 import numpy as np
 import pyomo.environ as pyo
-from pyomo.contrib.solver.common.results import TerminationCondition as PyomoTC
 from pyomo.contrib.solver.solvers.highs import Highs
 
 from hashpivot.kernels.plan import Plan
@@ -22,7 +22,7 @@ PHASE1_SHARE = 0.4
 #: Share of the time limit given to the fix-and-optimize repair of phase 1's plan.
 REPAIR_SHARE = 0.2
 #: Share of the time limit given to the excuse heuristic (excused scenarios fixed).
-EXCUSE_SHARE = 0.2
+EXCUSE_SHARE = 0.1
 #: A regime solved after the first must beat the incumbent by this share of the gap tolerance.
 CUTOFF_GAP_SHARE = 0.25
 
@@ -38,18 +38,20 @@ class Termination(StrEnum):
     ERROR = "error"
 
     @classmethod
-    def from_pyomo(cls, tc: PyomoTC) -> Termination:
+    def from_highs(cls, status: highspy.HighsModelStatus) -> Termination:
+        s = highspy.HighsModelStatus
         return {
-            PyomoTC.convergenceCriteriaSatisfied: cls.OPTIMAL,
-            PyomoTC.maxTimeLimit: cls.TIME_LIMIT,
-            PyomoTC.iterationLimit: cls.TIME_LIMIT,
-            PyomoTC.objectiveLimit: cls.TIME_LIMIT,
-            PyomoTC.provenInfeasible: cls.INFEASIBLE,
-            PyomoTC.locallyInfeasible: cls.INFEASIBLE,
-            PyomoTC.infeasibleOrUnbounded: cls.INFEASIBLE,
-            PyomoTC.unbounded: cls.UNBOUNDED,
-            PyomoTC.interrupted: cls.INTERRUPTED,
-        }.get(tc, cls.ERROR)
+            s.kOptimal: cls.OPTIMAL,
+            s.kTimeLimit: cls.TIME_LIMIT,
+            s.kIterationLimit: cls.TIME_LIMIT,
+            s.kSolutionLimit: cls.TIME_LIMIT,
+            s.kObjectiveBound: cls.TIME_LIMIT,
+            s.kObjectiveTarget: cls.TIME_LIMIT,
+            s.kInfeasible: cls.INFEASIBLE,
+            s.kUnboundedOrInfeasible: cls.INFEASIBLE,
+            s.kUnbounded: cls.UNBOUNDED,
+            s.kInterrupt: cls.INTERRUPTED,
+        }.get(status, cls.ERROR)
 
 
 class NoSolutionError(RuntimeError):
@@ -155,13 +157,15 @@ class _Run:
     objective: float | None
     bound: float | None
     plan: Plan | None
-    m: pyo.ConcreteModel
     build_seconds: float
     transfer_seconds: float
     solve_seconds: float
     fixed: bool = False
     name: str = ""
     cutoff: float | None = None
+    equity: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (K,) [M$]
+    cvar: float = 0.0  # [M$]
+    excused: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     def regime_bound(self) -> float:
         """Upper bound of the model this run solved, cutoff aside [M$]: a run that found
@@ -185,19 +189,20 @@ class _Run:
         }
 
 
-def _fix_integers(m: pyo.ConcreteModel, plan: Plan) -> None:
-    """Fix the plan's conversion, rack and lease decisions in ``m`` (fix-and-optimize)."""
+def _fix_integers(m: pyo.ConcreteModel, plan: Plan, pin) -> None:
+    """Fix the plan's conversion, rack and lease decisions in ``m`` (fix-and-optimize) with
+    ``pin(var, value)``."""
     for (s_, t), v in m.blocks.items():
-        v.fix(float(plan.blocks[s_, t]))
+        pin(v, float(plan.blocks[s_, t]))
     for (s_, t), v in m.racks_new.items():
-        v.fix(float(plan.racks_new[s_, t]))
+        pin(v, float(plan.racks_new[s_, t]))
     for l, v in m.sign.items():
-        v.fix(float(plan.lease_signed[l]))
+        pin(v, float(plan.lease_signed[l]))
     used = plan.lease_it_mw.sum(axis=2) > 0
     for (l, e), v in m.campus.items():
         if plan.lease_signed[l] and not used[l].any():
             continue  # signed but nothing delivered yet: keep the campus choice free
-        v.fix(1.0 if plan.lease_signed[l] and used[l, e] else 0.0)
+        pin(v, 1.0 if plan.lease_signed[l] and used[l, e] else 0.0)
 
 
 def covenant_severity(d: ModelData, plan: Plan) -> np.ndarray:
@@ -240,84 +245,155 @@ def excuse_worst(d: ModelData, severity: np.ndarray) -> np.ndarray:
     return out
 
 
-def _run(
-    d: ModelData,
-    *,
-    time_limit_s: float,
-    mip_gap: float,
-    threads: int,
-    tee: bool,
-    covenants: bool,
-    hard_deadlines: bool,
-    start: Plan | None = None,
-    fix: Plan | None = None,
-    excuse: np.ndarray | None = None,
-    regime: tuple[bool, ...] | None = None,
-    cutoff: float | None = None,
-) -> _Run:
-    t0 = time.perf_counter()
-    m = build_model(d, covenants=covenants, hard_deadlines=hard_deadlines, regime=regime)
-    if cutoff is not None:
-        # only plans better than the incumbent by more than the gap are worth finding
-        m.objective_cutoff = pyo.Constraint(expr=m.objective.expr >= cutoff)
-    if fix is not None:
-        _fix_integers(m, fix)
-    restricted = fix is not None
-    if excuse is not None and hasattr(m, "excused"):
-        # a restriction of the full model: these scenarios excused, the others held to the
-        # covenants, and the facilities ``start`` draws in force (no big-M choice left)
-        for k, v in m.excused.items():
-            v.fix(1.0 if excuse[k] else 0.0)
-        drawn = start.draws_usd.sum(axis=1) > 0 if start is not None else None
-        for f, v in m.facility_used.items():
-            if drawn is not None and drawn[f]:
-                v.fix(1.0)
-        restricted = True
-    t1 = time.perf_counter()
-    opt = Highs()
-    opt.config.tee = tee
-    opt.set_instance(m)
-    t2 = time.perf_counter()
-    if start is not None:
-        _warm_start(opt, m, start, d)
-    res = opt.solve(
-        m,
-        time_limit=max(1.0, time_limit_s - (t2 - t0)),
-        rel_gap=mip_gap,
-        threads=threads,
-        tee=tee,
-        load_solutions=False,
-        raise_exception_on_nonoptimal_result=False,
-    )
-    t3 = time.perf_counter()
-    status = Termination.from_pyomo(res.termination_condition)
-    plan = obj = bound = None
-    if res.incumbent_objective is not None:
-        res.solution_loader.load_vars()
-        plan = read_plan(m, d)
-        obj = float(res.incumbent_objective)
-        bound = float(res.objective_bound) if res.objective_bound is not None else obj
-    if regime is not None:
-        name = "regime " + ("".join("1" if on else "0" for on in regime) or "-")
-    elif excuse is not None:
-        name = "excuse heuristic"
-    elif fix is not None:
-        name = "repair"
-    else:
-        name = "full model" if covenants else "without covenants"
-    return _Run(
-        status,
-        obj,
-        bound,
-        plan,
-        m,
-        t1 - t0,
-        t2 - t1,
-        t3 - t2,
-        fixed=restricted,
-        name=name,
-        cutoff=cutoff,
-    )
+#: Components of the covenant family, switched off together for phase 1.
+COVENANT_COMPONENTS = (
+    "dscr_covenant",
+    "leverage_covenant",
+    "chance_limit",
+    "facility_used_link",
+    "covenants_live_link",
+)
+
+
+class _Session:
+    """One Pyomo model with every row, handed to HiGHS once; runs change bounds in HiGHS.
+
+    A run fixes columns (repair, excused scenarios, the regime of drawn facilities), frees the
+    covenant rows (phase 1) or bounds a cutoff row (objective ≥ cutoff), solves, and restores
+    the bounds: HiGHS bound changes are vectorised and cheap, so the model is built and
+    transferred once however many runs the solve makes (Pyomo's own incremental updates
+    remove and re-add rows one by one, far slower at this size).
+    """
+
+    def __init__(
+        self, d: ModelData, *, mip_gap: float, threads: int, tee: bool, hard_deadlines: bool
+    ) -> None:
+        self.d, self.tee = d, tee
+        t0 = time.perf_counter()
+        self.m = m = build_model(d, covenants=True, hard_deadlines=hard_deadlines)
+        t1 = time.perf_counter()
+        self.opt = Highs()
+        self.opt.set_instance(m)
+        h = self.h = self.opt._solver_model
+        self.col = self.opt._pyomo_var_to_solver_var_map  # id(var) → column
+        rows = self.opt._pyomo_con_to_solver_con_map  # constraint → row
+        lp = h.getLp()
+        self.col_lower = np.array(lp.col_lower_)
+        self.col_upper = np.array(lp.col_upper_)
+        cov = [c for n in COVENANT_COMPONENTS if hasattr(m, n) for c in getattr(m, n).values()]
+        self.cov_rows = np.array([rows[c] for c in cov], dtype=np.int32)
+        self.cov_lower = np.array(lp.row_lower_)[self.cov_rows]
+        self.cov_upper = np.array(lp.row_upper_)[self.cov_rows]
+        # cutoff row Σ cost·x + offset ≥ cutoff (maximisation), free until a run bounds it
+        cost = np.array(lp.col_cost_)
+        nz = np.flatnonzero(cost).astype(np.int32)
+        h.addRow(-highspy.kHighsInf, highspy.kHighsInf, len(nz), nz, cost[nz])
+        self.cutoff_row = h.getNumRow() - 1
+        self.offset = float(lp.offset_)
+        self.columns = [
+            (v, self.col[id(v)]) for v in m.component_data_objects(pyo.Var) if id(v) in self.col
+        ]
+        h.setOptionValue("threads", threads)
+        h.setOptionValue("mip_rel_gap", mip_gap)
+        h.setOptionValue("output_flag", tee)
+        self.build_seconds = t1 - t0
+        self.transfer_seconds = time.perf_counter() - t1
+
+    def run(
+        self,
+        name: str,
+        *,
+        time_limit_s: float,
+        covenants: bool = True,
+        start: Plan | None = None,
+        fix: Plan | None = None,
+        excuse: np.ndarray | None = None,
+        regime: tuple[bool, ...] | None = None,
+        cutoff: float | None = None,
+    ) -> _Run:
+        """Solve with the changes asked for, then restore the model."""
+        m, d, h = self.m, self.d, self.h
+        t0 = time.perf_counter()
+        pins: dict[int, float] = {}
+
+        def pin(var, value: float) -> None:
+            pins[self.col[id(var)]] = value
+
+        if fix is not None:
+            _fix_integers(m, fix, pin)
+        if excuse is not None and hasattr(m, "excused"):
+            # excused scenarios fixed, the others held to the covenants, and the facilities
+            # ``start`` draws in force: no big-M choice left
+            for k, v in m.excused.items():
+                pin(v, 1.0 if excuse[k] else 0.0)
+            drawn = start.draws_usd.sum(axis=1) > 0 if start is not None else None
+            for f, v in m.facility_used.items():
+                if drawn is not None and drawn[f]:
+                    pin(v, 1.0)
+        if regime is not None and hasattr(m, "facility_used"):
+            # u fixed: undrawn facilities cannot be drawn (TD ≤ size·u), drawn ones put their
+            # covenants in force (δ ≥ u), so no big-M links drawing to covenants
+            for v, on in zip(m.facility_used.values(), regime, strict=True):
+                pin(v, 1.0 if on else 0.0)
+        idx = np.fromiter(pins, dtype=np.int32, count=len(pins))
+        val = np.fromiter(pins.values(), dtype=np.float64, count=len(pins))
+        if len(idx):
+            h.changeColsBounds(len(idx), idx, val, val)
+        free = not covenants and len(self.cov_rows) > 0
+        if free:
+            inf = np.full(len(self.cov_rows), highspy.kHighsInf)
+            h.changeRowsBounds(len(self.cov_rows), self.cov_rows, -inf, inf)
+        if cutoff is not None:
+            # only plans better than the incumbent by more than the gap are worth finding
+            h.changeRowBounds(self.cutoff_row, cutoff - self.offset, highspy.kHighsInf)
+        if start is not None:
+            _warm_start(self.opt, m, start, d)
+        t1 = time.perf_counter()
+        try:
+            h.setOptionValue("time_limit", max(1.0, time_limit_s - (t1 - t0)))
+            h.run()
+            t2 = time.perf_counter()
+            info = h.getInfo()
+            run = _Run(
+                Termination.from_highs(h.getModelStatus()),
+                None,
+                None,
+                None,
+                0.0,
+                t1 - t0,
+                t2 - t1,
+                fixed=fix is not None or excuse is not None,
+                name=name,
+                cutoff=cutoff,
+            )
+            if info.primal_solution_status == 2:  # a feasible solution
+                x = np.asarray(h.getSolution().col_value)
+                for v, j in self.columns:
+                    v.set_value(float(x[j]), skip_validation=True)
+                run.plan = read_plan(m, d)
+                run.objective = float(info.objective_function_value)
+                run.bound = float(info.mip_dual_bound)
+                if not np.isfinite(run.bound):
+                    run.bound = None
+                run.equity = np.array([m.equity[k].value for k in m.K])
+                run.cvar = float(pyo.value(m.cvar)) if hasattr(m, "cvar") else 0.0
+                run.excused = (
+                    np.array([(m.excused[k].value or 0.0) > 0.5 for k in m.K])
+                    if covenants and hasattr(m, "excused")
+                    else np.zeros(d.n_scenarios, bool)
+                )
+        finally:
+            t2 = time.perf_counter()
+            if len(idx):
+                h.changeColsBounds(len(idx), idx, self.col_lower[idx], self.col_upper[idx])
+            if free:
+                h.changeRowsBounds(
+                    len(self.cov_rows), self.cov_rows, self.cov_lower, self.cov_upper
+                )
+            if cutoff is not None:
+                h.changeRowBounds(self.cutoff_row, -highspy.kHighsInf, highspy.kHighsInf)
+        run.transfer_seconds += time.perf_counter() - t2
+        return run
 
 
 def _meets_covenants(d: ModelData, plan: Plan) -> bool:
@@ -357,19 +433,18 @@ def solve(
     """
     limit = d.sc.defaults.solver_time_limit_s if time_limit_s is None else time_limit_s
     gap_tol = d.sc.defaults.mip_gap if mip_gap is None else mip_gap
-    kw = {"mip_gap": gap_tol, "threads": threads, "tee": tee, "hard_deadlines": hard_deadlines}
     two_phase = covenants and d.n_facilities > 0
     t_start = time.perf_counter()
+    session = _Session(d, mip_gap=gap_tol, threads=threads, tee=tee, hard_deadlines=hard_deadlines)
     full_runs: list[_Run] = []
 
     def left() -> float:
         return max(1.0, limit - (time.perf_counter() - t_start))
 
-    first = _run(
-        d,
-        time_limit_s=limit * (PHASE1_SHARE if two_phase else 1.0),
+    first = session.run(
+        "without covenants" if two_phase or not covenants else "full model",
+        time_limit_s=limit * PHASE1_SHARE if two_phase else left(),
         covenants=not two_phase and covenants,
-        **kw,
     )
     runs = [first]
     final = first
@@ -384,12 +459,8 @@ def solve(
         best = None
         if first.plan is not None:
             # fix-and-optimize: phase 1's conversion, racks and leases with the covenants back on
-            repair = _run(
-                d,
-                time_limit_s=min(left(), limit * REPAIR_SHARE),
-                covenants=True,
-                fix=first.plan,
-                **kw,
+            repair = session.run(
+                "repair", time_limit_s=min(left(), limit * REPAIR_SHARE), fix=first.plan
             )
             runs.append(repair)
             bound1 = first.bound if first.bound is not None else np.inf
@@ -405,13 +476,11 @@ def solve(
                 # excuse heuristic: excuse the scenarios phase 1's plan breaks worst and hold the
                 # rest to the covenants, so the big-M rows become plain rows and the LP is tight
                 excuse = excuse_worst(d, covenant_severity(d, first.plan))
-                heur = _run(
-                    d,
+                heur = session.run(
+                    "excuse heuristic",
                     time_limit_s=min(left(), limit * EXCUSE_SHARE),
-                    covenants=True,
                     start=first.plan,
                     excuse=excuse,
-                    **kw,
                 )
                 runs.append(heur)
                 if heur.plan is not None and (best is None or heur.objective > best.objective):
@@ -420,7 +489,10 @@ def solve(
                         final = heur
         if final is first:
             # the full model, one regime of drawn covenant facilities at a time where few
-            regimes: list[tuple[bool, ...] | None] = list(covenant_regimes(d)) or [None]
+            regimes: list[tuple[bool, ...] | None] = (
+                list(covenant_regimes(d)) if hasattr(session.m, "facility_used") else []
+            ) or [None]
+            flags = {None: "full model"}
             for i, reg in enumerate(regimes):
                 # after the first regime, only plans that beat the incumbent by part of the gap
                 # are worth finding: a regime whose bound is below that is pruned at its root
@@ -430,14 +502,12 @@ def solve(
                     else best.objective
                     + CUTOFF_GAP_SHARE * gap_tol * max(abs(best.objective), 1e-9)
                 )
-                run = _run(
-                    d,
+                run = session.run(
+                    flags.get(reg) or "regime " + "".join("1" if on else "0" for on in reg),
                     time_limit_s=left() / (len(regimes) - i),
-                    covenants=True,
                     regime=reg,
                     start=(best or first).plan,
                     cutoff=cutoff,
-                    **kw,
                 )
                 runs.append(run)
                 full_runs.append(run)
@@ -471,30 +541,22 @@ def solve(
     # above the gap, only the time limit can have stopped the search (a repair run is optimal
     # within its fixed integers, which says nothing of the full model)
     status = Termination.OPTIMAL if gap <= gap_tol + 1e-12 else Termination.TIME_LIMIT
-    m = final.m
-    rows, cols, nnz = model_size(m)
-    equity = np.array([m.equity[k].value for k in m.K]) * MONEY
-    cvar = float(pyo.value(m.cvar)) * MONEY if hasattr(m, "cvar") else 0.0
-    excused = (
-        np.array([(m.excused[k].value or 0.0) > 0.5 for k in m.K])
-        if hasattr(m, "excused")
-        else np.zeros(d.n_scenarios, bool)
-    )
+    rows, cols, nnz = model_size(session.m)
     return SolveResult(
         status=status,
         objective_usd=obj * MONEY,
         bound_usd=bound * MONEY,
         gap=gap,
-        build_seconds=sum(r.build_seconds for r in runs),
+        build_seconds=session.build_seconds,
         solve_seconds=sum(r.solve_seconds for r in runs),
-        transfer_seconds=sum(r.transfer_seconds for r in runs),
+        transfer_seconds=session.transfer_seconds + sum(r.transfer_seconds for r in runs),
         plan=final.plan,
         rows=rows,
         columns=cols,
         nonzeros=nnz,
-        equity_usd=equity,
-        cvar_usd=cvar,
-        excused=excused,
+        equity_usd=final.equity * MONEY,
+        cvar_usd=final.cvar * MONEY,
+        excused=final.excused,
         phases=len(runs),
         runs=[r.summary() for r in runs],
     )

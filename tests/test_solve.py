@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from helpers import scenario, tiny
 
 from hashpivot.kernels.cashflow import cash_flows
@@ -16,7 +17,7 @@ from hashpivot.optimizer.solve import (
     DEFAULT_THREADS,
     Termination,
     _Run,
-    _run,
+    _Session,
     covenant_severity,
     excuse_worst,
 )
@@ -58,16 +59,33 @@ def test_covenant_severity_is_positive_exactly_where_the_covenants_break() -> No
 
 def test_excuse_heuristic_returns_a_plan_of_the_full_model() -> None:
     sc, red, d = _tight_covenants()
-    kw = {"mip_gap": 1e-6, "threads": DEFAULT_THREADS, "tee": False, "hard_deadlines": True}
-    first = _run(d, time_limit_s=30, covenants=False, **kw)
+    session = _Session(d, mip_gap=1e-6, threads=DEFAULT_THREADS, tee=False, hard_deadlines=True)
+    first = session.run("phase 1", time_limit_s=30, covenants=False)
     assert first.plan is not None, first.status
     excuse = excuse_worst(d, covenant_severity(d, first.plan))
-    heur = _run(d, time_limit_s=30, covenants=True, start=first.plan, excuse=excuse, **kw)
+    heur = session.run("heuristic", time_limit_s=30, start=first.plan, excuse=excuse)
     assert heur.fixed  # a restriction: its bound is not the full model's
     assert heur.plan is not None
     assert check_plan(sc, heur.plan, red) == []
-    full = _run(d, time_limit_s=30, covenants=True, **kw)
+    full = session.run("full", time_limit_s=30)
     assert heur.objective <= full.objective + 1e-6 * abs(full.objective)
+    assert first.objective >= full.objective - 1e-6 * abs(full.objective)  # a relaxation
+
+
+def test_session_runs_undo_their_changes() -> None:
+    _, _, d = _tight_covenants()
+    session = _Session(d, mip_gap=1e-6, threads=DEFAULT_THREADS, tee=False, hard_deadlines=True)
+    full = session.run("full", time_limit_s=30)
+    first = session.run("phase 1", time_limit_s=30, covenants=False)
+    session.run("repair", time_limit_s=30, fix=first.plan)
+    session.run("pruned", time_limit_s=30, regime=(True,), cutoff=full.objective + 1.0)
+    lp = session.h.getLp()
+    np.testing.assert_array_equal(lp.col_lower_, session.col_lower)
+    np.testing.assert_array_equal(lp.col_upper_, session.col_upper)
+    np.testing.assert_array_equal(np.asarray(lp.row_lower_)[session.cov_rows], session.cov_lower)
+    assert lp.row_lower_[session.cutoff_row] == -np.inf  # the cutoff row is free again
+    again = session.run("full again", time_limit_s=30)
+    assert again.objective == pytest.approx(full.objective, rel=1e-9)
 
 
 def test_regimes_cover_every_combination_fewest_facilities_first() -> None:
