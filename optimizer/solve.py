@@ -419,13 +419,15 @@ def solve(
     1. The model without covenant rows, a relaxation: if its optimum keeps the covenants at the
        required confidence it is optimal for the full model.
     2. Incumbents: a fix-and-optimize repair keeps phase 1's conversion, racks and leases and
-       re-solves the financing with the covenants; an excuse heuristic excuses the scenarios
-       phase 1's plan breaks worst (:func:`excuse_worst`) and holds the others to the
-       covenants. The first within the gap of phase 1's bound is returned.
+       re-solves the financing with the covenants; where the model is solved whole (more than
+       ``MAX_REGIME_FACILITIES`` facilities with covenants), an excuse heuristic also excuses
+       the scenarios phase 1's plan breaks worst (:func:`excuse_worst`) and holds the others to
+       the covenants. The first within the gap of phase 1's bound is returned.
     3. The full model, once per regime of drawn facilities with covenants
-       (:func:`~hashpivot.optimizer.model.covenant_regimes`), warm-started from the best plan
-       so far; after the first regime, a cutoff row asks for a plan better than the incumbent
-       by ``CUTOFF_GAP_SHARE`` of the gap, so regimes that cannot win end at their root.
+       (:func:`~hashpivot.optimizer.model.covenant_regimes`), phase 1's regime first,
+       warm-started from the best plan so far; after the first regime, a cutoff row asks for a
+       plan better than the incumbent by ``CUTOFF_GAP_SHARE`` of the gap, so regimes that
+       cannot win end at their root.
 
     The bound reported is the tighter of phase 1's and the largest regime bound (a regime that
     found nothing above its cutoff is bounded by it). A time limit returns the incumbent with
@@ -457,6 +459,9 @@ def solve(
         pass  # the relaxation's optimum keeps the covenants: optimal for the full model
     elif two_phase:
         best = None
+        regimes: list[tuple[bool, ...] | None] = (
+            list(covenant_regimes(d)) if hasattr(session.m, "facility_used") else []
+        ) or [None]
         if first.plan is not None:
             # fix-and-optimize: phase 1's conversion, racks and leases with the covenants back on
             repair = session.run(
@@ -472,9 +477,10 @@ def solve(
                 best = repair
                 if within_gap(repair):
                     final = repair
-            if final is first:
-                # excuse heuristic: excuse the scenarios phase 1's plan breaks worst and hold the
-                # rest to the covenants, so the big-M rows become plain rows and the LP is tight
+            if final is first and regimes == [None]:
+                # excuse heuristic (where the big-M model is solved whole): excuse the
+                # scenarios phase 1's plan breaks worst and hold the rest to the covenants, so
+                # the big-M rows become plain rows and the LP is tight
                 excuse = excuse_worst(d, covenant_severity(d, first.plan))
                 heur = session.run(
                     "excuse heuristic",
@@ -489,9 +495,12 @@ def solve(
                         final = heur
         if final is first:
             # the full model, one regime of drawn covenant facilities at a time where few
-            regimes: list[tuple[bool, ...] | None] = (
-                list(covenant_regimes(d)) if hasattr(session.m, "facility_used") else []
-            ) or [None]
+            if first.plan is not None and regimes != [None]:
+                # phase 1's regime first: it holds the relaxation's optimum, and its incumbent
+                # gives the cutoff that prunes the others
+                drawn = first.plan.draws_usd.sum(axis=1) > 0
+                own = tuple(bool(drawn[f]) for f in session.m.facility_used)
+                regimes.sort(key=lambda r: r != own)
             flags = {None: "full model"}
             for i, reg in enumerate(regimes):
                 # after the first regime, only plans that beat the incumbent by part of the gap
