@@ -132,6 +132,37 @@ def operating_flows(
     )
 
 
+@dataclass
+class CovenantTerms:
+    """Both sides of the covenants on trailing years (scenario or path axis first)."""
+
+    tested: Any  # (T,) bool: a drawn facility's covenants in force, from the first full year
+    service_trail_usd: Any  # (T,) scheduled debt service over the trailing year
+    required_ocf_usd: Any  # (T,) min_dscr × service_trail_usd
+    ocf_trail_usd: Any  # (n, T) OCF over the trailing year
+    debt_usd: Any  # (T,) total balance
+    debt_cap_usd: Any  # (n, T) max_leverage × annualised trailing OCF
+
+
+def covenant_terms(
+    sc: Scenario, plan: Plan, sch: Schedule, ocf: Any, *, xp: ModuleType = np
+) -> CovenantTerms:
+    """DSCR needs OCF ≥ ``required_ocf_usd``, leverage debt ≤ ``debt_cap_usd``, where tested."""
+    ppy, n_t = sc.horizon.periods_per_year, sc.horizon.n_periods
+    cov = sc.covenants
+    ds_trail = xp.asarray(trailing_sum(sch.scheduled_service_usd, ppy))
+    ocf_trail = trailing_sum(ocf, ppy, xp)
+    window = xp.asarray(np.minimum(np.arange(n_t) + 1, ppy))
+    return CovenantTerms(
+        tested=xp.asarray(covenant_periods(sc, plan)),
+        service_trail_usd=ds_trail,
+        required_ocf_usd=cov.min_dscr * ds_trail,
+        ocf_trail_usd=ocf_trail,
+        debt_usd=xp.asarray(sch.balance_usd.sum(axis=0)),
+        debt_cap_usd=cov.max_leverage * ocf_trail * (ppy / window)[None],
+    )
+
+
 def cash_flows(
     sc: Scenario, plan: Plan, coeffs: dict[str, Any], *, xp: ModuleType = np
 ) -> CashFlows:
@@ -169,18 +200,11 @@ def cash_flows(
         - float(sch.balance_usd[:, -1].sum())
     )
     disc = (1.0 + h.discount_rate) ** (-n_t * dt)
-    # covenants on trailing years, in the periods a drawn facility's covenants are in force
-    tested = xp.asarray(covenant_periods(sc, plan))
-    ds_trail = xp.asarray(trailing_sum(sch.scheduled_service_usd, ppy))
-    ocf_trail = trailing_sum(ocf, ppy, xp)
-    cov = sc.covenants
+    ct = covenant_terms(sc, plan, sch, ocf, xp=xp)
+    tested, ds_trail, ocf_trail = ct.tested, ct.service_trail_usd, ct.ocf_trail_usd
     dscr_on = tested
-    dscr_breach = dscr_on[None] & (ocf_trail < cov.min_dscr * ds_trail[None] - CASH_TOL_USD)
-    debt = xp.asarray(sch.balance_usd.sum(axis=0))
-    window = xp.asarray(np.minimum(np.arange(n_t) + 1, ppy))
-    lev_breach = tested[None] & (
-        debt[None] > cov.max_leverage * ocf_trail * (ppy / window)[None] + CASH_TOL_USD
-    )
+    dscr_breach = dscr_on[None] & (ocf_trail < ct.required_ocf_usd[None] - CASH_TOL_USD)
+    lev_breach = tested[None] & (ct.debt_usd[None] > ct.debt_cap_usd + CASH_TOL_USD)
     ratio = xp.where(
         dscr_on[None] & (ds_trail > 0)[None],
         ocf_trail / xp.where(ds_trail > 0, ds_trail, 1.0)[None],

@@ -157,7 +157,6 @@ class _Run:
     objective: float | None
     bound: float | None
     plan: Plan | None
-    build_seconds: float
     transfer_seconds: float
     solve_seconds: float
     fixed: bool = False
@@ -183,7 +182,6 @@ class _Run:
             "objective_usd": None if self.objective is None else self.objective * MONEY,
             "bound_usd": None if self.bound is None or self.fixed else self.bound * MONEY,
             "cutoff_usd": None if self.cutoff is None else self.cutoff * MONEY,
-            "build_seconds": self.build_seconds,
             "transfer_seconds": self.transfer_seconds,
             "solve_seconds": self.solve_seconds,
         }
@@ -212,19 +210,15 @@ def covenant_severity(d: ModelData, plan: Plan) -> np.ndarray:
     for the DSCR and (debt − max_leverage·OCF)/debt for leverage (trailing year, annualised);
     zero where both hold.
     """
-    from hashpivot.kernels.cashflow import cash_flows, trailing_sum  # noqa: PLC0415
-    from hashpivot.kernels.plan import covenant_periods  # noqa: PLC0415
+    from hashpivot.kernels.cashflow import cash_flows, covenant_terms  # noqa: PLC0415
 
-    sc, ppy = d.sc, d.ppy
-    cf = cash_flows(sc, plan, d.red.coefficient_arrays())
-    tested = covenant_periods(sc, plan)
+    cf = cash_flows(d.sc, plan, d.red.coefficient_arrays())
+    ct = covenant_terms(d.sc, plan, cf.schedule, np.asarray(cf.ocf_usd))
+    tested = ct.tested
     if not tested.any():
         return np.zeros(d.n_scenarios)
-    ocf = trailing_sum(np.asarray(cf.ocf_usd), ppy)[:, tested]
-    need = sc.covenants.min_dscr * trailing_sum(cf.schedule.scheduled_service_usd, ppy)[tested]
-    debt = cf.schedule.balance_usd.sum(axis=0)[tested]
-    window = np.minimum(np.arange(d.n_periods) + 1, ppy)[tested]
-    cap = sc.covenants.max_leverage * ocf * (ppy / window)[None]
+    ocf = ct.ocf_trail_usd[:, tested]
+    need, debt, cap = ct.required_ocf_usd[tested], ct.debt_usd[tested], ct.debt_cap_usd[:, tested]
     dscr = np.where(need > 0, (need[None] - ocf) / np.where(need > 0, need, 1.0)[None], 0.0)
     lev = np.where(debt > 0, (debt[None] - cap) / np.where(debt > 0, debt, 1.0)[None], 0.0)
     return np.maximum(np.maximum(dscr, lev).max(axis=1), 0.0)
@@ -243,6 +237,13 @@ def excuse_worst(d: ModelData, severity: np.ndarray) -> np.ndarray:
             out[k] = True
             used += d.weights[k]
     return out
+
+
+def _regime_name(regime: tuple[bool, ...] | None) -> str:
+    """'regime 01': the second facility with covenants drawn, the first not."""
+    if regime is None:
+        return "full model"
+    return "regime " + "".join("1" if on else "0" for on in regime)
 
 
 #: Components of the covenant family, switched off together for phase 1.
@@ -268,7 +269,7 @@ class _Session:
     def __init__(
         self, d: ModelData, *, mip_gap: float, threads: int, tee: bool, hard_deadlines: bool
     ) -> None:
-        self.d, self.tee = d, tee
+        self.d = d
         t0 = time.perf_counter()
         self.m = m = build_model(d, covenants=True, hard_deadlines=hard_deadlines)
         t1 = time.perf_counter()
@@ -359,7 +360,6 @@ class _Session:
                 None,
                 None,
                 None,
-                0.0,
                 t1 - t0,
                 t2 - t1,
                 fixed=fix is not None or excuse is not None,
@@ -501,7 +501,6 @@ def solve(
                 drawn = first.plan.draws_usd.sum(axis=1) > 0
                 own = tuple(bool(drawn[f]) for f in session.m.facility_used)
                 regimes.sort(key=lambda r: r != own)
-            flags = {None: "full model"}
             for i, reg in enumerate(regimes):
                 # after the first regime, only plans that beat the incumbent by part of the gap
                 # are worth finding: a regime whose bound is below that is pruned at its root
@@ -512,7 +511,7 @@ def solve(
                     + CUTOFF_GAP_SHARE * gap_tol * max(abs(best.objective), 1e-9)
                 )
                 run = session.run(
-                    flags.get(reg) or "regime " + "".join("1" if on else "0" for on in reg),
+                    _regime_name(reg),
                     time_limit_s=left() / (len(regimes) - i),
                     regime=reg,
                     start=(best or first).plan,

@@ -122,27 +122,24 @@ def _best_continuation(sc: Scenario, plan: Plan, red: ReducedScenarios) -> float
 def _covenant_cap(sc: Scenario, c0, c1, weights: np.ndarray, full: Plan) -> float:
     """Largest draw x > 0 whose covenant breaches weigh at most 1 − confidence (scheduled debt
     service and balances scale with x; OCF does not depend on it); −inf if none."""
-    from hashpivot.kernels.cashflow import trailing_sum  # noqa: PLC0415
-    from hashpivot.kernels.plan import covenant_periods  # noqa: PLC0415
+    from hashpivot.kernels.cashflow import covenant_terms  # noqa: PLC0415
 
-    cov, ppy = sc.covenants, sc.horizon.periods_per_year
     size = sc.debt_facilities[0].size_usd
-    tested = covenant_periods(sc, full)
+    ct = covenant_terms(sc, full, c1.schedule, c0.ocf_usd)
+    tested = ct.tested
     if not tested.any():
         return np.inf
-    ocf = trailing_sum(c0.ocf_usd, ppy)[:, tested]
-    ds = trailing_sum(c1.schedule.scheduled_service_usd, ppy)[tested] / size
-    debt = c1.schedule.balance_usd.sum(axis=0)[tested] / size
-    window = np.minimum(np.arange(sc.horizon.n_periods) + 1, ppy)[tested]
-    limit = cov.max_leverage * ocf * (ppy / window)[None]
+    ocf, limit = ct.ocf_trail_usd[:, tested], ct.debt_cap_usd[:, tested]
+    need = ct.required_ocf_usd[tested] / size  # per $ drawn
+    debt = ct.debt_usd[tested] / size
     with np.errstate(divide="ignore", invalid="ignore"):
-        x_dscr = np.where(ds > 0, ocf / (cov.min_dscr * ds), np.where(ocf >= 0, np.inf, -np.inf))
+        x_dscr = np.where(need > 0, ocf / need, np.where(ocf >= 0, np.inf, -np.inf))
         x_lev = np.where(debt > 0, limit / debt, np.where(limit >= 0, np.inf, -np.inf))
     thresholds = np.minimum(x_dscr, x_lev).min(axis=1)  # a scenario breaks above its threshold
     order = np.argsort(thresholds)
     below = np.cumsum(weights[order]) - weights[order]  # weight of the lower thresholds
     # x = the i-th threshold breaks only the scenarios below it
-    return float(thresholds[order][below <= 1.0 - cov.confidence + 1e-9].max())
+    return float(thresholds[order][below <= 1.0 - sc.covenants.confidence + 1e-9].max())
 
 
 def brute_force(sc: Scenario, red: ReducedScenarios) -> float:

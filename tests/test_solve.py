@@ -96,11 +96,11 @@ def test_regimes_cover_every_combination_fewest_facilities_first() -> None:
 
 
 def test_a_regime_pruned_by_its_cutoff_is_bounded_by_it() -> None:
-    run = _Run(Termination.INFEASIBLE, None, None, None, None, 0.0, 0.0, 0.0, cutoff=5.0)
+    run = _Run(Termination.INFEASIBLE, None, None, None, 0.0, 0.0, cutoff=5.0)
     assert run.regime_bound() == 5.0  # nothing better than the cutoff: at most the cutoff
     run.cutoff = None
     assert run.regime_bound() == -np.inf  # truly infeasible: holds no plan
-    found = _Run(Termination.TIME_LIMIT, 6.0, 7.0, None, None, 0.0, 0.0, 0.0, cutoff=5.0)
+    found = _Run(Termination.TIME_LIMIT, 6.0, 7.0, None, 0.0, 0.0, cutoff=5.0)
     assert found.regime_bound() == 7.0
-    unbounded = _Run(Termination.TIME_LIMIT, None, None, None, None, 0.0, 0.0, 0.0)
+    unbounded = _Run(Termination.TIME_LIMIT, None, None, None, 0.0, 0.0)
     assert unbounded.regime_bound() == np.inf  # no bound known: nothing can be claimed
