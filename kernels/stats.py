@@ -1,0 +1,246 @@
+r"""Statistics of estimates: the objective with its CVaR term, paired standard errors, exact
+binomial bounds and the Mak–Morton–Wood optimality-gap interval.
+
+Objective and its influence function
+    J(W) = E[W] − λ·CVaR_α(L),  L = −W,  CVaR_α(L) = min_η { η + E[(L − η)⁺]/(1 − α) }.
+    On M paths the plug-in estimate takes η̂ = the ⌈(1 − α)M⌉-th largest loss, which makes the
+    Rockafellar–Uryasev form equal the mean of the worst (1 − α)M losses (fractional at the
+    boundary), as :mod:`hashpivot.kernels.evaluate` computes it. Its influence function is
+        φ(W) = W − λ·(η + (L − η)⁺/(1 − α)) − J,
+    so Ĵ ≈ J + mean(φ) and Var(Ĵ) ≈ Var(φ)/M (delta method; e.g. Hong & Liu 2009, "Simulating
+    sensitivities of conditional value at risk", Manag. Sci. 55(2)). For two plans on common
+    paths the paired difference uses φ_a − φ_b path by path, so its standard error includes the
+    CVaR term — the mean-equity standard error alone understates it.
+
+    Streaming (:class:`ObjectiveAccumulator`): only the worst ⌈(1 − α)M⌉ paths of each plan have
+    (L − η)⁺ > 0, so per plan we keep those rows — with every plan's W on the same path — plus
+    running sums of W and of the cross products W_a·W_b. Memory is O(P·(1 − α)M), not O(P·M).
+
+Exact binomial bound (Clopper & Pearson 1934)
+    One-sided upper (1 − β) bound on p after k events in n trials: the β-upper quantile of
+    Beta(k + 1, n − k); 1 when k = n. With k = 0 it is 1 − β^{1/n}.
+
+Optimality-gap interval for a maximisation (Mak, Morton & Wood 1999)
+    On B independent batches of scenarios, G_b = max_x Ĵ_b(x) − Ĵ_b(x̂) ≥ 0 for the chosen plan
+    x̂; E[G_b] ≥ the true gap. Reported: Ḡ, s (ddof = 1) and the one-sided upper bound
+    Ḡ + t_{1−β, B−1}·s/√B.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as _st
+
+from .accumulate import OrderedSums
+
+#: Default confidence of one-sided bounds.
+CONFIDENCE = 0.95
+
+
+def tail_count(alpha: float, paths: int) -> int:
+    """Paths in the CVaR tail: ⌈(1 − α)·M⌉ (at least 1)."""
+    return max(1, math.ceil((1.0 - alpha) * paths - 1e-9))
+
+
+def cvar_of_sorted(worst_first: np.ndarray, alpha: float, paths: int) -> tuple[float, float]:
+    """(CVaR_α, VaR_α) of losses from the worst ⌈(1 − α)M⌉ of them, sorted worst first."""
+    tail = (1.0 - alpha) * paths
+    full = min(int(math.floor(tail)), len(worst_first))
+    k = tail_count(alpha, paths)
+    eta = float(worst_first[k - 1])
+    nxt = float(worst_first[full]) if full < len(worst_first) else 0.0
+    total = float(worst_first[:full].sum()) + (tail - full) * nxt
+    return total / tail, eta
+
+
+def objective_influence(w: np.ndarray, alpha: float, lam: float) -> tuple[float, np.ndarray]:
+    """Plug-in objective Ĵ and the per-path values ψ_i with mean(ψ) = Ĵ, Var(Ĵ) ≈ var(ψ)/M.
+
+    Parameters
+    ----------
+    w
+        Terminal equity per path [$], shape (M,).
+    alpha, lam
+        CVaR level α and weight λ of the objective E[W] − λ·CVaR_α(−W).
+    """
+    w = np.asarray(w, dtype=float)
+    loss = -w
+    m = len(w)
+    worst = -np.sort(w)[: tail_count(alpha, m)]
+    cvar, eta = cvar_of_sorted(worst, alpha, m)
+    psi = w - lam * (eta + np.maximum(loss - eta, 0.0) / (1.0 - alpha))
+    return float(w.mean() - lam * cvar), psi
+
+
+@dataclass(frozen=True)
+class ObjectiveEstimate:
+    """Objective of each plan on common paths, with standard errors that include CVaR."""
+
+    names: tuple[str, ...]
+    paths: int
+    objective_usd: np.ndarray  # (P,)
+    mean_usd: np.ndarray  # (P,)
+    cvar_usd: np.ndarray  # (P,)
+    stderr_usd: np.ndarray  # (P,) s.e. of each objective
+    mean_stderr_usd: np.ndarray  # (P,) s.e. of each mean alone
+    paired_stderr_usd: np.ndarray  # (P, P) s.e. of objective_a − objective_b
+
+    def diff(self, a: str, b: str) -> tuple[float, float]:
+        """(objective_a − objective_b, its standard error) [$]."""
+        i, j = self.names.index(a), self.names.index(b)
+        return (
+            float(self.objective_usd[i] - self.objective_usd[j]),
+            float(self.paired_stderr_usd[i, j]),
+        )
+
+
+class ObjectiveAccumulator:
+    """Streaming objective E[W] − λ·CVaR_α(−W) of P plans on common paths.
+
+    Feed chunks of paths in order with :meth:`add`; the result does not depend on how the paths
+    are chunked (ties in the tail are broken by path index).
+    """
+
+    def __init__(self, names: list[str] | tuple[str, ...], alpha: float, lam: float, paths: int):
+        self.names = tuple(names)
+        self.alpha, self.lam, self.paths = alpha, lam, paths
+        p = len(self.names)
+        self.k = tail_count(alpha, paths)
+        self._sums = OrderedSums(1, p + p * p)  # Σ W_a and Σ W_a·W_b, chunk-invariant
+        self.seen = 0
+        self._tail_w = [np.empty((0, p)) for _ in range(p)]  # rows: every plan's W on a path
+        self._tail_i = [np.empty(0, dtype=np.int64) for _ in range(p)]
+
+    def add(self, w: np.ndarray, first_path: int) -> None:
+        """Add a chunk: ``w`` of shape (n, P), paths ``first_path … first_path + n − 1``."""
+        w = np.asarray(w, dtype=float)
+        n, p = w.shape
+        prods = (w[:, :, None] * w[:, None, :]).reshape(n, p * p)
+        self._sums.add(0, np.ascontiguousarray(np.concatenate([w, prods], axis=1).T))
+        idx = np.arange(first_path, first_path + n, dtype=np.int64)
+        for j in range(len(self.names)):
+            rows = np.concatenate([self._tail_w[j], w])
+            ids = np.concatenate([self._tail_i[j], idx])
+            if len(rows) > self.k:
+                keep = np.lexsort((ids, rows[:, j]))[: self.k]  # lowest W, then lowest index
+                rows, ids = rows[keep], ids[keep]
+            self._tail_w[j], self._tail_i[j] = rows, ids
+        self.seen += n
+
+    def result(self) -> ObjectiveEstimate:
+        """Objectives, CVaRs and standard errors (delta method, see the module docstring)."""
+        m = self.seen
+        if m != self.paths:
+            raise ValueError(f"expected {self.paths} paths, got {m}")
+        p = len(self.names)
+        a, lam = self.alpha, self.lam
+        totals = self._sums.result()[0]
+        w_sum, w_cross = totals[:p], totals[p:].reshape(p, p)
+        mean = w_sum / m
+        cvar, eta = np.zeros(p), np.zeros(p)
+        # h[j]: (L_j − η_j)⁺/(1 − α) on plan j's tail paths, by path index
+        h: list[dict[int, float]] = []
+        for j in range(p):
+            order = np.lexsort((self._tail_i[j], self._tail_w[j][:, j]))
+            worst = -self._tail_w[j][order, j]
+            cvar[j], eta[j] = cvar_of_sorted(worst, a, m)
+            ids = self._tail_i[j][order]
+            h.append(
+                {
+                    int(i): (x - eta[j]) / (1.0 - a)
+                    for i, x in zip(ids, worst, strict=True)
+                    if x > eta[j]
+                }
+            )
+        obj = mean - lam * cvar
+        rows: dict[int, np.ndarray] = {}
+        for j in range(p):
+            for i, r in zip(self._tail_i[j], self._tail_w[j], strict=True):
+                rows[int(i)] = r
+        hm = np.zeros((len(rows), p))
+        wm = np.zeros((len(rows), p))
+        for r, (i, w_row) in enumerate(rows.items()):
+            wm[r] = w_row
+            for j in range(p):
+                hm[r, j] = h[j].get(i, 0.0)
+        # Σψ_aψ_b − with ψ = W − λh (η constant drops out of the variance)
+        s_h = hm.sum(axis=0)
+        s_psi = w_sum - lam * s_h
+        cross = w_cross - lam * (wm.T @ hm + hm.T @ wm) + lam * lam * (hm.T @ hm)
+        cov = (cross - np.outer(s_psi, s_psi) / m) / max(m - 1, 1)
+        var = np.clip(np.diag(cov), 0.0, None)
+        paired = np.sqrt(np.clip(var[:, None] + var[None, :] - 2.0 * cov, 0.0, None) / m)
+        np.fill_diagonal(paired, 0.0)
+        mvar = np.clip((np.diag(w_cross) - w_sum**2 / m) / max(m - 1, 1), 0.0, None)
+        return ObjectiveEstimate(
+            names=self.names,
+            paths=m,
+            objective_usd=obj,
+            mean_usd=mean,
+            cvar_usd=cvar,
+            stderr_usd=np.sqrt(var / m),
+            mean_stderr_usd=np.sqrt(mvar / m),
+            paired_stderr_usd=paired,
+        )
+
+
+def clopper_pearson_upper(events: int, trials: int, confidence: float = CONFIDENCE) -> float:
+    """Exact one-sided upper confidence bound on a probability after ``events`` in ``trials``."""
+    if trials <= 0:
+        return 1.0
+    if not 0 <= events <= trials:
+        raise ValueError(f"events must lie in 0..{trials}, got {events}")
+    if events == trials:
+        return 1.0
+    return float(_st.beta.ppf(confidence, events + 1, trials - events))
+
+
+@dataclass(frozen=True)
+class GapInterval:
+    """Mak–Morton–Wood one-sided interval on the optimality gap of a maximisation [$]."""
+
+    gbar_usd: float
+    s_usd: float
+    batches: int
+    upper95_usd: float
+    upper95_rel: float  # upper bound over |objective|
+    confidence: float = CONFIDENCE
+
+    def to_json(self) -> dict[str, float | int]:
+        return {
+            "gbar_usd": self.gbar_usd,
+            "s_usd": self.s_usd,
+            "batches": self.batches,
+            "upper95_usd": self.upper95_usd,
+            "upper95_rel": self.upper95_rel,
+            "confidence": self.confidence,
+        }
+
+
+def mmw_gap_interval(
+    batch_optimum_usd: np.ndarray,
+    plan_value_usd: np.ndarray,
+    objective_usd: float,
+    confidence: float = CONFIDENCE,
+) -> GapInterval:
+    """MMW interval from each batch's optimum and the chosen plan's value on the same batch.
+
+    Parameters
+    ----------
+    batch_optimum_usd, plan_value_usd
+        max_x Ĵ_b(x) and Ĵ_b(x̂) per batch b (maximisation), shape (B,), B ≥ 2.
+    objective_usd
+        The plan's objective estimate, to express the bound relative to it.
+    """
+    g = np.asarray(batch_optimum_usd, float) - np.asarray(plan_value_usd, float)
+    b = len(g)
+    if b < 2:
+        raise ValueError("the gap interval needs at least 2 batches")
+    gbar = float(g.mean())
+    s = float(g.std(ddof=1))
+    upper = gbar + float(_st.t.ppf(confidence, b - 1)) * s / math.sqrt(b)
+    rel = upper / abs(objective_usd) if objective_usd else math.inf
+    return GapInterval(gbar, s, b, upper, rel, confidence)
