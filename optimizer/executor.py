@@ -1,0 +1,110 @@
+"""One executor for the repeated work of a run: replications, gap batches, calibration rounds,
+wait-and-see solves and sweep variants.
+
+Every task is a picklable function of its own arguments (seeds included), so results do not
+depend on which worker runs it or in what order; :meth:`Executor.map` returns them in the order
+of the inputs. Three kinds:
+
+- :class:`SerialExecutor` — in this process (one worker, or tasks too small to ship);
+- :class:`ProcessExecutor` — a local process pool (``spawn``: no fork of a process that holds
+  HiGHS or BLAS threads), the default;
+- :class:`DaskExecutor` — any ``dask.distributed`` client: a ``LocalCluster``, a cluster by
+  scheduler address, dask-jobqueue on SLURM/PBS, or dask-cuda's ``LocalCUDACluster``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Executor(Protocol):
+    """Runs a function over inputs and returns the results in input order."""
+
+    name: str
+    workers: int
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T], **resources: float) -> list[R]:
+        """``[fn(x) for x in items]``, possibly in parallel; ``resources`` tag Dask tasks."""
+        ...
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (affinity and cgroup aware where the OS says)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class SerialExecutor:
+    """Runs every task here, one after the other."""
+
+    name = "serial"
+    workers = 1
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T], **resources: float) -> list[R]:
+        return [fn(x) for x in items]
+
+
+class ProcessExecutor:
+    """A local pool of ``workers`` processes, started with ``spawn``."""
+
+    name = "processes"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or available_cores()
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T], **resources: float) -> list[R]:
+        items = list(items)
+        if self.workers <= 1 or len(items) <= 1:
+            return [fn(x) for x in items]
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(min(self.workers, len(items)), mp_context=ctx) as pool:
+            return list(pool.map(fn, items))
+
+
+class DaskExecutor:
+    """Tasks on a ``dask.distributed`` client; ``resources`` (e.g. ``GPU=1``) route them."""
+
+    name = "dask"
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        info = client.scheduler_info()
+        self.workers = max(1, len(info.get("workers", {})))
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T], **resources: float) -> list[R]:
+        items = list(items)
+        futures = self.client.map(fn, items, pure=False, resources=resources or None)
+        return self.client.gather(futures)
+
+
+def get_executor(workers: int | None = None, client: Any = None) -> Executor:
+    """The executor for ``workers`` local processes, or for a Dask ``client`` when given."""
+    if client is not None:
+        return DaskExecutor(client)
+    if workers == 1:
+        return SerialExecutor()
+    return ProcessExecutor(workers)
+
+
+def run_all(executor: Executor, fn: Callable[..., R], args: Sequence[tuple]) -> list[R]:
+    """``[fn(*a) for a in args]`` on ``executor``, results in order."""
+    return executor.map(_Star(fn), list(args))
+
+
+class _Star:
+    """Picklable ``lambda a: fn(*a)``."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, a: tuple) -> Any:
+        return self.fn(*a)
