@@ -1,0 +1,273 @@
+"""Sweeps: every variant of a sweep file through the whole pipeline, as Dask tasks.
+
+``sweep(spec, client=None)`` runs each variant's ``optimize`` (Monte Carlo, MILP, evaluation)
+as one task on a ``dask.distributed`` client — a ``LocalCluster`` of one single-threaded
+process per core by default, or any cluster by scheduler address — and returns a tidy table,
+one row per variant. A failed variant is a row with its error; the others go on. With an
+output directory, each variant writes the usual ``optimize`` outputs into ``DIR/<variant>/``
+(atomically), and the table goes to ``DIR/sweep.csv`` (and ``sweep.parquet`` when pyarrow is
+installed) with ``DIR/sweep_report.html``; ``resume`` skips variants whose outputs are there.
+
+Rows are built from each variant's ``summary.json`` and ``plan.json`` content alone, so a
+resumed sweep and a fresh one give the same table.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hashpivot.kernels.stats import clopper_pearson_upper
+from hashpivot.scenarios.sweep_spec import ExpandedSweep, VariantSpec, load_sweep
+
+#: Two-sided normal quantile of the objective's 95% interval.
+Z95 = 1.959963984540054
+#: Status of a variant row.
+OK, FAILED = "ok", "failed"
+
+SweepProgress = Callable[[int, int, int, int], None]  # done, running, failed, total
+
+
+@dataclass(frozen=True)
+class VariantTask:
+    """What a worker needs to run one variant (picklable)."""
+
+    spec: VariantSpec
+    options: dict[str, Any]
+    out_dir: str | None
+
+
+def variant_row(
+    name: str, overrides: dict[str, Any], summary: dict[str, Any], plan: dict[str, Any], sc: Any
+) -> dict[str, Any]:
+    """The table row of a finished variant, from its summary and plan (JSON content)."""
+    oos = summary["plan"]["out_of_sample"]
+    m = int(summary["eval_paths"])
+    se = float(oos["stderr_usd"])
+    breaches = round(float(oos["p_breach"]) * m)
+    blocks = np.asarray(plan["blocks"], dtype=float)
+    block_mw = np.array([s.conversion.block_mw for s in sc.sites])
+    signed = [n for n, y in zip(plan["lease_offers"], plan["lease_signed"], strict=True) if y]
+    row: dict[str, Any] = {"variant": name, "status": OK, "error": ""}
+    row.update({f"override:{k}": v for k, v in overrides.items()})
+    row.update(
+        {
+            "objective_usd": float(oos["objective_usd"]),
+            "objective_stderr_usd": se,
+            "objective_low95_usd": float(oos["objective_usd"]) - Z95 * se,
+            "objective_high95_usd": float(oos["objective_usd"]) + Z95 * se,
+            "mean_equity_usd": float(oos["mean_equity_usd"]),
+            "cvar_usd": float(oos["cvar_usd"]),
+            "p_breach": float(oos["p_breach"]),
+            "p_breach_upper95": clopper_pearson_upper(breaches, m),
+            "p_default": float(oos["p_default"]),
+            "converted_mw": float((blocks.sum(axis=1) * block_mw).sum()),
+            "leases_signed": ";".join(signed),
+            "n_leases_signed": len(signed),
+            "debt_drawn_usd": float(np.asarray(plan["draws_usd"], dtype=float).sum())
+            if plan.get("draws_usd")
+            else 0.0,
+            "btc_sold": float(np.asarray(plan["btc_sold"], dtype=float).sum()),
+            "solver_status": summary["solver"]["status"],
+            "solver_gap": float(summary["solver"]["gap"]),
+            "seed": int(summary["seed"]),
+            "paths": int(summary["paths"]),
+            "scenarios": int(summary["scenarios"]),
+            "eval_paths": m,
+        }
+    )
+    for stage, sec in summary.get("timings_seconds", {}).items():
+        row[f"seconds:{stage}"] = float(sec)
+    return row
+
+
+def failed_row(name: str, overrides: dict[str, Any], error: str) -> dict[str, Any]:
+    """The table row of a variant that did not finish."""
+    row: dict[str, Any] = {"variant": name, "status": FAILED, "error": error}
+    row.update({f"override:{k}": v for k, v in overrides.items()})
+    return row
+
+
+def _error_text(exc: BaseException) -> str:
+    lines = getattr(exc, "lines", None) or getattr(exc, "reasons", None)
+    if lines:
+        return " | ".join(str(x) for x in lines)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def run_variant(task: VariantTask) -> dict[str, Any]:
+    """Run one variant's pipeline (in a worker); never raises for a failed variant."""
+    from hashpivot.optimizer.pipeline import optimize  # noqa: PLC0415
+    from hashpivot.optimizer.report import write_optimize_outputs  # noqa: PLC0415
+
+    spec = task.spec
+    t0 = time.perf_counter()
+    try:
+        res = optimize(spec.scenario, **task.options)
+        summary = res.summary()
+        if task.out_dir is not None:
+            write_optimize_outputs(res, Path(task.out_dir) / spec.name)
+            summary = res.summary()
+        row = variant_row(spec.name, spec.overrides, summary, res.plan.to_json(), spec.scenario)
+    except Exception as exc:  # noqa: BLE001 - a failed variant is a row, not a crash
+        row = failed_row(spec.name, spec.overrides, _error_text(exc))
+        row["traceback"] = traceback.format_exc(limit=8)
+    row["seconds:total"] = time.perf_counter() - t0
+    return row
+
+
+def pipeline_options(ex: ExpandedSweep) -> dict[str, Any]:
+    """Keyword arguments of :func:`~hashpivot.optimizer.pipeline.optimize` for every variant."""
+    o = ex.sweep.options
+    return {
+        "paths": o.paths,
+        "n_scenarios": o.scenarios,
+        "eval_paths": o.eval_paths,
+        "seed": o.seed,
+        "time_limit_s": o.time_limit_s,
+        "mip_gap": o.mip_gap,
+        "threads": o.threads,
+        "backend": "numpy",
+    }
+
+
+def finished_row(ex: ExpandedSweep, spec: VariantSpec, out: Path) -> dict[str, Any] | None:
+    """The row of a variant already written under ``out`` (for ``resume``), else None."""
+    import json  # noqa: PLC0415
+
+    folder = out / spec.name
+    try:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+        plan = json.loads((folder / "plan.json").read_text(encoding="utf-8"))
+        return variant_row(spec.name, spec.overrides, summary, plan, spec.scenario)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _local_client(workers: int | None):
+    from distributed import Client, LocalCluster  # noqa: PLC0415
+
+    from .executor import available_cores  # noqa: PLC0415
+
+    n = workers or available_cores()
+    cluster = LocalCluster(
+        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    return Client(cluster), cluster
+
+
+def sweep(
+    spec: ExpandedSweep | str | Path | dict[str, Any],
+    client: Any = None,
+    *,
+    workers: int | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    backend: str = "numpy",
+    progress: SweepProgress | None = None,
+) -> pd.DataFrame:
+    """Run every variant of a sweep; one row per variant, in the sweep's order.
+
+    Parameters
+    ----------
+    spec
+        A sweep file path, its content as a mapping, or an :class:`ExpandedSweep`.
+    client
+        A ``dask.distributed.Client``; by default a ``LocalCluster`` of ``workers`` processes
+        (one thread each; default: the cores available) is started and closed here.
+    out
+        Directory for each variant's outputs; needed for ``resume``.
+    resume
+        Skip variants whose outputs are already in ``out``.
+    backend
+        Array backend of the variants' Monte Carlo stages (``cupy`` tags tasks with the Dask
+        resource ``GPU``: run GPU workers with ``--resources GPU=1``).
+    """
+    ex = spec if isinstance(spec, ExpandedSweep) else load_sweep(spec)
+    options = pipeline_options(ex) | {"backend": backend}
+    out_path = Path(out) if out is not None else None
+    rows: dict[str, dict[str, Any]] = {}
+    todo: list[VariantSpec] = []
+    for v in ex.variants:
+        row = finished_row(ex, v, out_path) if (resume and out_path is not None) else None
+        if row is not None:
+            row["resumed"] = True
+            rows[v.name] = row
+        else:
+            todo.append(v)
+    total, failed = len(ex.variants), 0
+    if progress:
+        progress(len(rows), 0, 0, total)
+    if todo:
+        from distributed import as_completed  # noqa: PLC0415
+
+        own = None
+        if client is None:
+            client, own = _local_client(workers)
+        try:
+            resources = {"GPU": 1} if backend == "cupy" else None
+            futures = {
+                client.submit(
+                    run_variant,
+                    VariantTask(v, options, str(out_path) if out_path else None),
+                    key=f"hashpivot-variant-{ex.sweep.name}-{v.name}-{time.time_ns()}",
+                    resources=resources,
+                    pure=False,
+                ): v
+                for v in todo
+            }
+            running = len(futures)
+            for fut in as_completed(futures):
+                v = futures[fut]
+                try:
+                    row = fut.result()
+                except Exception as exc:  # noqa: BLE001 - a lost worker fails one variant
+                    row = failed_row(v.name, v.overrides, _error_text(exc))
+                rows[v.name] = row
+                running -= 1
+                failed += row["status"] == FAILED
+                if progress:
+                    progress(len(rows), running, failed, total)
+        finally:
+            if own is not None:
+                client.close()
+                own.close()
+    frame = pd.DataFrame([rows[v.name] for v in ex.variants])
+    if "resumed" in frame:
+        frame["resumed"] = frame["resumed"].fillna(False).astype(bool)
+    else:
+        frame["resumed"] = False
+    return frame
+
+
+def tornado(frame: pd.DataFrame, value: str) -> pd.DataFrame:
+    """Per swept field: the lowest and highest mean of ``value`` over that field's values.
+
+    For a grid, the mean over the other fields at each value of this one (a main effect); the
+    swing is high − low. Rows sorted by swing, largest first.
+    """
+    ok = frame[frame["status"] == OK]
+    rows = []
+    for col in [c for c in frame.columns if c.startswith("override:")]:
+        means = ok.groupby(ok[col].astype(str))[value].mean()
+        if len(means) < 2:
+            continue
+        rows.append(
+            {
+                "field": col.removeprefix("override:"),
+                "low": float(means.min()),
+                "high": float(means.max()),
+                "at_low": str(means.idxmin()),
+                "at_high": str(means.idxmax()),
+            }
+        )
+    t = pd.DataFrame(rows, columns=["field", "low", "high", "at_low", "at_high"])
+    t["swing"] = t["high"] - t["low"]
+    return t.sort_values("swing", ascending=False, ignore_index=True)
