@@ -437,10 +437,10 @@ def clean_stale(parent: str | Path) -> list[Path]:
             continue
         p = Path(entry.path)
         try:
-            if m["tag"] == TMP_TAG:
-                if _is_empty(p):
-                    p.rmdir()
-                elif _marker_pid(p) == pid:
+            if _is_empty(p):  # a probe, or killed before anything was moved in
+                p.rmdir()
+            elif m["tag"] == TMP_TAG:
+                if _marker_pid(p) == pid:
                     shutil.rmtree(p)
                 else:
                     continue
@@ -479,7 +479,9 @@ def _sigterm_raises() -> Iterator[None]:
 def _signals_blocked() -> Iterator[None]:
     """Defer SIGINT and SIGTERM across the few renames of a swap."""
     sigs = {signal.SIGINT, signal.SIGTERM}
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "pthread_sigmask"
+    ):
         yield
         return
     old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)

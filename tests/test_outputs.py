@@ -278,8 +278,9 @@ def test_stale_temporary_directories_are_cleaned(tmp_path: Path) -> None:
     unmarked = leftover(f".out.hashpivot-tmp-{pid}-gh78", None, {"user.txt": "u"})
     other_pid = leftover(f".out.hashpivot-tmp-{pid}-ij90", pid + 1, {"user.txt": "u"})
     lookalike = leftover(f".out.tmp-{pid}-kl12", pid, {"user.txt": "u"})
+    empty_old = leftover(f".out.hashpivot-old-{pid}-mn34", None, {})
     prepare_output(tmp_path / "out", overwrite=False)
-    assert not dead.exists() and not probe.exists()
+    assert not dead.exists() and not probe.exists() and not empty_old.exists()
     for kept in (alive, unmarked, other_pid, lookalike):
         assert kept.is_dir() and os.listdir(kept), kept
 
@@ -292,6 +293,10 @@ def test_stale_replaced_output_deleted_by_manifest(tmp_path: Path) -> None:
     (old / "user.txt").write_text("u")
     assert clean_stale(tmp_path) == []
     assert sorted(os.listdir(old)) == ["user.txt"]  # listed files gone, the user's kept
+    whole = tmp_path / f".out.hashpivot-old-{dead_pid()}-zw"
+    write_output(tmp_path / "src", {"plan.json": "{}", "sub/r.html": "<p>"})
+    (tmp_path / "src").rename(whole)
+    assert clean_stale(tmp_path) == [whole] and not whole.exists()
 
 
 def test_killed_run_leftover_cleaned_by_next_run(tmp_path: Path) -> None:
