@@ -292,7 +292,7 @@ def _check_existing(target: Path, *, overwrite: bool, shown: str) -> Manifest | 
     if not overwrite:
         raise OutputError(
             f"output directory {shown}: holds a previous hashpivot output "
-            f"({manifest.command or 'unknown command'}, {manifest.created}); "
+            f"({_show(manifest.command[:80]) or 'unknown command'}, {_show(manifest.created[:40])}); "
             "pass --overwrite to replace it"
         )
     return manifest
@@ -610,7 +610,13 @@ def atomic_output_dir(
             yield tmp
             write_manifest(tmp, command)  # the marker stays until the swap: a kill is cleanable
             with _signals_blocked():
-                _swap(tmp, target, overwrite=overwrite, shown=shown)
+                try:
+                    _swap(tmp, target, overwrite=overwrite, shown=shown)
+                except OSError as exc:
+                    why = exc.strerror or type(exc).__name__
+                    raise OutputError(
+                        f"output directory {shown}: cannot be written ({why})"
+                    ) from None
                 tmp = None
                 with contextlib.suppress(OSError):
                     (target / TMP_MARKER).unlink()

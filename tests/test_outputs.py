@@ -352,3 +352,19 @@ def test_manifest_with_escaping_paths_is_invalid(tmp_path: Path) -> None:
     assert read_manifest(target) is None
     with pytest.raises(OutputError, match="not a hashpivot output"):
         prepare_output(target, overwrite=True)
+
+
+def test_messages_are_one_line(tmp_path: Path) -> None:
+    odd = tmp_path / "a\nb"
+    odd.write_text("mine")
+    with pytest.raises(OutputError) as info:
+        prepare_output(odd, overwrite=False)
+    assert "\n" not in str(info.value) and "a\\nb" in str(info.value)
+    target = tmp_path / "out"
+    write_output(target, {"x.txt": "x"})
+    data = json.loads((target / MANIFEST_NAME).read_text())
+    data["command"] = "optimize\nTraceback (most recent call last):"
+    (target / MANIFEST_NAME).write_text(json.dumps(data))
+    with pytest.raises(OutputError, match="--overwrite") as info:
+        prepare_output(target, overwrite=False)
+    assert "\n" not in str(info.value)
