@@ -21,6 +21,8 @@ from rich.table import Table
 
 from hashpivot.scenarios import Scenario, ScenarioError, load_scenario, shipped_descriptions
 
+from .outputs import OutputError, default_output_dir, prepare_output
+
 #: Exit status of a user error.
 EXIT_USAGE = 2
 
@@ -223,14 +225,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from .outputs import atomic_output_dir, write_json  # noqa: PLC0415
 
     sc = load_scenario(args.scenario)
+    out = prepare_output(
+        args.out or default_output_dir(sc.name, "simulate"), overwrite=args.overwrite
+    )
     be = _backend(args)
     console = _console(args)
     paths = args.paths or sc.defaults.paths
     seed = sc.defaults.seed if args.seed is None else args.seed
-    out = Path(args.out or f"hashpivot-out/{sc.name}-simulate")
     with progress_bar(console, "simulating") as update:
         res = simulate(sc, paths, seed, backend=be, chunk_paths=args.chunk_paths, progress=update)
-    with atomic_output_dir(out) as tmp:
+    with atomic_output_dir(out, overwrite=args.overwrite, command=f"simulate {sc.name}") as tmp:
         write_json(tmp / "simulation.json", res.to_json())
         simulation_charts(tmp, res)
     console.print(simulation_table(res))
@@ -282,9 +286,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     from .solve import NoSolutionError  # noqa: PLC0415
 
     sc = load_scenario(args.scenario)
+    out = prepare_output(args.out or default_output_dir(sc.name), overwrite=args.overwrite)
     be = _backend(args)
     console = _console(args)
-    out = Path(args.out or f"hashpivot-out/{sc.name}")
     bar, update = _pipeline_progress(console)
     try:
         with bar:
@@ -319,7 +323,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     except NoSolutionError as exc:
         lines = [f"no feasible plan ({exc.status}):"] + [f"  {r}" for r in exc.reasons]
         raise UserError(lines) from None
-    write_optimize_outputs(res, out)
+    write_optimize_outputs(res, out, overwrite=args.overwrite)
     summary = res.summary()
     s = summary["solver"]
     console.print(scenario_plan_table(res))
@@ -397,7 +401,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             ) from None
         except ValueError as exc:
             raise UserError(str(exc)) from None
-    out = Path(args.out or f"hashpivot-out/{sc.name}-evaluate")
+    out = prepare_output(
+        args.out or default_output_dir(sc.name, "evaluate"), overwrite=args.overwrite
+    )
     bar, update = _pipeline_progress(console)
     try:
         with bar:
@@ -414,7 +420,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UserError(
             [f"plan breaks {len(exc.lines)} constraint(s) of {sc.name}:"] + exc.lines
         ) from None
-    write_evaluate_outputs(res, out)
+    write_evaluate_outputs(res, out, overwrite=args.overwrite)
     summary = res.summary()
     rows = {res.name: summary["out_of_sample"], **summary["baselines"]}
     console.print(stats_table(f"{res.name} on {summary['eval_paths']:,} paths", rows))
@@ -470,6 +476,14 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
+def _add_overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a previous hashpivot output in --out (never any other directory)",
+    )
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -497,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--chunk-paths", type=positive_int, help="paths per chunk (default: from memory)"
     )
     p.add_argument("--out", help="output directory (default: hashpivot-out/NAME-simulate)")
+    _add_overwrite(p)
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("optimize", help="simulate, reduce, solve the MILP, evaluate, report")
@@ -511,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=2, help="HiGHS threads (default 2)")
     p.add_argument("--solver-log", action="store_true", help="show the HiGHS log")
     p.add_argument("--out", help="output directory (default: hashpivot-out/NAME)")
+    _add_overwrite(p)
     p.set_defaults(func=cmd_optimize)
 
     p = sub.add_parser("evaluate", help="judge a plan (or a baseline policy) on fresh paths")
@@ -522,6 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--paths", type=positive_int, help="evaluation paths (default: the scenario's)")
     p.add_argument("--out", help="output directory (default: hashpivot-out/NAME-evaluate)")
+    _add_overwrite(p)
     p.set_defaults(func=cmd_evaluate)
     return parser
 
@@ -544,6 +561,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         for line in exc.lines:
             print(line, file=sys.stderr)
+        return EXIT_USAGE
+    except OutputError as exc:
+        print(str(exc), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

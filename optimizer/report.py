@@ -244,11 +244,15 @@ Stage timings: {timings}.</p>
 """
 
 
-def write_optimize_outputs(res: OptimizeResult, out: str | Path) -> Path:
+def write_optimize_outputs(
+    res: OptimizeResult, out: str | Path, *, overwrite: bool = False
+) -> Path:
     """Write every output of ``optimize`` atomically into ``out``."""
     t0 = time.perf_counter()
     out = Path(out)
-    with atomic_output_dir(out) as tmp:
+    with atomic_output_dir(
+        out, overwrite=overwrite, command=f"optimize {res.scenario.name}"
+    ) as tmp:
         write_json(tmp / "plan.json", res.plan.to_json())
         res.plan_frame().to_csv(tmp / "plan.csv", index=False)
         res.financing_frame().to_csv(tmp / "financing.csv", index=False)
@@ -270,12 +274,14 @@ def write_optimize_outputs(res: OptimizeResult, out: str | Path) -> Path:
     return out
 
 
-def write_evaluate_outputs(res: EvaluateResult, out: str | Path) -> Path:
+def write_evaluate_outputs(
+    res: EvaluateResult, out: str | Path, *, overwrite: bool = False
+) -> Path:
     """Write ``evaluate``'s summary and charts atomically into ``out``."""
     out = Path(out)
     sc = res.scenario
     t = (np.arange(sc.horizon.n_periods) + 1) * sc.horizon.dt_years
-    with atomic_output_dir(out) as tmp:
+    with atomic_output_dir(out, overwrite=overwrite, command=f"evaluate {sc.name}") as tmp:
         write_json(tmp / "summary.json", res.summary())
         write_json(tmp / "plan.json", res.plan.to_json())
         stats = res.evaluation.stats
