@@ -14,10 +14,15 @@ resumed sweep and a fresh one give the same table.
 
 from __future__ import annotations
 
+import json
+import os
+import stat
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +32,19 @@ import pandas as pd
 from hashpivot.kernels.stats import clopper_pearson_upper
 from hashpivot.scenarios.sweep_spec import ExpandedSweep, VariantSpec, load_sweep
 
+from .outputs import OutputError, prepare_output
+
 #: Two-sided normal quantile of the objective's 95% interval.
 Z95 = 1.959963984540054
 #: Status of a variant row.
 OK, FAILED = "ok", "failed"
 
 SweepProgress = Callable[[int, int, int, int], None]  # done, running, failed, total
+#: Marker of a sweep's output directory, written first; lists the table files written.
+SWEEP_MARKER = ".hashpivot-sweep.json"
+SWEEP_FORMAT = "hashpivot-sweep/1"
+#: Files of the whole sweep (beside one directory per variant).
+TABLE_FILES = ("sweep.csv", "sweep.parquet", "sweep_report.html")
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,7 @@ class VariantTask:
     spec: VariantSpec
     options: dict[str, Any]
     out_dir: str | None
+    overwrite: bool = False
 
 
 def variant_row(
@@ -113,7 +126,7 @@ def run_variant(task: VariantTask) -> dict[str, Any]:
         res = optimize(spec.scenario, **task.options)
         summary = res.summary()
         if task.out_dir is not None:
-            write_optimize_outputs(res, Path(task.out_dir) / spec.name)
+            write_optimize_outputs(res, Path(task.out_dir) / spec.name, overwrite=task.overwrite)
             summary = res.summary()
         row = variant_row(spec.name, spec.overrides, summary, res.plan.to_json(), spec.scenario)
     except Exception as exc:  # noqa: BLE001 - a failed variant is a row, not a crash
@@ -151,6 +164,98 @@ def finished_row(ex: ExpandedSweep, spec: VariantSpec, out: Path) -> dict[str, A
         return None
 
 
+def _read_marker(folder: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((folder / SWEEP_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == SWEEP_FORMAT else None
+
+
+def prepare_sweep_output(path: str | Path, name: str, *, resume: bool, overwrite: bool) -> Path:
+    """Pre-flight check of a sweep's output directory, before any work.
+
+    A new or empty directory is fine; a previous output of the same sweep (its marker) needs
+    ``resume`` (finish it: only missing variants run) or ``overwrite`` (run every variant
+    again; each variant directory is replaced as ``optimize --overwrite`` would); anything
+    else — a file, a symlink, a foreign or another sweep's directory — is refused with an
+    :class:`~hashpivot.optimizer.outputs.OutputError`. Files the sweep did not write are never
+    touched.
+    """
+    shown = repr(str(path))[1:-1]
+    target = Path(path).absolute()
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return prepare_output(target)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        return prepare_output(target)  # refuses with its own words
+    if not any(target.iterdir()):
+        return prepare_output(target)
+    marker = _read_marker(target)
+    if marker is None or marker.get("sweep") != name:
+        what = f"sweep '{marker.get('sweep')}'" if marker else "files hashpivot did not write"
+        raise OutputError(
+            f"output directory {shown}: holds {what}; nothing was changed — choose another --out"
+        )
+    if not (resume or overwrite):
+        raise OutputError(
+            f"output directory {shown}: holds a previous run of sweep '{name}'; pass --resume "
+            "to finish it or --overwrite to run every variant again"
+        )
+    listed = set(marker.get("files", []))
+    for f in TABLE_FILES:
+        if (target / f).exists() and f not in listed:
+            raise OutputError(
+                f"output directory {shown}: {f} was not written by hashpivot; nothing was changed"
+            )
+    return target
+
+
+def _write_marker(folder: Path, name: str, files: list[str]) -> None:
+    data = {
+        "format": SWEEP_FORMAT,
+        "sweep": name,
+        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "files": files,
+    }
+    _replace_file(folder / SWEEP_MARKER, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def _replace_file(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all (a temporary sibling renamed over it)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.hashpivot-tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_sweep_outputs(frame: pd.DataFrame, folder: Path, ex: ExpandedSweep) -> list[str]:
+    """``sweep.csv`` (``sweep.parquet`` with pyarrow) and ``sweep_report.html`` into ``folder``."""
+    from .sweep_report import sweep_report_html, sweep_table_bytes  # noqa: PLC0415
+
+    written = []
+    for fname, data in sweep_table_bytes(frame).items():
+        _replace_file(folder / fname, data)
+        written.append(fname)
+    page = sweep_report_html(frame, ex.sweep.name, ex.sweep.description)
+    _replace_file(folder / "sweep_report.html", page.encode("utf-8"))
+    written.append("sweep_report.html")
+    _write_marker(folder, ex.sweep.name, written)
+    return written
+
+
 def _local_client(workers: int | None):
     from distributed import Client, LocalCluster  # noqa: PLC0415
 
@@ -170,6 +275,7 @@ def sweep(
     workers: int | None = None,
     out: str | Path | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     backend: str = "numpy",
     progress: SweepProgress | None = None,
 ) -> pd.DataFrame:
@@ -183,16 +289,24 @@ def sweep(
         A ``dask.distributed.Client``; by default a ``LocalCluster`` of ``workers`` processes
         (one thread each; default: the cores available) is started and closed here.
     out
-        Directory for each variant's outputs; needed for ``resume``.
+        Output directory: ``<variant>/`` per variant, ``sweep.csv``, ``sweep_report.html``
+        (checked before any work: :func:`prepare_sweep_output`).
     resume
         Skip variants whose outputs are already in ``out``.
+    overwrite
+        Run every variant again over a previous run of this sweep in ``out``.
     backend
         Array backend of the variants' Monte Carlo stages (``cupy`` tags tasks with the Dask
         resource ``GPU``: run GPU workers with ``--resources GPU=1``).
     """
     ex = spec if isinstance(spec, ExpandedSweep) else load_sweep(spec)
     options = pipeline_options(ex) | {"backend": backend}
-    out_path = Path(out) if out is not None else None
+    out_path = None
+    if out is not None:
+        out_path = prepare_sweep_output(out, ex.sweep.name, resume=resume, overwrite=overwrite)
+        out_path.mkdir(mode=0o777, parents=True, exist_ok=True)
+        marker = _read_marker(out_path)
+        _write_marker(out_path, ex.sweep.name, marker.get("files", []) if marker else [])
     rows: dict[str, dict[str, Any]] = {}
     todo: list[VariantSpec] = []
     for v in ex.variants:
@@ -216,7 +330,7 @@ def sweep(
             futures = {
                 client.submit(
                     run_variant,
-                    VariantTask(v, options, str(out_path) if out_path else None),
+                    VariantTask(v, options, str(out_path) if out_path else None, overwrite),
                     key=f"hashpivot-variant-{ex.sweep.name}-{v.name}-{time.time_ns()}",
                     resources=resources,
                     pure=False,
@@ -240,10 +354,9 @@ def sweep(
                 client.close()
                 own.close()
     frame = pd.DataFrame([rows[v.name] for v in ex.variants])
-    if "resumed" in frame:
-        frame["resumed"] = frame["resumed"].fillna(False).astype(bool)
-    else:
-        frame["resumed"] = False
+    frame["resumed"] = [bool(rows[v.name].get("resumed", False)) for v in ex.variants]
+    if out_path is not None:
+        write_sweep_outputs(frame, out_path, ex)
     return frame
 
 

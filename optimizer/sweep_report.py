@@ -12,7 +12,6 @@ import base64
 import html
 import importlib.util
 import io
-from pathlib import Path
 
 import pandas as pd
 
@@ -137,12 +136,12 @@ th {{ background: #f3f3f3; }} img {{ max-width: 100%; }} .warn {{ color: #a04000
 """
 
 
-def write_sweep_table(frame: pd.DataFrame, folder: Path) -> list[str]:
-    """``sweep.csv`` (and ``sweep.parquet`` with pyarrow) into ``folder``; the names written."""
+def sweep_table_bytes(frame: pd.DataFrame) -> dict[str, bytes]:
+    """``sweep.csv`` (and ``sweep.parquet`` when pyarrow is installed) as bytes by file name."""
     table = frame.drop(columns=[c for c in ("traceback",) if c in frame.columns])
-    table.to_csv(folder / "sweep.csv", index=False)
-    names = ["sweep.csv"]
+    out = {"sweep.csv": table.to_csv(index=False).encode("utf-8")}
     if importlib.util.find_spec("pyarrow") is not None:
-        table.to_parquet(folder / "sweep.parquet", index=False)
-        names.append("sweep.parquet")
-    return names
+        buf = io.BytesIO()
+        table.to_parquet(buf, index=False)
+        out["sweep.parquet"] = buf.getvalue()
+    return out
