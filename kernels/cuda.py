@@ -37,6 +37,9 @@ P_SLOTS = [
     "hash_vol_sqdt",
     "hash_beta",
     "halving_step",
+    "hash_down",
+    "hash_up",
+    "hash_gap0",
     "ln_lease0",
     "lease_drift_dt",
     "lease_a",
@@ -70,6 +73,7 @@ I_OFFSETS = [
     "histlo",
     "poisson",
     "groupw",
+    "lnbe",
 ]
 MAX_REGIONS = 32
 
@@ -110,6 +114,9 @@ def pack_params(
         "hash_vol_sqdt": mp.hash_vol_sqdt,
         "hash_beta": mp.hash_beta,
         "halving_step": mp.halving_step,
+        "hash_down": mp.hash_down,
+        "hash_up": mp.hash_up,
+        "hash_gap0": mp.hash_gap0,
         "ln_lease0": mp.ln_lease0,
         "lease_drift_dt": mp.lease_drift * mp.dt_years,
         "lease_a": mp.lease_a,
@@ -143,6 +150,7 @@ def pack_params(
         "histlo": shift - HIST_HALF_WIDTH,
         "poisson": poisson_cdf(mp.jump_lambda_dt),
         "groupw": 1.0 / per_group[groups],
+        "lnbe": mp.hash_ln_breakeven,
     }
     par = [np.array([scalars[k] for k in P_SLOTS], dtype=np.float64)]
     offsets = {}

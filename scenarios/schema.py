@@ -270,20 +270,36 @@ class BtcPrice(_Model):
 
 
 class NetworkHashrate(_Model):
-    """Network hashrate: log drift and volatility, elasticity to lagged BTC returns, halving steps."""
+    """Network hashrate: growth pulled towards the level at which a marginal fleet breaks even
+    (fast down, lagged up), a drift for efficiency gains, shocks and halving steps
+    (equation in :mod:`hashpivot.kernels.market`)."""
 
     hashrate_eh_s: Positive
     """Network hashrate at the start [EH/s]."""
-    drift_per_year: Annotated[float, Field(ge=-1.0, le=2.0)] = 0.25
-    """Drift g of ln H [1/year]."""
+    drift_per_year: Annotated[float, Field(ge=-1.0, le=2.0)] = 0.10
+    """Drift η of ln H from efficiency gains [1/year]: the marginal fleet's J/TH falls as e^{−ηt},
+    so H grows at η with the network's power unchanged and the breakeven hashprice falls at η."""
     vol_per_year: Annotated[float, Field(ge=0.0, le=3.0)] = 0.15
     """Volatility σ_H of ln H [1/√year]."""
-    elasticity_to_btc: Annotated[float, Field(ge=-2.0, le=2.0)] = 0.3
-    """Elasticity β of ln H to the demeaned BTC log-return ``lag_periods`` earlier [-]."""
+    marginal_efficiency_j_per_th: Annotated[float, Field(gt=1.0, le=100.0)] = 22.0
+    """Efficiency of the marginal fleet at the start, e_m [J/TH] (range 1–100; 19–25 typical)."""
+    marginal_power_usd_per_mwh: Annotated[float, Field(gt=0.0, le=500.0)] = 45.0
+    """Power cost of the marginal fleet, p_m [$/MWh] (range 0–500; 40–80 typical); breakeven
+    hashprice 24·e_m·p_m/1000 [$/PH/day]."""
+    down_response_per_year: Annotated[float, Field(ge=0.0, le=100.0)] = 10.0
+    """Speed a_down at which hashrate falls towards breakeven when hashprice is below it
+    [1/year] (range 0–100; 10 ≈ a 5-week time constant; 0 switches the response off)."""
+    up_response_per_year: Annotated[float, Field(ge=0.0, le=50.0)] = 2.0
+    """Speed a_up at which hashrate grows towards breakeven when hashprice is above it, after
+    ``lag_periods`` [1/year] (range 0–50; 2 ≈ a 6-month time constant; 0 switches it off)."""
+    elasticity_to_btc: Annotated[float, Field(ge=-2.0, le=2.0)] = 0.0
+    """Optional extra elasticity β of ln H to the demeaned BTC log-return ``lag_periods`` earlier
+    [-]; 0 by default, since BTC reaches hashrate through hashprice."""
     lag_periods: Annotated[int, Field(ge=0, le=24)] = 1
-    """Lag ℓ of the hashrate response to BTC returns [periods]."""
+    """Lag L of the upward response (ASIC orders, delivery, energization) [periods]."""
     halving_step_log: Annotated[float, Field(ge=-2.0, le=0.0)] = 0.0
-    """Step added to ln H in a period containing a halving (≤ 0) [-]."""
+    """Extra step added to ln H in a period containing a halving (≤ 0) [-]; 0 by default, since
+    the halving reaches hashrate through hashprice."""
 
 
 class Halving(_Model):
