@@ -224,13 +224,18 @@ Q_ARRAYS = [
     "fixed",
     "hazard",
     "planned",
+    "dil",
+    "rho",
+    "capexit",
+    "itopexmw",
+    "remconv",
 ]
 MAX_LEASES, MAX_FACILITIES, MAX_PPY = 64, 16, 12
 
 
 def pack_plan(sc, plan) -> tuple[np.ndarray, np.ndarray]:
     """The (float64, int32) arrays of a plan's schedule for ``hp_evaluate``."""
-    from .cashflow import CASH_TOL_USD  # noqa: PLC0415
+    from .cashflow import CASH_TOL_USD, remaining_convertible_mw  # noqa: PLC0415
     from .plan import covenant_windows, debt_terms, lease_terms, schedule  # noqa: PLC0415
 
     if len(sc.lease_offers) > MAX_LEASES or len(sc.debt_facilities) > MAX_FACILITIES:
@@ -294,6 +299,11 @@ def pack_plan(sc, plan) -> tuple[np.ndarray, np.ndarray]:
         "fixed": [s.fixed_opex_usd_per_mw_year * dt for s in sc.sites],
         "hazard": [1.0 - (1.0 - lo.tenant_default_prob_per_year) ** dt for lo in sc.lease_offers],
         "planned": plan.draws_usd.sum(axis=1) > 0,
+        "dil": [f.dilution_per_year * dt for f in facilities],
+        "rho": [s.conversion.it_mw_per_utility_mw for s in sc.sites],
+        "capexit": [s.conversion.capex_usd_per_it_mw for s in sc.sites],
+        "itopexmw": [s.conversion.opex_usd_per_it_mw_year * dt for s in sc.sites],
+        "remconv": remaining_convertible_mw(sc, sch) * float(v.conversion_option),
     }
     parts = [np.array([scalars[k] for k in E_SLOTS], dtype=np.float64)]
     pos = len(E_SLOTS)

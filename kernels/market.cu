@@ -275,7 +275,7 @@ enum {
     J_S, J_T, J_L, J_F, J_PPY, J_GAP,
     Q_ASIC, Q_RACKS, Q_LEASE, Q_RENT, Q_MARKET, Q_ITOPEX, Q_PEN, Q_CAPEX, Q_DRAWS, Q_REPAY,
     Q_AMORT, Q_RATES, Q_FEES, Q_SIZES, Q_ALLOWED, Q_WINDOW, Q_SOLD, Q_FIXED, Q_HAZARD,
-    Q_PLANNED, J_N_SLOTS
+    Q_PLANNED, Q_DIL, Q_RHO, Q_CAPEXIT, Q_ITOPEXMW, Q_REMCONV, J_N_SLOTS
 };
 #define HP_MAX_LEASES 64
 #define HP_MAX_FACILITIES 16
@@ -311,6 +311,7 @@ HP_INLINE void hp_eval_path(const double* par, const int* ipar, const double* q,
     double cash = q[E_CASH0], held = q[E_HELD0], extra_btc = 0.0, extra_draw = 0.0;
     double huge = 1e308;
     double mining_last = 0.0, ai_noi_last = 0.0, btc_last = 0.0, dscr_min = huge * 10.0;
+    double dilution = 0.0, option = 0.0;  // DIL and Σ_s opt[s]·C[s] of kernels/cashflow.py
     bool alive = true, breached = false;
     int dead_at = T;
     for (int t = 0; t < T; ++t) {
@@ -337,6 +338,13 @@ HP_INLINE void hp_eval_path(const double* par, const int* ipar, const double* q,
             double a = asic[s * T + t];
             mining += (m - fixed[s]) * a;
             gross += m * a;
+            if (t == T - 1) {  // option to convert the convertible MW still mining
+                const double rho = q[qi[Q_RHO] + s], ppyd = (double)ppy;
+                double ai_v = rho * (q[E_MULT_AI] * ppyd * (mu - q[qi[Q_ITOPEXMW] + s]) -
+                                     q[qi[Q_CAPEXIT] + s]);
+                double min_v = q[E_MULT_MIN] * ppyd * (m - fixed[s]);
+                option += q[qi[Q_REMCONV] + s] * fmax(ai_v - min_v, 0.0);
+            }
             double pw = exp((double)st.xpow[site_region[s]]);
             rack_income += (q[E_RACK_REV] * gpu - q[E_RACK_POW] * pw - q[E_RACK_OPEX]) * racks[s * T + t];
         }
@@ -353,9 +361,11 @@ HP_INLINE void hp_eval_path(const double* par, const int* ipar, const double* q,
         double share = denom > 0.0 ? fmax(ai_revenue, 0.0) / denom : 0.0;
         // financing of the plan
         double service = 0.0, sched = 0.0, inflow = 0.0;
+        dilution *= q[E_GROWTH];
         for (int f = 0; f < F; ++f) {
             double planned = draws[f * T + t];
             double interest = balance[f] * q[qi[Q_RATES] + f];
+            dilution += balance[f] * q[qi[Q_DIL] + f];
             drawn[f] += planned;
             double principal = drawn[f] * repay[f * T + t];
             balance[f] += planned - principal;
@@ -416,7 +426,7 @@ HP_INLINE void hp_eval_path(const double* par, const int* ipar, const double* q,
     double debt = 0.0;
     for (int f = 0; f < F; ++f) debt += balance[f];
     double terminal = cash + btc_last * held + ppy * (q[E_MULT_AI] * ai_noi_last + q[E_MULT_MIN] * mining_last)
-                      + q[E_SALVAGE_END] - debt;
+                      + option + q[E_SALVAGE_END] - debt - dilution;
     *equity = alive ? terminal * q[E_DISC] : 0.0;
     *default_period = dead_at;
     *breach = breached ? 1 : 0;
