@@ -345,3 +345,20 @@ def test_halving_steps_hashrate_down_and_hashprice_recovers() -> None:
     for k in range(4):
         assert hp[5 + k] / BREAKEVEN0 == pytest.approx(2 ** (-((1 - phi_d) ** (k + 1))), rel=1e-12)
     assert hp[-1] == pytest.approx(BREAKEVEN0, rel=1e-6)
+
+
+def test_shipped_hashprice_stays_near_breakeven_and_btc_drift_raises_hashrate() -> None:
+    """demo's market: hashprice's median at year 5 sits near the falling breakeven b_T (it used to
+    collapse below it on 95% of paths), and an 80% BTC drift raises hashrate, not hashprice."""
+    out = {}
+    for mu in (0.12, 0.8):
+        res = simulate(
+            scenario(market={"btc": {"drift_per_year": mu}}), 4000, seed=3, backend="numpy"
+        )
+        out[mu] = res
+        b = BREAKEVEN0 * math.exp(-0.10 * res.t_years[-1])  # demo: η = 0.10
+        hp = res.factors["hashprice_usd_per_ph_day"]
+        assert 0.8 * b < hp.p50[-1] < 1.5 * b
+        assert hp.p95[-1] > b
+    h = {mu: r.factors["network_hashrate_eh_s"].p50[-1] for mu, r in out.items()}
+    assert h[0.8] > 5 * h[0.12]
