@@ -10,11 +10,25 @@ value computed here for the plan it returns. With an ``n``-first axis (scenarios
     MKT[t]   = μ[t]·Σ_s M[s,t]
     OCF[t]   = MIN + LEASE + RACK + MKT − Σ_s it_opex_s·Δ·I[s,t] − Σ_l pen_l·short[l,t]
     cash[t]  = cash[t−1]·(1 + i_c·Δ) + OCF − capex + salvage + Σ_f draw·(1 − fee) − DS + P·b
-    W        = (1+r)^{−TΔ}·(cash[T−1] + P[T−1]·held[T−1] + ppy·(mult_ai·AI_NOI[T−1]
-               + mult_mining·MIN[T−1]) + Σ_s salvage_s·A[s,T−1] − Σ_f balance_f[T−1])
+    W        = (1+r)^{−TΔ}·(cash[T−1] + P[T−1]·held[T−1] + TV + Σ_s salvage_s·A[s,T−1]
+               − Σ_f balance_f[T−1] − DIL)
+    TV       = ppy·(mult_ai·AI_NOI[T−1] + mult_mining·MIN[T−1]) + Σ_s opt[s]·C[s]
+    opt[s]   = max(0, ρ_s·(mult_ai·ppy·(μ[T−1] − it_opex_s·Δ) − capex_s)
+                      − mult_mining·ppy·(m[s,T−1] − fixed_opex_s·Δ))
+    DIL      = Σ_t (1 + i_c·Δ)^{T−1−t}·Σ_f c_f·Δ·balance_f[t−1]
 
-with AI_NOI = LEASE + RACK + MKT − IT opex. Covenants are in force from a facility's draw start to
-its maturity once anything is drawn from it (facilities with ``covenants: true``), tested from
+with AI_NOI = LEASE + RACK + MKT − IT opex. Terminal value (one rule for both uses): each use of
+a site is worth its multiple (``valuation``, years) times its last-period NOI annualised, so a
+site earning the same NOI from AI or from mining is worth the same when the multiples are equal
+(the defaults). C[s] = convertible_s − MW started converting: the convertible MW still mining
+keep the option to convert at the horizon, worth max(mining value, AI value at the market lease
+rate × occupancy − conversion capex) per MW; the mining value is in MIN already, so opt adds the
+excess (intrinsic value at the horizon, no time value; ``valuation.conversion_option: false``
+drops it). DIL is the dilution cost of convertibles (``dilution_cost_per_year`` c_f): the value
+of the holders' conversion option, a cost to shareholders, not cash (no effect on cash, DSCR or
+default), accrued on the opening balance and compounded like cash.
+
+Covenants are in force from a facility's draw start to its maturity once anything is drawn from it (facilities with ``covenants: true``), tested from
 the first full year (t ≥ ppy−1) on trailing windows of ppy periods: DSCR, Σ OCF ≥ min_dscr·Σ DS
 (DS scheduled: interest and amortisation, bullets excluded); leverage, Σ_f balance ≤
 max_leverage·Σ OCF (annualised).
@@ -163,12 +177,63 @@ def covenant_terms(
     )
 
 
+def conversion_option_usd_per_mw(
+    sc: Scenario, mining_net_usd_per_mw: Any, mu_usd_per_it_mw: Any, *, xp: ModuleType = np
+) -> Any:
+    """opt[s] of the module docstring, (n, S) [$/MW], from the last period's mining margin net of
+    fixed opex (n, S) and market lease × occupancy (n,), both per period (IT MW for μ)."""
+    v = sc.valuation
+    if not v.conversion_option:
+        return xp.zeros(mining_net_usd_per_mw.shape)
+    ppy, dt = sc.horizon.periods_per_year, sc.horizon.dt_years
+    rho = xp.asarray([s.conversion.it_mw_per_utility_mw for s in sc.sites])[None]
+    capex = xp.asarray([s.conversion.capex_usd_per_it_mw for s in sc.sites])[None]
+    opex = xp.asarray([s.conversion.opex_usd_per_it_mw_year * dt for s in sc.sites])[None]
+    ai = rho * (v.ai_noi_multiple * ppy * (mu_usd_per_it_mw[:, None] - opex) - capex)
+    return xp.maximum(ai - v.mining_margin_multiple * ppy * mining_net_usd_per_mw, 0.0)
+
+
+def remaining_convertible_mw(sc: Scenario, sch: Schedule) -> np.ndarray:
+    """C[s]: convertible MW not started converting by the last period, (S,) [MW]."""
+    started = np.array([s.asic_mw for s in sc.sites]) - sch.asic_mw[:, -1]
+    return np.clip(np.array([s.convertible_mw for s in sc.sites]) - started, 0.0, None)
+
+
+def terminal_value_usd(
+    sc: Scenario,
+    sch: Schedule,
+    mining_usd: Any,
+    ai_noi_usd: Any,
+    margin_usd_per_mw: Any,
+    lease_x_occupancy: Any,
+    *,
+    xp: ModuleType = np,
+) -> Any:
+    """TV of the module docstring, (n,) [$], from the last period's MIN, AI_NOI (n,), gross
+    margin per MW (n, S) and lease × occupancy [$/kW-month] (n,)."""
+    v = sc.valuation
+    dt, ppy = sc.horizon.dt_years, sc.horizon.periods_per_year
+    fixed = xp.asarray([s.fixed_opex_usd_per_mw_year * dt for s in sc.sites])[None]
+    opt = conversion_option_usd_per_mw(
+        sc, margin_usd_per_mw - fixed, lease_x_occupancy * 1000.0 * 12 * dt, xp=xp
+    )
+    option = (opt * xp.asarray(remaining_convertible_mw(sc, sch))[None]).sum(axis=1)
+    return ppy * (v.ai_noi_multiple * ai_noi_usd + v.mining_margin_multiple * mining_usd) + option
+
+
+def dilution_accrued_usd(sc: Scenario, sch: Schedule) -> float:
+    """DIL of the module docstring for the plan's own balances [$ at the horizon]."""
+    h = sc.horizon
+    growth = (1.0 + h.cash_interest_rate * h.dt_years) ** np.arange(h.n_periods - 1, -1, -1)
+    return float((sch.dilution_usd.sum(axis=0) * growth).sum())
+
+
 def cash_flows(
     sc: Scenario, plan: Plan, coeffs: dict[str, Any], *, xp: ModuleType = np
 ) -> CashFlows:
     """Cash flows of ``plan`` on coefficient arrays (keys of ``ReducedScenarios.coefficient_arrays``)."""
     h = sc.horizon
-    dt, ppy, n_t = h.dt_years, h.periods_per_year, h.n_periods
+    dt, n_t = h.dt_years, h.n_periods
     sch = schedule(sc, plan)
     op = operating_flows(sc, sch, coeffs, xp=xp)
     mining, ai_revenue, ai_noi, ocf = op.mining_usd, op.ai_revenue_usd, op.ai_noi_usd, op.ocf_usd
@@ -191,13 +256,22 @@ def cash_flows(
     salvage_end = float(
         (np.array([s.asic_salvage_usd_per_mw for s in sc.sites]) * sch.asic_mw[:, -1]).sum()
     )
-    v = sc.valuation
+    tv = terminal_value_usd(
+        sc,
+        sch,
+        mining[:, -1],
+        ai_noi[:, -1],
+        xp.asarray(coeffs["margin_usd_per_mw"])[:, :, -1],
+        xp.asarray(coeffs["lease_x_occupancy"])[:, -1],
+        xp=xp,
+    )
     terminal = (
         cash[:, -1]
         + btc[:, -1] * float(sch.btc_held[-1])
-        + ppy * (v.ai_noi_multiple * ai_noi[:, -1] + v.mining_margin_multiple * mining[:, -1])
+        + tv
         + salvage_end
         - float(sch.balance_usd[:, -1].sum())
+        - dilution_accrued_usd(sc, sch)
     )
     disc = (1.0 + h.discount_rate) ** (-n_t * dt)
     ct = covenant_terms(sc, plan, sch, ocf, xp=xp)

@@ -37,6 +37,9 @@ P_SLOTS = [
     "hash_vol_sqdt",
     "hash_beta",
     "halving_step",
+    "hash_down",
+    "hash_up",
+    "hash_gap0",
     "ln_lease0",
     "lease_drift_dt",
     "lease_a",
@@ -70,6 +73,7 @@ I_OFFSETS = [
     "histlo",
     "poisson",
     "groupw",
+    "lnbe",
 ]
 MAX_REGIONS = 32
 
@@ -110,6 +114,9 @@ def pack_params(
         "hash_vol_sqdt": mp.hash_vol_sqdt,
         "hash_beta": mp.hash_beta,
         "halving_step": mp.halving_step,
+        "hash_down": mp.hash_down,
+        "hash_up": mp.hash_up,
+        "hash_gap0": mp.hash_gap0,
         "ln_lease0": mp.ln_lease0,
         "lease_drift_dt": mp.lease_drift * mp.dt_years,
         "lease_a": mp.lease_a,
@@ -143,6 +150,7 @@ def pack_params(
         "histlo": shift - HIST_HALF_WIDTH,
         "poisson": poisson_cdf(mp.jump_lambda_dt),
         "groupw": 1.0 / per_group[groups],
+        "lnbe": mp.hash_ln_breakeven,
     }
     par = [np.array([scalars[k] for k in P_SLOTS], dtype=np.float64)]
     offsets = {}
@@ -216,13 +224,18 @@ Q_ARRAYS = [
     "fixed",
     "hazard",
     "planned",
+    "dil",
+    "rho",
+    "capexit",
+    "itopexmw",
+    "remconv",
 ]
 MAX_LEASES, MAX_FACILITIES, MAX_PPY = 64, 16, 12
 
 
 def pack_plan(sc, plan) -> tuple[np.ndarray, np.ndarray]:
     """The (float64, int32) arrays of a plan's schedule for ``hp_evaluate``."""
-    from .cashflow import CASH_TOL_USD  # noqa: PLC0415
+    from .cashflow import CASH_TOL_USD, remaining_convertible_mw  # noqa: PLC0415
     from .plan import covenant_windows, debt_terms, lease_terms, schedule  # noqa: PLC0415
 
     if len(sc.lease_offers) > MAX_LEASES or len(sc.debt_facilities) > MAX_FACILITIES:
@@ -286,6 +299,11 @@ def pack_plan(sc, plan) -> tuple[np.ndarray, np.ndarray]:
         "fixed": [s.fixed_opex_usd_per_mw_year * dt for s in sc.sites],
         "hazard": [1.0 - (1.0 - lo.tenant_default_prob_per_year) ** dt for lo in sc.lease_offers],
         "planned": plan.draws_usd.sum(axis=1) > 0,
+        "dil": [f.dilution_per_year * dt for f in facilities],
+        "rho": [s.conversion.it_mw_per_utility_mw for s in sc.sites],
+        "capexit": [s.conversion.capex_usd_per_it_mw for s in sc.sites],
+        "itopexmw": [s.conversion.opex_usd_per_it_mw_year * dt for s in sc.sites],
+        "remconv": remaining_convertible_mw(sc, sch) * float(v.conversion_option),
     }
     parts = [np.array([scalars[k] for k in E_SLOTS], dtype=np.float64)]
     pos = len(E_SLOTS)

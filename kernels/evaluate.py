@@ -39,7 +39,7 @@ from hashpivot.scenarios import Scenario
 
 from . import philox
 from .backend import Backend, get_backend, to_numpy
-from .cashflow import CASH_TOL_USD, operating_flows, trailing_sum
+from .cashflow import CASH_TOL_USD, operating_flows, terminal_value_usd, trailing_sum
 from .market import iter_periods, market_params, mining_margin, tenant_default_periods
 from .plan import Plan, covenant_windows, debt_terms, schedule
 
@@ -145,6 +145,7 @@ def simulate_plan(
     fees = np.array([f.upfront_fee_share for f in facilities])
     sizes = np.array([f.size_usd for f in facilities])
     amortising = np.array([f.repayment == "linear" for f in facilities], dtype=float)
+    dil_rates = np.array([f.dilution_per_year * dt for f in facilities])
     growth = 1.0 + h.cash_interest_rate * dt
     tr = sc.treasury
     cov = sc.covenants
@@ -160,6 +161,7 @@ def simulate_plan(
     sched = xp.zeros((n, t_n))
     extra_btc = xp.zeros(n)
     extra_draw = xp.zeros(n)
+    dilution = xp.zeros(n)  # DIL of kernels/cashflow.py on the path's own balances
     capex = sch.capex_usd - sch.salvage_usd
     windows = xp.asarray(covenant_windows(sc)) if n_f else xp.zeros((0, t_n), dtype=bool)
     planned_used = xp.asarray(plan.draws_usd.sum(axis=1) > 0) if n_f else xp.zeros(0, dtype=bool)
@@ -170,6 +172,7 @@ def simulate_plan(
             xp.asarray(plan.draws_usd[:, t])[None, :] * xp.ones((n, 1)) if n_f else xp.zeros((n, 0))
         )
         interest = balance * xp.asarray(rates)[None]
+        dilution = dilution * growth + (balance * xp.asarray(dil_rates)[None]).sum(axis=1)
         drawn = drawn + planned
         principal = drawn * xp.asarray(repay[:, t])[None] if n_f else xp.zeros((n, 0))
         balance = balance + planned - principal
@@ -212,16 +215,25 @@ def simulate_plan(
         if n_f and t >= ppy - 1:
             used = planned_used[None, :] | emergency_used
             tested[:, t] = (used & windows[None, :, t]).any(axis=1)
-    v = sc.valuation
     salvage_end = float(
         (np.array([s.asic_salvage_usd_per_mw for s in sc.sites]) * sch.asic_mw[:, -1]).sum()
+    )
+    tv = terminal_value_usd(
+        sc,
+        sch,
+        mining[:, -1],
+        ai_noi[:, -1],
+        co.margin_usd_per_mw[:, :, -1],
+        co.lease_x_occupancy[:, -1],
+        xp=xp,
     )
     terminal = (
         cash
         + btc[:, -1] * held
-        + ppy * (v.ai_noi_multiple * ai_noi[:, -1] + v.mining_margin_multiple * mining[:, -1])
+        + tv
         + salvage_end
         - (balance.sum(axis=1) if n_f else 0.0)
+        - dilution
     )
     equity = xp.where(alive, terminal, 0.0) * (1.0 + h.discount_rate) ** (-t_n * dt)
     # covenants on the path's own debt: in force in a drawn facility's window, from the first

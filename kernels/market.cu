@@ -44,7 +44,8 @@ HP_INLINE void hp_atomic_inc(unsigned int* p) { atomicAdd(p, 1u); }
 // ---- scalar parameter slots of `par` (see kernels/cuda.py: pack_params) ----
 enum {
     P_LN_P0, P_BTC_DRIFT, P_BTC_VOL, P_JUMP_LAMBDA, P_JUMP_MEAN, P_JUMP_STD, P_BTC_MEAN_RET,
-    P_LN_H0, P_HASH_DRIFT, P_HASH_VOL, P_HASH_BETA, P_HALVING_STEP,
+    P_LN_H0, P_HASH_DRIFT, P_HASH_VOL, P_HASH_BETA, P_HALVING_STEP, P_HASH_DOWN, P_HASH_UP,
+    P_HASH_GAP0,
     P_LN_LEASE0, P_LEASE_DRIFT_DT, P_LEASE_A, P_LEASE_SD,
     P_OCC_M, P_OCC_U0, P_OCC_A, P_OCC_SD,
     P_LN_GPU0, P_GPU_DRIFT, P_GPU_VOL, P_HIST_WIDTH, P_N_SCALARS
@@ -54,7 +55,7 @@ enum {
     I_T, I_R, I_S, I_LAG, I_NF, I_NN, I_F, I_NB, I_W, I_NGROUPS, I_NFEAT_COLS,
     O_HPCONST, O_HALV, O_LEASEVAR, O_PTHETA, O_PX0, O_PA, O_PSD, O_PINTRA, O_CHOL,
     O_SLNREV, O_SHU, O_SSHARE, O_SFIXED, O_SRESALE, O_SHIFT, O_HISTLO, O_POISSON,
-    O_GROUPW, I_SITE_REGION, I_GROUPS, I_N_SLOTS
+    O_GROUPW, O_LNBE, I_SITE_REGION, I_GROUPS, I_N_SLOTS
 };
 
 HP_INLINE void philox4x32_10(unsigned int c[4], unsigned int k0, unsigned int k1) {
@@ -116,6 +117,7 @@ typedef struct {
     float lnp, lnh, ylease, uocc, lng;
     float xpow[HP_MAX_REGIONS];
     float past[HP_MAX_LAG + 1];
+    float gap[HP_MAX_LAG + 1];  // margin gaps g of the breakeven feedback
 } hp_state;
 
 HP_INLINE void hp_init(const double* par, const int* ipar, hp_state* st) {
@@ -159,10 +161,17 @@ HP_INLINE void hp_step(const double* par, const int* ipar, unsigned int k0, unsi
     st->lnp += ret;
     st->past[t % (lag + 1)] = ret - (float)par[P_BTC_MEAN_RET];
     float lagged = (t >= lag) ? st->past[(t - lag) % (lag + 1)] : 0.0f;
-    st->lnh += (float)par[P_HASH_DRIFT] + (float)par[P_HASH_VOL] * eps[1] +
-               (float)par[P_HASH_BETA] * lagged +
-               (par[ipar[O_HALV] + t] > 0.0 ? (float)par[P_HALVING_STEP] : 0.0f);
-    *lnhp = (float)par[ipar[O_HPCONST] + t] + st->lnp - st->lnh;
+    // breakeven feedback (kernels/market.py docstring): fast down, lagged up
+    float lnc = (float)par[ipar[O_HPCONST] + t];
+    float xh = st->lnh + (float)par[P_HASH_DRIFT];
+    float g = lnc + st->lnp - xh - (float)par[ipar[O_LNBE] + t];
+    st->gap[t % (lag + 1)] = g;
+    float g_lag = (t >= lag) ? st->gap[(t - lag) % (lag + 1)] : (float)par[P_HASH_GAP0];
+    st->lnh = xh + (float)par[P_HASH_DOWN] * fminf(g, 0.0f) +
+              (float)par[P_HASH_UP] * fmaxf(g_lag, 0.0f) + (float)par[P_HASH_VOL] * eps[1] +
+              (float)par[P_HASH_BETA] * lagged +
+              (par[ipar[O_HALV] + t] > 0.0 ? (float)par[P_HALVING_STEP] : 0.0f);
+    *lnhp = lnc + st->lnp - st->lnh;
     for (int r = 0; r < R; ++r) {
         float th = (float)ptheta[r];
         st->xpow[r] = th + (st->xpow[r] - th) * (float)pa[r] + (float)psd[r] * eps[5 + r];
@@ -266,7 +275,7 @@ enum {
     J_S, J_T, J_L, J_F, J_PPY, J_GAP,
     Q_ASIC, Q_RACKS, Q_LEASE, Q_RENT, Q_MARKET, Q_ITOPEX, Q_PEN, Q_CAPEX, Q_DRAWS, Q_REPAY,
     Q_AMORT, Q_RATES, Q_FEES, Q_SIZES, Q_ALLOWED, Q_WINDOW, Q_SOLD, Q_FIXED, Q_HAZARD,
-    Q_PLANNED, J_N_SLOTS
+    Q_PLANNED, Q_DIL, Q_RHO, Q_CAPEXIT, Q_ITOPEXMW, Q_REMCONV, J_N_SLOTS
 };
 #define HP_MAX_LEASES 64
 #define HP_MAX_FACILITIES 16
@@ -302,6 +311,7 @@ HP_INLINE void hp_eval_path(const double* par, const int* ipar, const double* q,
     double cash = q[E_CASH0], held = q[E_HELD0], extra_btc = 0.0, extra_draw = 0.0;
     double huge = 1e308;
     double mining_last = 0.0, ai_noi_last = 0.0, btc_last = 0.0, dscr_min = huge * 10.0;
+    double dilution = 0.0, option = 0.0;  // DIL and Σ_s opt[s]·C[s] of kernels/cashflow.py
     bool alive = true, breached = false;
     int dead_at = T;
     for (int t = 0; t < T; ++t) {
@@ -328,6 +338,13 @@ HP_INLINE void hp_eval_path(const double* par, const int* ipar, const double* q,
             double a = asic[s * T + t];
             mining += (m - fixed[s]) * a;
             gross += m * a;
+            if (t == T - 1) {  // option to convert the convertible MW still mining
+                const double rho = q[qi[Q_RHO] + s], ppyd = (double)ppy;
+                double ai_v = rho * (q[E_MULT_AI] * ppyd * (mu - q[qi[Q_ITOPEXMW] + s]) -
+                                     q[qi[Q_CAPEXIT] + s]);
+                double min_v = q[E_MULT_MIN] * ppyd * (m - fixed[s]);
+                option += q[qi[Q_REMCONV] + s] * fmax(ai_v - min_v, 0.0);
+            }
             double pw = exp((double)st.xpow[site_region[s]]);
             rack_income += (q[E_RACK_REV] * gpu - q[E_RACK_POW] * pw - q[E_RACK_OPEX]) * racks[s * T + t];
         }
@@ -344,9 +361,11 @@ HP_INLINE void hp_eval_path(const double* par, const int* ipar, const double* q,
         double share = denom > 0.0 ? fmax(ai_revenue, 0.0) / denom : 0.0;
         // financing of the plan
         double service = 0.0, sched = 0.0, inflow = 0.0;
+        dilution *= q[E_GROWTH];
         for (int f = 0; f < F; ++f) {
             double planned = draws[f * T + t];
             double interest = balance[f] * q[qi[Q_RATES] + f];
+            dilution += balance[f] * q[qi[Q_DIL] + f];
             drawn[f] += planned;
             double principal = drawn[f] * repay[f * T + t];
             balance[f] += planned - principal;
@@ -407,7 +426,7 @@ HP_INLINE void hp_eval_path(const double* par, const int* ipar, const double* q,
     double debt = 0.0;
     for (int f = 0; f < F; ++f) debt += balance[f];
     double terminal = cash + btc_last * held + ppy * (q[E_MULT_AI] * ai_noi_last + q[E_MULT_MIN] * mining_last)
-                      + q[E_SALVAGE_END] - debt;
+                      + option + q[E_SALVAGE_END] - debt - dilution;
     *equity = alive ? terminal * q[E_DISC] : 0.0;
     *default_period = dead_at;
     *breach = breached ? 1 : 0;

@@ -8,9 +8,23 @@ power:<region>…) and ``z`` standard normals from :mod:`~hashpivot.kernels.phil
 BTC price (Merton jump-diffusion, E[P_t] = P0·e^{μt})
     ln P_t = ln P_{t-1} + (μ − σ²/2 − λκ)Δ + σ√Δ ε_btc + Σ_{i≤N_t} J_i,
     N_t ~ Poisson(λΔ), J_i ~ N(m_J, s_J²), κ = e^{m_J + s_J²/2} − 1.
-Network hashrate
-    ln H_t = ln H_{t-1} + gΔ + σ_H√Δ ε_hash + β(r_{t−ℓ} − E[r]) + step·1{halving in t},
-    r the BTC log-return of a period (r_{t−ℓ} = E[r] before the start).
+Network hashrate (breakeven feedback: fast down, lagged up)
+    c_t = blocks_per_day·(subsidy_t + fees)/1000, so HP = c·P/H  [$/PH/day];
+    b_t = 24·e_m·p_m/1000·e^{−η t_years}: hashprice at which the marginal fleet (e_m J/TH at the
+        start, improving at η per year, power p_m $/MWh) breaks even, R = HP·1000/(24e) = p_m;
+    x_t = ln H_{t−1} + ηΔ  (efficiency gains: more TH/s from the same network power);
+    g_t = ln c_t + ln P_t − x_t − ln b_t  (the period's margin gap before miners respond);
+    ln H_t = x_t + φ_d·min(g_t, 0) + φ_u·max(g_{t−L}, 0) + σ_H√Δ ε_hash
+             + β(r_{t−L} − E[r]) + step·1{halving in t},
+    φ_d = 1 − e^{−a_down·Δ}, φ_u = 1 − e^{−a_up·Δ} (exact for a first-order pull at speed a over
+    the period), g_{t−L} = g_start = ln(c·P0/(H0·b_0)) at the start before period 0, r the BTC
+    log-return of a period. Miners switch off within weeks when hashprice falls below breakeven
+    (a_down = 10/yr, a 5-week time constant) and add machines 3–12 months after it rises above
+    (L = 1 quarter plus 1/a_up = 6 months); domain_facts §1 'Difficulty vs price'. Fixed point:
+    with no shocks g = 0 stays 0 (HP = b_t for ever); a BTC drift μ raises H at μ + η once HP
+    tracks b_t, with HP above b_t by about μ·(LΔ + 1/a_up). A halving halves c_t: g drops by
+    ~ln 2, H falls by φ_d of it in the same period, and hashprice returns towards b_t. For a
+    smooth upward response keep φ_u·(L + 1) ≲ 1 (the defaults give 0.79 quarterly).
 Subsidy and hashprice
     height(t) = h0 + blocks_per_day·365.25·t_years; subsidy = s0·2^{−⌊height/interval⌋};
     HP_t = blocks_per_day·(subsidy_t + fees)·P_t / (1000·H_t)   [$/PH/day].
@@ -82,6 +96,10 @@ class MarketParams:
     hash_beta: float
     hash_lag: int
     halving_step: float
+    hash_down: float  # φ_d
+    hash_up: float  # φ_u
+    hash_gap0: float  # g_start
+    hash_ln_breakeven: np.ndarray  # ln b_t per period (T,)
     # subsidy per period and halving flags
     subsidy_btc: np.ndarray
     halving_in_period: np.ndarray
@@ -188,6 +206,15 @@ def market_params(sc: Scenario) -> MarketParams:
     btc_drift = b.drift_per_year - 0.5 * b.vol_per_year**2 - lam * kappa_j
     hr = m.hashrate
     subsidy, halving = subsidy_schedule(sc)
+    ln_be0 = float(
+        np.log(24.0 * hr.marginal_efficiency_j_per_th * hr.marginal_power_usd_per_mwh / 1000.0)
+    )
+    t_end = (np.arange(h.n_periods) + 1.0) * dt
+    hv = m.halving
+    subsidy0 = hv.initial_subsidy_btc * 2.0 ** -np.floor(
+        hv.block_height_at_start / hv.interval_blocks
+    )
+    ln_c0 = np.log(hv.blocks_per_day * (subsidy0 + m.fees_btc_per_block) / 1000.0)
     lease = m.ai_lease
     lease_a, lease_sd = _ou(lease.reversion_per_year, lease.vol_per_year, dt)
     steps = np.arange(1, h.n_periods + 1)
@@ -220,6 +247,10 @@ def market_params(sc: Scenario) -> MarketParams:
         hash_beta=hr.elasticity_to_btc,
         hash_lag=hr.lag_periods,
         halving_step=hr.halving_step_log,
+        hash_down=float(-np.expm1(-hr.down_response_per_year * dt)),
+        hash_up=float(-np.expm1(-hr.up_response_per_year * dt)),
+        hash_gap0=float(ln_c0 + np.log(b.price_usd) - np.log(hr.hashrate_eh_s) - ln_be0),
+        hash_ln_breakeven=ln_be0 - hr.drift_per_year * t_end,
         subsidy_btc=subsidy,
         halving_in_period=halving,
         blocks_per_day=m.halving.blocks_per_day,
@@ -324,6 +355,7 @@ def iter_periods(
     ln_g = xp.full(n, mp.ln_gpu0)
     lag = mp.hash_lag
     past_returns = [None] * (lag + 1)  # ring buffer of demeaned BTC returns
+    past_gaps = [None] * (lag + 1)  # ring buffer of margin gaps g
     nf = mp.n_factors
     for t in range(mp.n_periods):
         z = philox.normals(key, paths, t, mp.n_normals, xp=xp)
@@ -337,14 +369,20 @@ def iter_periods(
         ln_p = ln_p + ret
         past_returns[t % (lag + 1)] = ret - mp.btc_mean_return
         lagged = past_returns[(t - lag) % (lag + 1)] if t >= lag else 0.0
+        ln_c = np.log(mp.blocks_per_day * (mp.subsidy_btc[t] + mp.fees_btc) / 1000.0)
+        x_h = ln_h + mp.hash_drift_dt
+        gap = ln_c + ln_p - x_h - mp.hash_ln_breakeven[t]
+        past_gaps[t % (lag + 1)] = gap
+        gap_lagged = past_gaps[(t - lag) % (lag + 1)] if t >= lag else mp.hash_gap0
         ln_h = (
-            ln_h
-            + mp.hash_drift_dt
+            x_h
+            + mp.hash_down * xp.minimum(gap, 0.0)
+            + mp.hash_up * xp.maximum(gap_lagged, 0.0)
             + mp.hash_vol_sqdt * eps[F_HASH]
             + mp.hash_beta * lagged
             + (mp.halving_step if mp.halving_in_period[t] else 0.0)
         )
-        ln_hp = np.log(mp.blocks_per_day * (mp.subsidy_btc[t] + mp.fees_btc) / 1000.0) + ln_p - ln_h
+        ln_hp = ln_c + ln_p - ln_h
         x_pow = theta + (x_pow - theta) * pa + psd * eps[N_BASE_FACTORS:]
         y_lease = mp.lease_a * y_lease + mp.lease_sd * eps[F_LEASE]
         ln_lease = (

@@ -17,6 +17,8 @@ without a market path is derived here, once:
   of (draw_end, M] (linear) or all at M (bullet); interest rate·Δ on the opening balance; fee
   on each draw. Scheduled debt service (for DSCR) is interest plus linear amortisation: a
   bullet is a refinancing event that cash must still meet, not part of the covenant ratio;
+  dilution of a convertible c_f·Δ on the opening balance (non-cash: deducted from terminal
+  equity, see :mod:`~hashpivot.kernels.cashflow`);
 - treasury: BTC held = held₀ − Σ_{τ≤t} b[τ].
 """
 
@@ -147,6 +149,7 @@ class Schedule:
     debt_service_usd: np.ndarray  # (T,) interest and all principal (cash)
     scheduled_service_usd: np.ndarray  # (T,) interest and amortisation, no bullets (DSCR)
     btc_held: np.ndarray  # (T,) end of period
+    dilution_usd: np.ndarray  # (F, T) conversion-option cost on the opening balance (non-cash)
 
 
 def lease_terms(sc: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -265,6 +268,7 @@ def schedule(sc: Scenario, plan: Plan) -> Schedule:
     interest = rates * dt * opening
     fees = np.array([f.upfront_fee_share for f in sc.debt_facilities])[:, None] * plan.draws_usd
     amortising = np.array([f.repayment == "linear" for f in sc.debt_facilities], dtype=float)
+    dilution = np.array([f.dilution_per_year for f in sc.debt_facilities])[:, None] * dt * opening
     return Schedule(
         asic_mw=asic,
         converting_mw=converting,
@@ -283,4 +287,5 @@ def schedule(sc: Scenario, plan: Plan) -> Schedule:
         debt_service_usd=(interest + principal).sum(axis=0),
         scheduled_service_usd=(interest + principal * amortising[:, None]).sum(axis=0),
         btc_held=sc.treasury.btc_held - np.cumsum(plan.btc_sold),
+        dilution_usd=dilution,
     )

@@ -45,7 +45,11 @@ Covenants as chance constraints (``add_covenant_constraints``), t ≥ ppy−1, t
 
 Objective (``add_objective``), Rockafellar–Uryasev CVaR
     W_k = (1+r)^{−TΔ}·(cash[k,T−1] + P[k,T−1]·(held₀ − Σ b) + ppy·(mult_ai·AI_NOI[k,T−1]
-          + mult_mining·MIN[k,T−1]) + Σ_s salvage_s·A[s,T−1] − Σ_f B[f,T−1])
+          + mult_mining·MIN[k,T−1]) + Σ_s opt[k,s]·(convertible_s − block_s·Σ_t n[s,t])
+          + Σ_s salvage_s·A[s,T−1] − Σ_f B[f,T−1]
+          − Σ_{t≥1} (1 + i_c·Δ)^{T−1−t}·Σ_f c_f·Δ·B[f,t−1])
+    opt[k,s]: the option to convert at the horizon, c_f: a convertible's dilution cost
+    (terminal-value rule and both terms in :mod:`hashpivot.kernels.cashflow`)
     max Σ_k p_k·W_k − λ·(η + Σ_k p_k·u_k/(1−α)),  u_k ≥ −W_k − η,  u_k ≥ 0
 
 The same cash flows are computed independently by :mod:`hashpivot.kernels.cashflow`.
@@ -60,7 +64,11 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.core.expr.numeric_expr import LinearExpression
 
-from hashpivot.kernels.cashflow import rack_coefficient, trailing_sum
+from hashpivot.kernels.cashflow import (
+    conversion_option_usd_per_mw,
+    rack_coefficient,
+    trailing_sum,
+)
 from hashpivot.kernels.plan import covenant_windows, debt_terms, lease_terms, rack_life_periods
 from hashpivot.kernels.reduce import ReducedScenarios
 from hashpivot.scenarios import Scenario
@@ -721,6 +729,24 @@ def add_objective(m: pyo.ConcreteModel, d: ModelData) -> None:
     v = sc.valuation
     held0 = sc.treasury.btc_held
     salvage = np.array([s.asic_salvage_usd_per_mw for s in sc.sites]) / MONEY
+    # option to convert per convertible MW still mining (M$/MW), on blocks never started
+    option = (
+        conversion_option_usd_per_mw(
+            sc, d.mining_coef[:, :, last] * MONEY, d.market_coef[:, last] * MONEY
+        )
+        / MONEY
+    )
+    conv = np.array([s.convertible_mw for s in sc.sites])
+    # dilution of convertibles on the opening balances, compounded like cash to the horizon
+    h = sc.horizon
+    growth = 1.0 + h.cash_interest_rate * h.dt_years
+    dil = [f.dilution_per_year * h.dt_years for f in sc.debt_facilities]
+    dil_terms = [
+        (d.discount * growth ** (last - t) * dil[f], m.balance[f, t - 1])
+        for f in range(d.n_facilities)
+        if dil[f] > 0
+        for t in range(1, d.n_periods)
+    ]
 
     def equity_rule(_, k):
         ai_coefs, ai_terms = _ocf_terms(m, d, k, last, penalties=False)
@@ -735,7 +761,13 @@ def add_objective(m: pyo.ConcreteModel, d: ModelData) -> None:
         terms += [m.btc_sold[t] for t in m.T]
         coefs += [-d.discount] * d.n_facilities
         terms += [m.balance[f, last] for f in m.F]
+        coefs += [-c for c, _ in dil_terms]
+        terms += [b for _, b in dil_terms]
+        for s in m.S:
+            coefs += [-d.discount * option[k, s] * d.block_mw[s]] * d.n_periods
+            terms += [m.blocks[s, t] for t in m.T]
         constant = d.discount * float(d.btc_price[k, last]) * held0
+        constant += d.discount * float(option[k] @ conv)
         return linear(-constant, [1.0] + [-c for c in coefs], [m.equity[k]] + terms) == 0.0
 
     m.equity_def = pyo.Constraint(m.K, rule=equity_rule)

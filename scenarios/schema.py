@@ -25,6 +25,14 @@ Share = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNeg = Annotated[float, Field(ge=0.0)]
 Positive = Annotated[float, Field(gt=0.0)]
 
+#: Default dilution cost of a convertible [1/year of principal outstanding]: the Black–Scholes
+#: value of the conversion option per unit of principal and year,
+#: C(S=1, K=1+premium, σ, T, r)/((1+premium)·T), at a 42.5% premium and T = 6 y (IREN 0% 2031, domain_facts §3 'Converts'), σ = 40% equity
+#: volatility (below BTC's 40–55%, §1 'BTC volatility') and r = 4% (§3 'Rates'): 3.98%/yr. A
+#: 25% premium gives 5.1%/yr, σ = 35% gives 3.4%/yr; §3 'Cost of debt in model' lists converts
+#: at 0–3.5% cash coupon plus this dilution cost.
+CONVERTIBLE_DILUTION_PER_YEAR = 0.04
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(
@@ -223,6 +231,18 @@ class DebtFacility(_Model):
     covenants: bool = True
     """Whether the maintenance covenants (DSCR, leverage) are in force while it is drawn, from
     the draw start to maturity (convertibles usually carry none)."""
+    dilution_cost_per_year: Annotated[float, Field(ge=0.0, le=0.2)] | None = None
+    """Cost to shareholders of an embedded conversion option, per year of principal outstanding
+    [1/year] (range 0–0.2); default 0.04 for ``kind: convertible`` (see
+    :data:`CONVERTIBLE_DILUTION_PER_YEAR`), 0 otherwise. Non-cash: it accrues on the opening
+    balance like interest, compounds at the cash rate and is deducted from terminal equity."""
+
+    @property
+    def dilution_per_year(self) -> float:
+        """Dilution cost in force [1/year]: the field, or the default of the kind."""
+        if self.dilution_cost_per_year is not None:
+            return self.dilution_cost_per_year
+        return CONVERTIBLE_DILUTION_PER_YEAR if self.kind == "convertible" else 0.0
 
 
 class Covenants(_Model):
@@ -270,20 +290,36 @@ class BtcPrice(_Model):
 
 
 class NetworkHashrate(_Model):
-    """Network hashrate: log drift and volatility, elasticity to lagged BTC returns, halving steps."""
+    """Network hashrate: growth pulled towards the level at which a marginal fleet breaks even
+    (fast down, lagged up), a drift for efficiency gains, shocks and halving steps
+    (equation in :mod:`hashpivot.kernels.market`)."""
 
     hashrate_eh_s: Positive
     """Network hashrate at the start [EH/s]."""
-    drift_per_year: Annotated[float, Field(ge=-1.0, le=2.0)] = 0.25
-    """Drift g of ln H [1/year]."""
+    drift_per_year: Annotated[float, Field(ge=-1.0, le=2.0)] = 0.10
+    """Drift η of ln H from efficiency gains [1/year]: the marginal fleet's J/TH falls as e^{−ηt},
+    so H grows at η with the network's power unchanged and the breakeven hashprice falls at η."""
     vol_per_year: Annotated[float, Field(ge=0.0, le=3.0)] = 0.15
     """Volatility σ_H of ln H [1/√year]."""
-    elasticity_to_btc: Annotated[float, Field(ge=-2.0, le=2.0)] = 0.3
-    """Elasticity β of ln H to the demeaned BTC log-return ``lag_periods`` earlier [-]."""
+    marginal_efficiency_j_per_th: Annotated[float, Field(gt=1.0, le=100.0)] = 22.0
+    """Efficiency of the marginal fleet at the start, e_m [J/TH] (range 1–100; 19–25 typical)."""
+    marginal_power_usd_per_mwh: Annotated[float, Field(gt=0.0, le=500.0)] = 45.0
+    """Power cost of the marginal fleet, p_m [$/MWh] (range 0–500; 40–80 typical); breakeven
+    hashprice 24·e_m·p_m/1000 [$/PH/day]."""
+    down_response_per_year: Annotated[float, Field(ge=0.0, le=100.0)] = 10.0
+    """Speed a_down at which hashrate falls towards breakeven when hashprice is below it
+    [1/year] (range 0–100; 10 ≈ a 5-week time constant; 0 switches the response off)."""
+    up_response_per_year: Annotated[float, Field(ge=0.0, le=50.0)] = 2.0
+    """Speed a_up at which hashrate grows towards breakeven when hashprice is above it, after
+    ``lag_periods`` [1/year] (range 0–50; 2 ≈ a 6-month time constant; 0 switches it off)."""
+    elasticity_to_btc: Annotated[float, Field(ge=-2.0, le=2.0)] = 0.0
+    """Optional extra elasticity β of ln H to the demeaned BTC log-return ``lag_periods`` earlier
+    [-]; 0 by default, since BTC reaches hashrate through hashprice."""
     lag_periods: Annotated[int, Field(ge=0, le=24)] = 1
-    """Lag ℓ of the hashrate response to BTC returns [periods]."""
+    """Lag L of the upward response (ASIC orders, delivery, energization) [periods]."""
     halving_step_log: Annotated[float, Field(ge=-2.0, le=0.0)] = 0.0
-    """Step added to ln H in a period containing a halving (≤ 0) [-]."""
+    """Extra step added to ln H in a period containing a halving (≤ 0) [-]; 0 by default, since
+    the halving reaches hashrate through hashprice."""
 
 
 class Halving(_Model):
@@ -387,12 +423,21 @@ class Market(_Model):
 
 # --------------------------------------------------------------------------- objective and run
 class Valuation(_Model):
-    """Value at the end of the horizon, added to terminal equity."""
+    """Value at the end of the horizon, added to terminal equity: one rule for both uses of a
+    site (rule in :mod:`hashpivot.kernels.cashflow`), value = multiple × last-period NOI
+    annualised, plus the option to convert the convertible MW still mining."""
 
-    ai_noi_multiple: NonNeg = 8.0
-    """Multiple of last-period annualised AI net operating income (leases, market, racks) [years]."""
-    mining_margin_multiple: NonNeg = 0.0
-    """Multiple of last-period annualised mining margin net of fixed opex [years]."""
+    ai_noi_multiple: Annotated[float, Field(ge=0.0, le=30.0)] = 6.0
+    """Multiple of last-period annualised AI net operating income (leases, market, racks)
+    [years] (range 0–30). Default 6: the annuity factor of 10 years at 10% (6.1), a powered site's
+    remaining life after the horizon (domain_facts §2 'Lease terms': 10–15-yr base terms)."""
+    mining_margin_multiple: Annotated[float, Field(ge=0.0, le=30.0)] = 6.0
+    """Multiple of last-period annualised mining margin net of fixed opex [years] (range 0–30).
+    Default 6, as AI: the same site and NOI are worth the same whatever the use (§1 'ASIC life':
+    a 10-yr rig lifecycle at Block; set 3–4 for a 3–5-yr ASIC life without refresh)."""
+    conversion_option: bool = True
+    """Value the convertible MW still mining at the horizon at max(mining value, AI value at the
+    market lease rate × occupancy − conversion capex) per MW."""
 
 
 class Risk(_Model):

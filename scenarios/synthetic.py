@@ -158,11 +158,9 @@ def synthetic_data(n_sites: int, seed: int = 0, *, years: float = 15.0) -> dict[
             },
             "hashrate": {
                 "hashrate_eh_s": 1000.0,
-                "drift_per_year": 0.2,
+                "drift_per_year": 0.1,
                 "vol_per_year": 0.15,
-                "elasticity_to_btc": 0.5,
                 "lag_periods": 1,
-                "halving_step_log": -0.1,
             },
             "halving": {"block_height_at_start": 982000},
             "fees_btc_per_block": 0.036,

@@ -42,6 +42,8 @@ QUIET_MARKET = {
         "drift_per_year": 0.0,
         "elasticity_to_btc": 0.0,
         "halving_step_log": 0.0,
+        "down_response_per_year": 0.0,
+        "up_response_per_year": 0.0,
     },
     "fees_btc_per_block": 0.0,
     "power_regions": {

@@ -242,7 +242,10 @@ def test_fixed_price_contracts() -> None:
 
 def test_btc_hashrate_shock_correlation() -> None:
     rho = 0.3
-    market = {"btc": {"jump_intensity_per_year": 0.0}, "hashrate": {"elasticity_to_btc": 0.0}}
+    market = {
+        "btc": {"jump_intensity_per_year": 0.0},
+        "hashrate": {"down_response_per_year": 0.0, "up_response_per_year": 0.0},
+    }
     sc = scenario(market=market)
     mp = mk.market_params(sc)
     paths = np.arange(PATHS)
@@ -273,3 +276,89 @@ def test_tenant_default_probability() -> None:
             p = 1 - (1 - q) ** ((t + 1) * 0.25)
             got = float(np.mean(first[lease] <= t))
             assert abs(got - p) < N_SE * math.sqrt(p * (1 - p) / PATHS)
+
+
+# --------------------------------------------------------------------------- hashrate feedback
+#: A deterministic market with the breakeven feedback on (marginal fleet 22 J/TH at $45/MWh).
+FEEDBACK = {
+    "hashrate": {
+        "marginal_efficiency_j_per_th": 22.0,
+        "marginal_power_usd_per_mwh": 45.0,
+        "down_response_per_year": 10.0,
+        "up_response_per_year": 2.0,
+        "lag_periods": 1,
+    },
+}
+BREAKEVEN0 = 24 * 22.0 * 45.0 / 1000  # $/PH/day
+NO_HALVING = {"halving": {"initial_subsidy_btc": 3.125, "interval_blocks": 10**8}}
+
+
+def _feedback_run(changes: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    market = deep_update(deep_update(QUIET_MARKET, FEEDBACK), changes)
+    res = simulate(scenario(market=market), 64, seed=2, backend="numpy")
+    hp = res.factors["hashprice_usd_per_ph_day"]
+    assert np.all(hp.std < 1e-6 * hp.mean)  # no shocks: every path is the same
+    return res.t_years, res.factors["network_hashrate_eh_s"].mean, hp.mean
+
+
+def test_hashrate_steady_state_is_breakeven() -> None:
+    """From above or below breakeven, hashprice converges to b_t = b_0·e^{−ηt}."""
+    eta, dt = 0.10, 0.25
+    phi_u = 1 - math.exp(-2.0 * dt)
+    for h0 in (1000.0, 1300.0):
+        ty, h, hp = _feedback_run(
+            deep_update(NO_HALVING, {"hashrate": {"hashrate_eh_s": h0, "drift_per_year": eta}})
+        )
+        b = BREAKEVEN0 * np.exp(-eta * ty)
+        hp0 = 144 * 3.125 * 60000 / (1000 * h0)
+        g0 = math.log(hp0 / BREAKEVEN0)
+        # first period by hand: x = ln H0 + ηΔ, g = g0 (b falls by ηΔ too)
+        first = math.log(h0) + eta * dt + (phi_u * g0 if g0 > 0 else (1 - math.exp(-2.5)) * g0)
+        assert math.log(h[0]) == pytest.approx(first, abs=1e-12)
+        assert hp[-1] / b[-1] == pytest.approx(1.0, abs=2e-3)
+        np.testing.assert_allclose(np.diff(np.log(h[-4:])), eta * dt, atol=1e-3)
+
+
+def test_btc_drift_reaches_hashrate_through_hashprice() -> None:
+    """A BTC drift μ raises H at μ + η; hashprice stays above b_t by g*(1 − φ_u), g* = μΔ/φ_u."""
+    dt, eta = 0.25, 0.05
+    phi_u = 1 - math.exp(-2.0 * dt)
+    runs = {}
+    for mu in (0.1, 0.8):
+        changes = {"btc": {"drift_per_year": mu}, "hashrate": {"drift_per_year": eta}}
+        runs[mu] = _feedback_run(deep_update(NO_HALVING, changes))
+        ty, h, hp = runs[mu]
+        b = BREAKEVEN0 * np.exp(-eta * ty)
+        np.testing.assert_allclose(np.diff(np.log(h[-4:])), (mu + eta) * dt, atol=2e-3)
+        assert math.log(hp[-1] / b[-1]) == pytest.approx(mu * dt * (1 - phi_u) / phi_u, abs=2e-3)
+    assert runs[0.8][1][-1] > 2.0 * runs[0.1][1][-1]
+
+
+def test_halving_steps_hashrate_down_and_hashprice_recovers() -> None:
+    """Starting at breakeven with η = 0: the halving in period 5 halves c_t, so g = −ln 2, H falls
+    by 2^{−φ_d} in that period and HP/b = 2^{−(1−φ_d)^{k+1}} k periods later."""
+    phi_d = 1 - math.exp(-10.0 * 0.25)
+    h0 = 144 * 3.125 * 60000 / 1000 / BREAKEVEN0  # g_start = 0
+    _, h, hp = _feedback_run({"hashrate": {"hashrate_eh_s": h0, "drift_per_year": 0.0}})
+    np.testing.assert_allclose(h[:5], h0, rtol=1e-12)
+    assert h[5] == pytest.approx(h0 * 2 ** (-phi_d), rel=1e-12)
+    for k in range(4):
+        assert hp[5 + k] / BREAKEVEN0 == pytest.approx(2 ** (-((1 - phi_d) ** (k + 1))), rel=1e-12)
+    assert hp[-1] == pytest.approx(BREAKEVEN0, rel=1e-6)
+
+
+def test_shipped_hashprice_stays_near_breakeven_and_btc_drift_raises_hashrate() -> None:
+    """demo's market: hashprice's median at year 5 sits near the falling breakeven b_T (it used to
+    collapse below it on 95% of paths), and an 80% BTC drift raises hashrate, not hashprice."""
+    out = {}
+    for mu in (0.12, 0.8):
+        res = simulate(
+            scenario(market={"btc": {"drift_per_year": mu}}), 4000, seed=3, backend="numpy"
+        )
+        out[mu] = res
+        b = BREAKEVEN0 * math.exp(-0.10 * res.t_years[-1])  # demo: η = 0.10
+        hp = res.factors["hashprice_usd_per_ph_day"]
+        assert 0.8 * b < hp.p50[-1] < 1.5 * b
+        assert hp.p95[-1] > b
+    h = {mu: r.factors["network_hashrate_eh_s"].p50[-1] for mu, r in out.items()}
+    assert h[0.8] > 5 * h[0.12]

@@ -368,3 +368,33 @@ def test_every_milp_plan_passes_the_checker(
     assert check_plan(sc, res.plan, red) == []
     val = objective(sc, cash_flows(sc, res.plan, red.coefficient_arrays()), red.weights)[0]
     assert val == pytest.approx(res.objective_usd, rel=1e-6, abs=1.0)
+
+
+def test_convertible_dilution_in_milp_equals_evaluator() -> None:
+    """A convertible drawn to fund conversion: the MILP's objective (dilution on its balances,
+    option on unconverted MW) is what the independent cash flows give for its plan."""
+    fac = {
+        "name": "CB",
+        "kind": "convertible",
+        "size_usd": 2.0e8,
+        "rate_per_year": 0.0,
+        "draw_start_period": 0,
+        "draw_end_period": 1,
+        "tenor_years": 1,
+        "repayment": "bullet",
+        "upfront_fee_share": 0.0,
+        "covenants": False,
+    }
+    sc = validate_data(
+        tiny_data(
+            n_sites=1, n_periods=4, lease=True, debt_facilities=[fac], treasury={"cash_usd": 6.0e7}
+        )
+    )
+    assert sc.debt_facilities[0].dilution_per_year > 0
+    red = reduced(sc)
+    res = solve(model_data(sc, red), mip_gap=EXACT_GAP)
+    assert res.plan.draws_usd.sum() > 1.0
+    cf = cash_flows(sc, res.plan, red.coefficient_arrays())
+    assert objective(sc, cf, red.weights)[0] == pytest.approx(res.objective_usd, rel=ENUM_RTOL)
+    # drawn no more than needed: dilution makes every idle dollar cost something
+    assert cf.cash_usd.min() == pytest.approx(sc.covenants.min_cash_usd, rel=1e-6)

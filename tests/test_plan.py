@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 from helpers import scenario, tiny
 
-from hashpivot.kernels.plan import Plan, debt_terms, schedule
+from hashpivot.kernels.plan import Plan, debt_terms, lease_terms, schedule
+from hashpivot.scenarios import shipped_path
 
 
 def test_json_round_trip() -> None:
@@ -68,3 +70,57 @@ def test_linear_repayment_shares() -> None:
     _, repay = debt_terms(sc)
     # draw window ends at period 8, 4-year tenor: 16 equal payments from period 9 to 19 (cut by horizon)
     assert repay[0, 9] == pytest.approx(1 / 16) and repay[0, :9].sum() == 0
+
+
+#: Shipped lease offers reproduce the public contract total in their comment within this share.
+CONTRACT_VALUE_RTOL = 0.02
+#: ``public $9.8B/15y/352 MW`` in an offer's comment: total, term and MW of the public deal.
+PUBLIC_TOTAL = re.compile(r"public \$([\d.]+)B/(\d+)y/(\d+) MW")
+
+
+def _offer_comments(name: str) -> dict[str, str]:
+    """Offer name → the text of the lines that mention it (its comment included)."""
+    text = shipped_path(name).read_text()
+    out: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        m = re.match(r"\s*- (?:\{)?name: ([\w.-]+)", line)
+        if m:
+            current = m.group(1)
+        if current:
+            out[current] = out.get(current, "") + line + "\n"
+    return out
+
+
+@pytest.mark.parametrize("name", ["demo", "texas_hybrid", "public_miners_2026"])
+def test_shipped_lease_offers_reproduce_public_totals(name: str) -> None:
+    """Σ over the term of MW·12·1000·rate·(1+esc)^year (yearly steps, as ``lease_terms``), pro
+    rata to the public deal's MW, is the public total cited in the offer's comment."""
+    sc = scenario(name)
+    comments = _offer_comments(name)
+    ppy = sc.horizon.periods_per_year
+    rent, active, _ = lease_terms(sc)
+    checked = 0
+    for i, lo in enumerate(sc.lease_offers):
+        m = PUBLIC_TOTAL.search(comments[lo.name])
+        assert m, f"{name}: offer {lo.name} cites no public total"
+        total, years, deal_mw = float(m.group(1)) * 1e9, int(m.group(2)), float(m.group(3))
+        assert lo.term_years == years
+        value = sum(
+            lo.it_mw
+            * 1000.0
+            * lo.rate_usd_per_kw_month
+            * 12
+            / ppy
+            * (1 + lo.escalator_per_year) ** (q // ppy)
+            for q in range(years * ppy)
+        )
+        assert value * deal_mw / lo.it_mw == pytest.approx(total, rel=CONTRACT_VALUE_RTOL)
+        # the model's rent escalates the same way (in the periods of the horizon)
+        q = np.flatnonzero(active[i]) - lo.earliest_start_period
+        expected = lo.rate_usd_per_kw_month * 1000.0 * 12 / ppy
+        np.testing.assert_allclose(
+            rent[i, active[i]], expected * (1 + lo.escalator_per_year) ** (q // ppy), rtol=1e-12
+        )
+        checked += 1
+    assert checked == len(sc.lease_offers) > 0
