@@ -297,6 +297,31 @@ def poisson_from_uniform(u: Any, lam: float, *, xp: ModuleType = np) -> Any:
     return count
 
 
+def correlate(chol: Any, z: Any, *, xp: ModuleType = np) -> Any:
+    """Correlated shocks ``L z`` of shape ``(F, n)`` from ``z`` of shape ``(≥F, n)``.
+
+    On NumPy without BLAS: a 9×9 product per period is too small for threads, and OpenBLAS's
+    spinning threads slow everything else down on a loaded machine. Row ``i`` is
+    Σ_{j≤i} L_ij z_j summed in order of j with elementwise multiplies and adds, so every path's
+    value is the same whatever the chunk and its position in it; columns of L that are zero
+    below some row are cut short there.
+    """
+    nf = chol.shape[0]
+    if xp is not np:
+        return xp.asarray(chol) @ z[:nf]
+    out = chol[:, :1] * z[0]
+    tmp = np.empty((nf, z.shape[1]))
+    for j in range(1, nf):
+        nz = np.flatnonzero(chol[j:, j])
+        if nz.size == 0:
+            continue
+        hi = j + int(nz[-1]) + 1
+        part = tmp[: hi - j]
+        np.multiply(chol[j:hi, j : j + 1], z[j], out=part)
+        out[j:hi] += part
+    return out
+
+
 def iter_periods(
     mp: MarketParams, key: tuple[int, int], paths: Any, *, xp: ModuleType = np
 ) -> Iterator[PeriodFactors]:
@@ -312,7 +337,7 @@ def iter_periods(
         Global indices of the paths (int64 array); they fix the random numbers.
     """
     n = paths.shape[0]
-    chol = xp.asarray(mp.chol)
+    chol = mp.chol if xp is np else xp.asarray(mp.chol)
     ln_p = xp.full(n, mp.ln_p0)
     ln_h = xp.full(n, mp.ln_h0)
     x_pow = xp.asarray(mp.power_x0)[:, None] * xp.ones((1, n))
@@ -327,7 +352,7 @@ def iter_periods(
     nf = mp.n_factors
     for t in range(mp.n_periods):
         z = philox.normals(key, paths, t, mp.n_normals, xp=xp)
-        eps = chol @ z[:nf]
+        eps = correlate(chol, z, xp=xp)
         jumps = 0.0
         if mp.jump_lambda_dt > 0.0:
             u, _, _, _ = philox.lane_uniforms(key, paths, t, philox.JUMP_STREAM, xp=xp)

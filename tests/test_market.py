@@ -262,6 +262,34 @@ def test_cholesky_of_singular_matrix() -> None:
     np.testing.assert_allclose(low @ low.T, c, atol=1e-12)
 
 
+#: Relative agreement of the BLAS-free product with ``chol @ z`` (summation order differs).
+CORRELATE_RTOL = 1e-14
+
+
+@pytest.mark.parametrize("zero_column", [False, True])
+def test_correlate_is_the_cholesky_product(zero_column: bool) -> None:
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((7, 7))
+    c = a @ a.T + 7 * np.eye(7)
+    d = np.sqrt(np.diag(c))
+    c = c / d[:, None] / d[None, :]
+    if zero_column:  # last factor uncorrelated: every other column of L ends above its row
+        c[6, :6] = c[:6, 6] = 0.0
+    low = mk.cholesky_psd(c)
+    z = rng.standard_normal((8, 1000))  # one row more than factors, as the jump normal
+    got = mk.correlate(low, z)
+    want = low @ z[:7]
+    np.testing.assert_allclose(got, want, rtol=CORRELATE_RTOL, atol=CORRELATE_RTOL)
+    # each path's value is independent of the chunk around it (bit for bit)
+    np.testing.assert_array_equal(mk.correlate(low, z[:, 301:650]), got[:, 301:650])
+    # row i is Σ_{j≤i} L_ij z_j in order of j
+    for i in range(7):
+        acc = low[i, 0] * z[0]
+        for j in range(1, i + 1):
+            acc = acc + low[i, j] * z[j]
+        np.testing.assert_array_equal(got[i], acc)
+
+
 def test_tenant_default_probability() -> None:
     sc = scenario("texas_hybrid")
     mp = mk.market_params(sc)
