@@ -472,11 +472,31 @@ def _put_tile(
     np.maximum(out, np.float32(0.0), out=out)
 
 
+def _margin_rows(mp: MarketParams) -> tuple[np.ndarray, ...]:
+    """Row coefficients (a, b, d, e) of the margin per MW, float32 ``(S, 1)`` each:
+    margin = a·put + b·p + d + e·(R − c)⁺ with hours·uptime folded in. With w = 1 − share,
+    resale sites have a = 1, b = w, d = −w·c, e = 0 (put–call parity), the others a = share,
+    b = d = 0, e = w."""
+    share = mp.site_indexed_share
+    w = 1.0 - share
+    resale = mp.site_resale > 0.0
+    hu = mp.site_hours_uptime
+    rows = (
+        np.where(resale, 1.0, share),
+        np.where(resale, w, 0.0),
+        np.where(resale, -w * mp.site_fixed_price, 0.0),
+        np.where(resale, 0.0, w),
+    )
+    return tuple((r * hu).astype(np.float32)[:, None] for r in rows)
+
+
 def mining_margin(mp: MarketParams, f: PeriodFactors, *, xp: ModuleType = np) -> Any:
     """Expected mining margin per utility MW of ASICs of every site, shape ``(S, n)`` [$/MW/period].
 
-    On NumPy the paths are processed in cache-sized float32 tiles; other array modules use the
-    broadcasting reference formulas (the CUDA path has its own fused kernel).
+    On NumPy the paths are processed in cache-sized float32 tiles (power prices exponentiated
+    per region, revenue as hashprice times a per-site constant, the contract terms as the row
+    coefficients of :func:`_margin_rows`); other array modules use the broadcasting reference
+    formulas (the CUDA path has its own fused kernel).
     """
     if xp is not np:
         return _mining_margin_reference(mp, f, xp=xp)
@@ -486,26 +506,38 @@ def mining_margin(mp: MarketParams, f: PeriodFactors, *, xp: ModuleType = np) ->
     out = np.empty((s, n), dtype=np.float64)
     tile = max(64, MARGIN_TILE_ELEMENTS // max(s, 1))
     c_rev = mp.site_ln_rev_per_hp.astype(np.float32)[:, None]
+    k_rev = np.exp(mp.site_ln_rev_per_hp).astype(np.float32)[:, None]
     sig = mp.power_intra[region].astype(np.float32)[:, None]
     has_sig = bool(np.all(sig > 0.0))
-    share = mp.site_indexed_share.astype(np.float32)[:, None]
     c = mp.site_fixed_price.astype(np.float32)[:, None]
-    resale = mp.site_resale[:, None] > 0.0
-    hu = mp.site_hours_uptime[:, None]
+    row_a, row_b, row_d, row_e = _margin_rows(mp)
+    use_b, use_d, use_e = bool(np.any(row_b)), bool(np.any(row_d)), bool(np.any(row_e))
     for a in range(0, n, tile):
         b = min(n, a + tile)
-        ln_rev = f.ln_hashprice[None, a:b].astype(np.float32) + c_rev
-        ln_pow = f.ln_power[region, a:b].astype(np.float32)
-        rev = np.exp(ln_rev)
-        power = np.exp(ln_pow)
+        ln_hp = f.ln_hashprice[a:b].astype(np.float32)
+        ln_pow_r = f.ln_power[:, a:b].astype(np.float32)  # (R, tile)
+        power = np.take(np.exp(ln_pow_r), region, axis=0)
+        ln_pow_r -= ln_hp
+        ln_ratio = np.take(ln_pow_r, region, axis=0)
+        ln_ratio -= c_rev  # ln(p/R)
+        rev = np.multiply(np.exp(ln_hp), k_rev)
         put = np.empty_like(rev)
         if has_sig:
-            _put_tile(rev, power, ln_pow - ln_rev, sig, put)
+            _put_tile(rev, power, ln_ratio, sig, put)
         else:
             put[...] = expected_shortfall_put(rev, power, sig)
-        fixed = np.where(resale, put + power - c, np.maximum(rev - c, np.float32(0.0)))
-        per_mwh = share * put + (np.float32(1.0) - share) * fixed
-        np.multiply(hu, per_mwh, out=out[:, a:b])
+        put *= row_a
+        if use_b:
+            power *= row_b
+            put += power
+        if use_d:
+            put += row_d
+        if use_e:
+            rev -= c
+            np.maximum(rev, np.float32(0.0), out=rev)
+            rev *= row_e
+            put += rev
+        out[:, a:b] = put
     return out
 
 

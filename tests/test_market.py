@@ -11,6 +11,7 @@ from helpers import N_SE, QUIET_MARKET, deep_update, norm_cdf, scenario
 from hashpivot.kernels import market as mk
 from hashpivot.kernels import philox
 from hashpivot.kernels.simulate import simulate
+from hashpivot.scenarios import synthetic
 
 PATHS = 100_000
 
@@ -199,6 +200,31 @@ def test_put_formula_against_integration(rev: float, power: float, sigma: float)
         out,
     )
     assert float(out[0, 0]) == pytest.approx(truth, abs=2e-5 * power)
+
+
+#: float32 tiles against the float64 reference, relative to each site's largest margin.
+MARGIN_F32_RTOL = 5e-6
+
+
+def test_fast_margin_matches_float64_reference() -> None:
+    """Mixed fleet: indexed shares strictly between 0 and 1, with and without resale, several
+    regions; the tiled float32 kernel equals the broadcasting float64 formulas."""
+    sc = synthetic(12, seed=3, years=5.0)
+    mp = mk.market_params(sc)
+    mp = mk.MarketParams(
+        **{
+            **mp.__dict__,
+            "site_indexed_share": np.linspace(0.0, 1.0, 12),
+            "site_resale": np.arange(12) % 2.0,
+        }
+    )
+    assert mp.n_regions > 1
+    for f in mk.iter_periods(mp, philox.seed_key(8), np.arange(3000)):
+        if f.t in (0, 9, 19):
+            ref = mk._mining_margin_reference(mp, f, xp=np)
+            got = mk.mining_margin(mp, f)
+            scale = np.abs(ref).max(axis=1, keepdims=True)
+            assert np.all(np.abs(got - ref) <= MARGIN_F32_RTOL * scale)
 
 
 def test_fixed_price_contracts() -> None:
