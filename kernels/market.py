@@ -391,14 +391,12 @@ def tenant_default_periods(
     """
     n_leases = mp.lease_default_hazard.shape[0]
     out = xp.full((n_leases, paths.shape[0]), mp.n_periods, dtype=xp.int64)
+    if n_leases == 0:
+        return out
+    hazard = xp.asarray(mp.lease_default_hazard)[:, None]
     for t in range(mp.n_periods - 1, -1, -1):  # backwards: the earliest hit wins
-        for block in range((n_leases + 3) // 4):
-            lanes = philox.lane_uniforms(key, paths, t, philox.DEFAULT_STREAM + block, xp=xp)
-            for lane in range(4):
-                lease = 4 * block + lane
-                if lease < n_leases:
-                    hit = lanes[lane] < mp.lease_default_hazard[lease]
-                    out[lease] = xp.where(hit, t, out[lease])
+        u = philox.stream_uniforms(key, paths, t, philox.DEFAULT_STREAM, n_leases, xp=xp)
+        out = xp.where(u < hazard, t, out)
     return out
 
 
