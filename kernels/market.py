@@ -300,7 +300,7 @@ def poisson_from_uniform(u: Any, lam: float, *, xp: ModuleType = np) -> Any:
 def correlate(chol: Any, z: Any, *, xp: ModuleType = np) -> Any:
     """Correlated shocks ``L z`` of shape ``(F, n)`` from ``z`` of shape ``(≥F, n)``.
 
-    On NumPy without BLAS: a 9×9 product per period is too small for threads, and OpenBLAS's
+    On NumPy without BLAS: a (5 + R)² product per period is too small for threads, and OpenBLAS's
     spinning threads slow everything else down on a loaded machine. Row ``i`` is
     Σ_{j≤i} L_ij z_j summed in order of j with elementwise multiplies and adds, so every path's
     value is the same whatever the chunk and its position in it; columns of L that are zero
