@@ -2,8 +2,11 @@
 
 Synthetic fleets of 10 and 50 sites over 60 quarters; the plan is the ``convert_all`` baseline
 (every site converting, leases, debt, recourse active). Paths are simulated and the plan is
-evaluated with recourse; the best of ``--repeats`` runs after a warm-up. Writes
-``benchmarks/results/evaluate-<device>.json``.
+evaluated with recourse; the best of ``--repeats`` runs after a warm-up. On the CPU the runs are
+interleaved with a reference whose coefficient paths come from naive NumPy
+(``naive_reference.py``) and whose cash flows are the same ``simulate_plan``; each row has
+``naive_reference_ratio`` (median reference time / median project time; the top-level field is
+the one at 50 sites). Writes ``benchmarks/results/evaluate-<device>.json``.
 
     python benchmarks/bench_evaluate.py [--paths-cpu N] [--paths-gpu N] [--repeats R]
 """
@@ -13,15 +16,30 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 from _common import metadata, write_result
+from naive_reference import naive_path_coefficients, side_by_side
 
 from hashpivot.kernels.backend import cuda_device_count, get_backend
-from hashpivot.kernels.evaluate import evaluate_plans
+from hashpivot.kernels.evaluate import CHUNK_ELEMENTS, evaluate_plans, simulate_plan
 from hashpivot.kernels.reduce import reduce_scenarios
 from hashpivot.optimizer.baselines import convert_all
 from hashpivot.scenarios import synthetic
 
 SITES = (10, 50)
+
+
+def naive_evaluate(sc, plan, paths: int, seed: int) -> float:
+    """Mean equity of ``plan`` on naive-NumPy coefficient paths, chunked as the CPU path."""
+    n_t = sc.horizon.n_periods
+    width = n_t * (len(sc.sites) + len(sc.market.power_regions) + 4 + 2 * len(sc.lease_offers))
+    chunk = max(256, CHUNK_ELEMENTS // max(width, 1))
+    rng = np.random.default_rng(seed)
+    total = 0.0
+    for done in range(0, paths, chunk):
+        co = naive_path_coefficients(sc, min(chunk, paths - done), rng)
+        total += float(simulate_plan(sc, plan, co).equity_usd.sum())
+    return total / paths
 
 
 def run(backend_name: str, paths: int, repeats: int) -> dict:
@@ -31,18 +49,25 @@ def run(backend_name: str, paths: int, repeats: int) -> dict:
         sc = synthetic(n_sites, seed=1, years=15.0)
         red = reduce_scenarios(sc, 2000, 4, seed=1, backend="numpy", pilot_paths=2000)
         plan = convert_all(sc, red)
-        evaluate_plans(sc, {"plan": plan}, min(paths, 2048), 1, backend=be)  # warm-up
-        best = float("inf")
-        for _ in range(repeats):
-            if be.is_gpu:
+        naive: dict[str, float] = {}
+        if be.is_gpu:
+            evaluate_plans(sc, {"plan": plan}, min(paths, 2048), 1, backend=be)  # warm-up
+            best = float("inf")
+            for _ in range(repeats):
                 import cupy
 
                 cupy.cuda.Device().synchronize()
-            t0 = time.perf_counter()
-            evaluate_plans(sc, {"plan": plan}, paths, 1, backend=be)
-            if be.is_gpu:
+                t0 = time.perf_counter()
+                evaluate_plans(sc, {"plan": plan}, paths, 1, backend=be)
                 cupy.cuda.Device().synchronize()
-            best = min(best, time.perf_counter() - t0)
+                best = min(best, time.perf_counter() - t0)
+        else:
+            naive = side_by_side(
+                lambda sc=sc, plan=plan: evaluate_plans(sc, {"plan": plan}, paths, 1, backend=be),
+                lambda sc=sc, plan=plan: naive_evaluate(sc, plan, paths, 1),
+                repeats,
+            )
+            best = naive["project_best_seconds"]
         steps = paths * sc.horizon.n_periods
         rows.append(
             {
@@ -52,26 +77,31 @@ def run(backend_name: str, paths: int, repeats: int) -> dict:
                 "seconds": best,
                 "path_steps_per_s": steps / best,
                 "path_site_steps_per_s": steps * n_sites / best,
+                **naive,
             }
         )
+        ratio = f", {naive['naive_reference_ratio']:.2f}× naive NumPy" if naive else ""
         print(
             f"{be.name:5s} {n_sites:3d} sites: {rows[-1]['path_site_steps_per_s']:.3g} path-site-steps/s "
-            f"({best:.2f} s for {paths:,} paths)"
+            f"({best:.2f} s for {paths:,} paths{ratio})"
         )
-    return {
+    out = {
         **metadata(be.device),
         "backend": be.name,
         "plan": "convert_all",
         "recourse": True,
         "results": rows,
     }
+    if not be.is_gpu:
+        out["naive_reference_ratio"] = rows[-1]["naive_reference_ratio"]
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--paths-cpu", type=int, default=16_384)
     ap.add_argument("--paths-gpu", type=int, default=1 << 21)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     out = run("numpy", args.paths_cpu, args.repeats)
     print("wrote", write_result("evaluate", out["device"], out))

@@ -1,8 +1,10 @@
 """Throughput of the market-path kernels: path-steps/s and path-site-steps/s.
 
 Synthetic fleets of 10 and 50 sites over 60 quarters, each available backend, after a warm-up
-run; the best of ``--repeats`` timed runs (CUDA events on a GPU). Writes
-``benchmarks/results/kernels-<device>.json``.
+run; the best of ``--repeats`` timed runs (CUDA events on a GPU). On the CPU the runs are
+interleaved with a naive NumPy reference doing the same work (``naive_reference.py``) and each
+row has ``naive_reference_ratio`` (median reference time / median project time; the top-level
+field is the one at 50 sites). Writes ``benchmarks/results/kernels-<device>.json``.
 
     python benchmarks/bench_kernels.py [--paths-cpu N] [--paths-gpu N] [--repeats R]
 """
@@ -13,6 +15,7 @@ import argparse
 import time
 
 from _common import metadata, write_result
+from naive_reference import naive_simulate, side_by_side
 
 from hashpivot.kernels.backend import cuda_device_count, get_backend
 from hashpivot.kernels.simulate import simulate
@@ -47,8 +50,13 @@ def run(backend_name: str, paths: int, repeats: int) -> dict:
         def job(sc=sc, n=paths):
             return simulate(sc, n, seed=1, backend=be, feature_paths=0)
 
-        simulate(sc, min(paths, 4096), seed=1, backend=be, feature_paths=0)  # warm-up
-        best = min(_time(job, be) for _ in range(repeats))
+        naive: dict[str, float] = {}
+        if be.is_gpu:
+            simulate(sc, min(paths, 4096), seed=1, backend=be, feature_paths=0)  # warm-up
+            best = min(_time(job, be) for _ in range(repeats))
+        else:
+            naive = side_by_side(job, lambda sc=sc, n=paths: naive_simulate(sc, n, 1), repeats)
+            best = naive["project_best_seconds"]
         rows.append(
             {
                 "sites": n_sites,
@@ -57,20 +65,25 @@ def run(backend_name: str, paths: int, repeats: int) -> dict:
                 "seconds": best,
                 "path_steps_per_s": paths * periods / best,
                 "path_site_steps_per_s": paths * periods * n_sites / best,
+                **naive,
             }
         )
+        ratio = f", {naive['naive_reference_ratio']:.2f}× naive NumPy" if naive else ""
         print(
             f"{be.name:5s} {n_sites:3d} sites: {rows[-1]['path_site_steps_per_s']:.3g} "
-            f"path-site-steps/s ({best:.2f} s for {paths:,} paths)"
+            f"path-site-steps/s ({best:.2f} s for {paths:,} paths{ratio})"
         )
-    return {**metadata(be.device), "backend": be.name, "features": False, "results": rows}
+    out = {**metadata(be.device), "backend": be.name, "features": False, "results": rows}
+    if not be.is_gpu:
+        out["naive_reference_ratio"] = rows[-1]["naive_reference_ratio"]
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--paths-cpu", type=int, default=32_768)
     ap.add_argument("--paths-gpu", type=int, default=1 << 22)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     out = run("numpy", args.paths_cpu, args.repeats)
     print("wrote", write_result("kernels", out["device"], out))

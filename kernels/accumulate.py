@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
@@ -30,6 +31,10 @@ HIST_HALF_WIDTH = 10.0
 class OrderedSums:
     """Per-period column sums over paths, bit-identical for any chunking (NumPy).
 
+    Block sums are taken straight from the caller's arrays (no copy of a chunk); only the paths
+    of a block that a chunk leaves unfinished are copied, into a per-period carry buffer of one
+    block.
+
     Parameters
     ----------
     n_periods, width
@@ -38,19 +43,55 @@ class OrderedSums:
 
     def __init__(self, n_periods: int, width: int, block: int = BLOCK_PATHS) -> None:
         self.block = block
+        self.width = width
         self.total = np.zeros((n_periods, width))
-        self.carry: list[np.ndarray] = [np.empty((width, 0)) for _ in range(n_periods)]
+        self.carry: list[np.ndarray | None] = [None] * n_periods
+        self.filled = [0] * n_periods
 
-    def add(self, t: int, values: np.ndarray) -> None:
-        """Add the values of a chunk of consecutive paths, shape ``(width, n)``, for period t."""
-        v = np.concatenate([self.carry[t], values], axis=1) if self.carry[t].size else values
-        n_full = v.shape[1] // self.block
-        if n_full:
-            w = v.shape[0]
-            blocks = v[:, : n_full * self.block].reshape(w, n_full, self.block).sum(axis=2)
-            seq = np.concatenate([self.total[t][:, None], blocks], axis=1)
-            self.total[t] = np.cumsum(seq, axis=1)[:, -1]
-        self.carry[t] = np.ascontiguousarray(v[:, n_full * self.block :])
+    def add(self, t: int, values: np.ndarray | Sequence[np.ndarray]) -> None:
+        """Add the values of a chunk of consecutive paths for period ``t``: one array of shape
+        ``(width, n)``, or parts of shape ``(w_i, n)`` stacked in order (Σ w_i = width) that
+        are never concatenated."""
+        parts = [values] if isinstance(values, np.ndarray) else list(values)
+        rows = sum(p.shape[0] for p in parts)
+        if rows != self.width:
+            raise ValueError(f"values have {rows} rows, the sums {self.width}")
+        n = parts[0].shape[1]
+        block = self.block
+        seq = [self.total[t][:, None]]  # running total, then block sums in path order
+        start = 0
+        filled = self.filled[t]
+        if filled:  # finish the block the previous chunk left open
+            start = min(block - filled, n)
+            self._fill(t, parts, 0, start, filled)
+            filled += start
+            if filled == block:
+                seq.append(self.carry[t].sum(axis=1)[:, None])
+                filled = 0
+        n_full = (n - start) // block
+        stop = start + n_full * block
+        if n_full:  # (width, n_full): small, stacked from each part's block sums
+            seq.append(
+                np.concatenate(
+                    [p[:, start:stop].reshape(p.shape[0], n_full, block).sum(axis=2) for p in parts]
+                )
+            )
+        if stop < n:
+            self._fill(t, parts, stop, n, 0)
+            filled = n - stop
+        self.filled[t] = filled
+        if len(seq) > 1:
+            self.total[t] = np.cumsum(np.concatenate(seq, axis=1), axis=1)[:, -1]
+
+    def _fill(self, t: int, parts: list[np.ndarray], a: int, b: int, at: int) -> None:
+        """Copy paths ``a..b`` of the parts into the carry buffer of period t from column at."""
+        if self.carry[t] is None:
+            self.carry[t] = np.empty((self.width, self.block))
+        buf = self.carry[t]
+        r = 0
+        for p in parts:
+            buf[r : r + p.shape[0], at : at + b - a] = p[:, a:b]
+            r += p.shape[0]
 
     def add_raw(self, totals: np.ndarray) -> None:
         """Add sums computed elsewhere (the GPU kernel), shape ``(n_periods, width)``."""
@@ -59,9 +100,9 @@ class OrderedSums:
     def result(self) -> np.ndarray:
         """The sums over every path added so far."""
         out = self.total.copy()
-        for t, c in enumerate(self.carry):
-            if c.size:
-                out[t] += c.sum(axis=1)
+        for t, (c, filled) in enumerate(zip(self.carry, self.filled, strict=True)):
+            if filled:
+                out[t] += c[:, :filled].sum(axis=1)
         return out
 
 

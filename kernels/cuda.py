@@ -9,12 +9,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from functools import cache
-from importlib import resources
 
 import numpy as np
 
 from .accumulate import HIST_BINS, HIST_HALF_WIDTH, LogHistograms, OrderedSums
+from .cashflow import CASH_TOL_USD, remaining_convertible_mw
+from .factors import factor_values_from_logs, feature_groups, start_logs
 from .market import MAX_JUMPS, MarketParams, market_params
+from .nvrtc import NVRTC_OPTIONS, kernel_source
+from .plan import covenant_windows, debt_terms, lease_terms, schedule
+from .results import PathOutcomes
 
 #: Threads per block of the path kernels.
 THREADS_PER_BLOCK = 128
@@ -76,11 +80,6 @@ I_OFFSETS = [
     "lnbe",
 ]
 MAX_REGIONS = 32
-
-
-def kernel_source() -> str:
-    """Text of ``market.cu``."""
-    return resources.files("hashpivot.kernels").joinpath("market.cu").read_text(encoding="utf-8")
 
 
 def poisson_cdf(lam: float) -> np.ndarray:
@@ -235,9 +234,6 @@ MAX_LEASES, MAX_FACILITIES, MAX_PPY = 64, 16, 12
 
 def pack_plan(sc, plan) -> tuple[np.ndarray, np.ndarray]:
     """The (float64, int32) arrays of a plan's schedule for ``hp_evaluate``."""
-    from .cashflow import CASH_TOL_USD, remaining_convertible_mw  # noqa: PLC0415
-    from .plan import covenant_windows, debt_terms, lease_terms, schedule  # noqa: PLC0415
-
     if len(sc.lease_offers) > MAX_LEASES or len(sc.debt_facilities) > MAX_FACILITIES:
         raise ValueError(
             f"the GPU kernel supports {MAX_LEASES} leases and {MAX_FACILITIES} facilities"
@@ -329,8 +325,6 @@ def pack_plan(sc, plan) -> tuple[np.ndarray, np.ndarray]:
 
 def market_arrays(sc) -> tuple[np.ndarray, np.ndarray]:
     """Market parameter arrays of ``sc`` for the kernels."""
-    from .simulate import factor_values_from_logs, feature_groups, start_logs  # noqa: PLC0415
-
     mp = market_params(sc)
     shift = factor_values_from_logs(start_logs(mp)[:, None].copy())[:, 0]
     return pack_params(mp, shift, feature_groups(mp, sc.horizon.periods_per_year))
@@ -349,8 +343,6 @@ def evaluate_chunk_gpu(
     """``simulate_plan`` of paths ``path0 .. path0+n`` by the fused ``hp_evaluate`` kernel;
     ``packed`` comes from :func:`device_plan`."""
     import cupy  # noqa: PLC0415
-
-    from .evaluate import PathOutcomes  # noqa: PLC0415
 
     par, ipar, q, qi = packed
     t_n = sc.horizon.n_periods
@@ -408,7 +400,7 @@ def evaluate_chunk_gpu(
 def _module():  # pragma: no cover - needs a GPU
     import cupy  # noqa: PLC0415
 
-    return cupy.RawModule(code=kernel_source(), options=("--std=c++14", "-use_fast_math"))
+    return cupy.RawModule(code=kernel_source(), options=NVRTC_OPTIONS)
 
 
 def gpu_chunk_paths(mp: MarketParams) -> int:  # pragma: no cover - needs a GPU

@@ -42,6 +42,7 @@ from .backend import Backend, get_backend, to_numpy
 from .cashflow import CASH_TOL_USD, operating_flows, terminal_value_usd, trailing_sum
 from .market import iter_periods, market_params, mining_margin, tenant_default_periods
 from .plan import Plan, covenant_windows, debt_terms, schedule
+from .results import PathOutcomes
 
 #: Outcomes kept per plan for distribution charts.
 KEEP_PATHS = 20_000
@@ -98,21 +99,6 @@ def path_coefficients(
         tenant_survival=(first[:, :, None] > t_idx).astype(xp.float64),
         tenant_relet=(first[:, :, None] + gap <= t_idx).astype(xp.float64),
     )
-
-
-@dataclass
-class PathOutcomes:
-    """Per-path results of one plan on a chunk of paths."""
-
-    equity_usd: Any  # (n,)
-    default_period: Any  # (n,) int, T = never
-    breach: Any  # (n,) bool
-    min_dscr: Any  # (n,)
-    ai_share_sum: Any  # (T,) sum over the chunk's paths
-    debt_sum_usd: Any  # (T,) sum over the chunk's paths
-    cash_usd: Any  # (k, T) for the first k paths of the chunk (0 after default)
-    emergency_btc: Any  # (n,)
-    emergency_draw_usd: Any  # (n,)
 
 
 def simulate_plan(

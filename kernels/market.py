@@ -328,6 +328,31 @@ def poisson_from_uniform(u: Any, lam: float, *, xp: ModuleType = np) -> Any:
     return count
 
 
+def correlate(chol: Any, z: Any, *, xp: ModuleType = np) -> Any:
+    """Correlated shocks ``L z`` of shape ``(F, n)`` from ``z`` of shape ``(≥F, n)``.
+
+    On NumPy without BLAS: a (5 + R)² product per period is too small for threads, and OpenBLAS's
+    spinning threads slow everything else down on a loaded machine. Row ``i`` is
+    Σ_{j≤i} L_ij z_j summed in order of j with elementwise multiplies and adds, so every path's
+    value is the same whatever the chunk and its position in it; columns of L that are zero
+    below some row are cut short there.
+    """
+    nf = chol.shape[0]
+    if xp is not np:
+        return xp.asarray(chol) @ z[:nf]
+    out = chol[:, :1] * z[0]
+    tmp = np.empty((nf, z.shape[1]))
+    for j in range(1, nf):
+        nz = np.flatnonzero(chol[j:, j])
+        if nz.size == 0:
+            continue
+        hi = j + int(nz[-1]) + 1
+        part = tmp[: hi - j]
+        np.multiply(chol[j:hi, j : j + 1], z[j], out=part)
+        out[j:hi] += part
+    return out
+
+
 def iter_periods(
     mp: MarketParams, key: tuple[int, int], paths: Any, *, xp: ModuleType = np
 ) -> Iterator[PeriodFactors]:
@@ -343,7 +368,7 @@ def iter_periods(
         Global indices of the paths (int64 array); they fix the random numbers.
     """
     n = paths.shape[0]
-    chol = xp.asarray(mp.chol)
+    chol = mp.chol if xp is np else xp.asarray(mp.chol)
     ln_p = xp.full(n, mp.ln_p0)
     ln_h = xp.full(n, mp.ln_h0)
     x_pow = xp.asarray(mp.power_x0)[:, None] * xp.ones((1, n))
@@ -359,7 +384,7 @@ def iter_periods(
     nf = mp.n_factors
     for t in range(mp.n_periods):
         z = philox.normals(key, paths, t, mp.n_normals, xp=xp)
-        eps = chol @ z[:nf]
+        eps = correlate(chol, z, xp=xp)
         jumps = 0.0
         if mp.jump_lambda_dt > 0.0:
             u, _, _, _ = philox.lane_uniforms(key, paths, t, philox.JUMP_STREAM, xp=xp)
@@ -404,14 +429,12 @@ def tenant_default_periods(
     """
     n_leases = mp.lease_default_hazard.shape[0]
     out = xp.full((n_leases, paths.shape[0]), mp.n_periods, dtype=xp.int64)
+    if n_leases == 0:
+        return out
+    hazard = xp.asarray(mp.lease_default_hazard)[:, None]
     for t in range(mp.n_periods - 1, -1, -1):  # backwards: the earliest hit wins
-        for block in range((n_leases + 3) // 4):
-            lanes = philox.lane_uniforms(key, paths, t, philox.DEFAULT_STREAM + block, xp=xp)
-            for lane in range(4):
-                lease = 4 * block + lane
-                if lease < n_leases:
-                    hit = lanes[lane] < mp.lease_default_hazard[lease]
-                    out[lease] = xp.where(hit, t, out[lease])
+        u = philox.stream_uniforms(key, paths, t, philox.DEFAULT_STREAM, n_leases, xp=xp)
+        out = xp.where(u < hazard, t, out)
     return out
 
 
@@ -485,11 +508,31 @@ def _put_tile(
     np.maximum(out, np.float32(0.0), out=out)
 
 
+def _margin_rows(mp: MarketParams) -> tuple[np.ndarray, ...]:
+    """Row coefficients (a, b, d, e) of the margin per MW, float32 ``(S, 1)`` each:
+    margin = a·put + b·p + d + e·(R − c)⁺ with hours·uptime folded in. With w = 1 − share,
+    resale sites have a = 1, b = w, d = −w·c, e = 0 (put–call parity), the others a = share,
+    b = d = 0, e = w."""
+    share = mp.site_indexed_share
+    w = 1.0 - share
+    resale = mp.site_resale > 0.0
+    hu = mp.site_hours_uptime
+    rows = (
+        np.where(resale, 1.0, share),
+        np.where(resale, w, 0.0),
+        np.where(resale, -w * mp.site_fixed_price, 0.0),
+        np.where(resale, 0.0, w),
+    )
+    return tuple((r * hu).astype(np.float32)[:, None] for r in rows)
+
+
 def mining_margin(mp: MarketParams, f: PeriodFactors, *, xp: ModuleType = np) -> Any:
     """Expected mining margin per utility MW of ASICs of every site, shape ``(S, n)`` [$/MW/period].
 
-    On NumPy the paths are processed in cache-sized float32 tiles; other array modules use the
-    broadcasting reference formulas (the CUDA path has its own fused kernel).
+    On NumPy the paths are processed in cache-sized float32 tiles (power prices exponentiated
+    per region, revenue as hashprice times a per-site constant, the contract terms as the row
+    coefficients of :func:`_margin_rows`); other array modules use the broadcasting reference
+    formulas (the CUDA path has its own fused kernel).
     """
     if xp is not np:
         return _mining_margin_reference(mp, f, xp=xp)
@@ -499,26 +542,38 @@ def mining_margin(mp: MarketParams, f: PeriodFactors, *, xp: ModuleType = np) ->
     out = np.empty((s, n), dtype=np.float64)
     tile = max(64, MARGIN_TILE_ELEMENTS // max(s, 1))
     c_rev = mp.site_ln_rev_per_hp.astype(np.float32)[:, None]
+    k_rev = np.exp(mp.site_ln_rev_per_hp).astype(np.float32)[:, None]
     sig = mp.power_intra[region].astype(np.float32)[:, None]
     has_sig = bool(np.all(sig > 0.0))
-    share = mp.site_indexed_share.astype(np.float32)[:, None]
     c = mp.site_fixed_price.astype(np.float32)[:, None]
-    resale = mp.site_resale[:, None] > 0.0
-    hu = mp.site_hours_uptime[:, None]
+    row_a, row_b, row_d, row_e = _margin_rows(mp)
+    use_b, use_d, use_e = bool(np.any(row_b)), bool(np.any(row_d)), bool(np.any(row_e))
     for a in range(0, n, tile):
         b = min(n, a + tile)
-        ln_rev = f.ln_hashprice[None, a:b].astype(np.float32) + c_rev
-        ln_pow = f.ln_power[region, a:b].astype(np.float32)
-        rev = np.exp(ln_rev)
-        power = np.exp(ln_pow)
+        ln_hp = f.ln_hashprice[a:b].astype(np.float32)
+        ln_pow_r = f.ln_power[:, a:b].astype(np.float32)  # (R, tile)
+        power = np.take(np.exp(ln_pow_r), region, axis=0)
+        ln_pow_r -= ln_hp
+        ln_ratio = np.take(ln_pow_r, region, axis=0)
+        ln_ratio -= c_rev  # ln(p/R)
+        rev = np.multiply(np.exp(ln_hp), k_rev)
         put = np.empty_like(rev)
         if has_sig:
-            _put_tile(rev, power, ln_pow - ln_rev, sig, put)
+            _put_tile(rev, power, ln_ratio, sig, put)
         else:
             put[...] = expected_shortfall_put(rev, power, sig)
-        fixed = np.where(resale, put + power - c, np.maximum(rev - c, np.float32(0.0)))
-        per_mwh = share * put + (np.float32(1.0) - share) * fixed
-        np.multiply(hu, per_mwh, out=out[:, a:b])
+        put *= row_a
+        if use_b:
+            power *= row_b
+            put += power
+        if use_d:
+            put += row_d
+        if use_e:
+            rev -= c
+            np.maximum(rev, np.float32(0.0), out=rev)
+            rev *= row_e
+            put += rev
+        out[:, a:b] = put
     return out
 
 

@@ -98,21 +98,33 @@ def path_counter(paths: Any, *, xp: ModuleType = np) -> tuple[Any, Any]:
 def normals(
     key: tuple[int, int], paths: Any, period: int, count: int, *, xp: ModuleType = np
 ) -> Any:
-    """``count`` standard normals per path for one period, shape ``(count, n_paths)``."""
+    """``count`` standard normals per path for one period, shape ``(count, n_paths)``.
+
+    All streams in one Philox call and one Box–Muller pass (the same operations on every
+    element as stream by stream, so the same bits).
+    """
     lo, hi = path_counter(paths, xp=xp)
-    out = xp.empty((count, lo.shape[0]), dtype=xp.float64)
-    for stream in range((count + 3) // 4):
-        x0, x1, x2, x3 = philox4x32((lo, hi, period, stream), key, xp=xp)
-        for pair, (a, b) in enumerate(((x0, x1), (x2, x3))):
-            i = 4 * stream + 2 * pair
-            if i >= count:
-                break
-            r = xp.sqrt(-2.0 * xp.log(uniform(a, xp=xp)))
-            theta = TWO_PI * uniform(b, xp=xp)
-            out[i] = r * xp.cos(theta)
-            if i + 1 < count:
-                out[i + 1] = r * xp.sin(theta)
-    return out
+    n_streams = (count + 3) // 4
+    streams = xp.arange(n_streams, dtype=xp.uint64)[:, None]
+    x0, x1, x2, x3 = philox4x32((lo[None, :], hi[None, :], period, streams), key, xp=xp)
+    r = xp.sqrt(-2.0 * xp.log(uniform(xp.stack([x0, x2], axis=1), xp=xp)))  # (streams, 2, n)
+    theta = TWO_PI * uniform(xp.stack([x1, x3], axis=1), xp=xp)
+    out = xp.empty((n_streams, 2, 2, lo.shape[0]), dtype=xp.float64)
+    out[:, :, 0] = r * xp.cos(theta)
+    out[:, :, 1] = r * xp.sin(theta)
+    return out.reshape(4 * n_streams, lo.shape[0])[:count]
+
+
+def stream_uniforms(
+    key: tuple[int, int], paths: Any, period: int, first: int, count: int, *, xp: ModuleType = np
+) -> Any:
+    """``count`` uniforms per path: lane ``i % 4`` of stream ``first + i // 4``, shape
+    ``(count, n_paths)`` (one Philox call for all streams)."""
+    lo, hi = path_counter(paths, xp=xp)
+    n_streams = (count + 3) // 4
+    streams = xp.arange(first, first + n_streams, dtype=xp.uint64)[:, None]
+    words = philox4x32((lo[None, :], hi[None, :], period, streams), key, xp=xp)
+    return uniform(xp.stack(words, axis=1), xp=xp).reshape(4 * n_streams, lo.shape[0])[:count]
 
 
 def lane_uniforms(

@@ -21,6 +21,7 @@ from hashpivot.scenarios import Scenario
 from . import philox
 from .accumulate import LogHistograms, OrderedSums
 from .backend import Backend, get_backend
+from .factors import factor_values_from_logs, feature_groups, start_logs
 from .market import MarketParams, PeriodFactors, iter_periods, market_params, mining_margin
 
 #: Scalar factors reported per period, in kernel order; power per region follows them.
@@ -48,29 +49,6 @@ def factor_logs(f: PeriodFactors, xp: Any = np) -> Any:
             f.ln_power,
         ]
     )
-
-
-def factor_values_from_logs(logs: Any, xp: Any = np) -> Any:
-    """Values from :func:`factor_logs` output (logistic for the occupancy row)."""
-    vals = xp.exp(logs)
-    vals[4] = 1.0 / (1.0 + xp.exp(-logs[4]))
-    return vals
-
-
-def start_logs(mp: MarketParams) -> np.ndarray:
-    """Log start value of every reported factor: histogram centers and the shift of the sums."""
-    ln_hp0 = np.log(mp.blocks_per_day * (mp.subsidy_btc[0] + mp.fees_btc) / 1000.0)
-    return np.concatenate(
-        [
-            [mp.ln_p0, mp.ln_h0, ln_hp0 + mp.ln_p0 - mp.ln_h0, mp.ln_lease0, mp.occ_u0, mp.ln_gpu0],
-            mp.power_x0,
-        ]
-    )
-
-
-def feature_groups(mp: MarketParams, periods_per_group: int) -> np.ndarray:
-    """Group index of each period for per-path features (yearly means by default)."""
-    return np.arange(mp.n_periods) // periods_per_group
 
 
 @dataclass

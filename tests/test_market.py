@@ -11,6 +11,7 @@ from helpers import N_SE, QUIET_MARKET, deep_update, norm_cdf, scenario
 from hashpivot.kernels import market as mk
 from hashpivot.kernels import philox
 from hashpivot.kernels.simulate import simulate
+from hashpivot.scenarios import synthetic
 
 PATHS = 100_000
 
@@ -201,6 +202,31 @@ def test_put_formula_against_integration(rev: float, power: float, sigma: float)
     assert float(out[0, 0]) == pytest.approx(truth, abs=2e-5 * power)
 
 
+#: float32 tiles against the float64 reference, relative to each site's largest margin.
+MARGIN_F32_RTOL = 5e-6
+
+
+def test_fast_margin_matches_float64_reference() -> None:
+    """Mixed fleet: indexed shares strictly between 0 and 1, with and without resale, several
+    regions; the tiled float32 kernel equals the broadcasting float64 formulas."""
+    sc = synthetic(12, seed=3, years=5.0)
+    mp = mk.market_params(sc)
+    mp = mk.MarketParams(
+        **{
+            **mp.__dict__,
+            "site_indexed_share": np.linspace(0.0, 1.0, 12),
+            "site_resale": np.arange(12) % 2.0,
+        }
+    )
+    assert mp.n_regions > 1
+    for f in mk.iter_periods(mp, philox.seed_key(8), np.arange(3000)):
+        if f.t in (0, 9, 19):
+            ref = mk._mining_margin_reference(mp, f, xp=np)
+            got = mk.mining_margin(mp, f)
+            scale = np.abs(ref).max(axis=1, keepdims=True)
+            assert np.all(np.abs(got - ref) <= MARGIN_F32_RTOL * scale)
+
+
 def test_fixed_price_contracts() -> None:
     """Resale: E[max(R, X)] − c; no resale: (R − c)⁺ (checked by integration)."""
     rev, power, sigma, c = 35.0, 40.0, 0.7, 30.0
@@ -263,6 +289,34 @@ def test_cholesky_of_singular_matrix() -> None:
     c = np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     low = mk.cholesky_psd(c)
     np.testing.assert_allclose(low @ low.T, c, atol=1e-12)
+
+
+#: Relative agreement of the BLAS-free product with ``chol @ z`` (summation order differs).
+CORRELATE_RTOL = 1e-14
+
+
+@pytest.mark.parametrize("zero_column", [False, True])
+def test_correlate_is_the_cholesky_product(zero_column: bool) -> None:
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((7, 7))
+    c = a @ a.T + 7 * np.eye(7)
+    d = np.sqrt(np.diag(c))
+    c = c / d[:, None] / d[None, :]
+    if zero_column:  # last factor uncorrelated: every other column of L ends above its row
+        c[6, :6] = c[:6, 6] = 0.0
+    low = mk.cholesky_psd(c)
+    z = rng.standard_normal((8, 1000))  # one row more than factors, as the jump normal
+    got = mk.correlate(low, z)
+    want = low @ z[:7]
+    np.testing.assert_allclose(got, want, rtol=CORRELATE_RTOL, atol=CORRELATE_RTOL)
+    # each path's value is independent of the chunk around it (bit for bit)
+    np.testing.assert_array_equal(mk.correlate(low, z[:, 301:650]), got[:, 301:650])
+    # row i is Σ_{j≤i} L_ij z_j in order of j
+    for i in range(7):
+        acc = low[i, 0] * z[0]
+        for j in range(1, i + 1):
+            acc = acc + low[i, j] * z[j]
+        np.testing.assert_array_equal(got[i], acc)
 
 
 def test_tenant_default_probability() -> None:

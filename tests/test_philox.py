@@ -63,3 +63,27 @@ def test_large_seeds_and_paths() -> None:
     assert all(0 <= w < 2**32 for w in k)
     z = philox.normals(k, np.array([2**40, 2**40 + 1]), 0, 2)
     assert np.all(np.isfinite(z))
+
+
+def test_batched_streams_follow_the_layout() -> None:
+    """Normal i is lane i % 4 of stream i // 4 by Box–Muller on (x0, x1), (x2, x3); uniform i
+    of ``stream_uniforms`` is lane i % 4 of stream first + i // 4 (one call, same bits)."""
+    key = philox.seed_key(99)
+    paths = np.arange(2**32 - 3, 2**32 + 500, dtype=np.int64)  # crosses the high counter word
+    lo, hi = philox.path_counter(paths)
+    z = philox.normals(key, paths, 5, 7)
+    assert z.shape == (7, paths.shape[0])
+    for stream in range(2):
+        x = philox.philox4x32((lo, hi, 5, stream), key)
+        for pair in range(2):
+            i = 4 * stream + 2 * pair
+            r = np.sqrt(-2.0 * np.log(philox.uniform(x[2 * pair])))
+            theta = philox.TWO_PI * philox.uniform(x[2 * pair + 1])
+            np.testing.assert_array_equal(z[i], r * np.cos(theta))
+            if i + 1 < 7:
+                np.testing.assert_array_equal(z[i + 1], r * np.sin(theta))
+    u = philox.stream_uniforms(key, paths, 3, philox.DEFAULT_STREAM, 6)
+    assert u.shape == (6, paths.shape[0])
+    for i in range(6):
+        lanes = philox.lane_uniforms(key, paths, 3, philox.DEFAULT_STREAM + i // 4)
+        np.testing.assert_array_equal(u[i], lanes[i % 4])
