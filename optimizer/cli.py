@@ -509,16 +509,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .report import write_evaluate_outputs  # noqa: PLC0415
 
     sc = load_scenario(args.scenario)
-    be = _backend(args)
-    console = _console(args)
     plan = None
-    if args.plan:
+    if args.plan:  # read first: a bad plan is refused before any other work or message
         try:
             plan = read_plan_file(args.plan, sc)
         except OSError as exc:
             raise UserError(f"{args.plan}: cannot be read ({exc.strerror})") from None
         except ValueError as exc:
             raise UserError(str(exc)) from None
+    be = _backend(args)
+    console = _console(args)
     out = Path(args.out or f"hashpivot-out/{sc.name}-evaluate")
     try:
         with StageDisplay(args.quiet) as display:

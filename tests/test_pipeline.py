@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from hashpivot.kernels.plan import Plan
 from hashpivot.optimizer import evaluate, optimize
 from hashpivot.optimizer.baselines import POLICIES, baseline
 from hashpivot.optimizer.checker import check_plan
+from hashpivot.scenarios import load_scenario
 
 CLI = [sys.executable, "-m", "hashpivot.optimizer.cli"]
 STATS = {"objective_usd", "mean_equity_usd", "stderr_usd", "cvar_usd", "p_default", "p_breach"}
@@ -46,6 +48,7 @@ def test_optimize_demo_writes_every_output(demo_run) -> None:
         "plan.json",
         "plan.csv",
         "financing.csv",
+        "treasury.csv",
         "summary.json",
         "report.html",
         "simulation.json",
@@ -72,8 +75,14 @@ def test_optimize_demo_writes_every_output(demo_run) -> None:
         "interest_usd",
         "repayment_usd",
         "balance_usd",
-        "btc_sold",
     } <= set(fin.columns)
+    # BTC sales are per period, in their own table: a sum never double-counts them
+    assert not {"btc_sold", "btc_held"} & set(fin.columns)
+    tr = pd.read_csv(out / "treasury.csv")
+    assert list(tr.columns) == ["period", "start", "btc_sold", "btc_held", "terminal_sale"]
+    assert list(tr.period) == list(range(20)) and tr.terminal_sale.tolist() == [False] * 19 + [True]
+    plan_json = json.loads((out / "plan.json").read_text())
+    assert tr.btc_sold.sum() == pytest.approx(sum(plan_json["btc_sold"]), abs=1e-6)
 
 
 def test_summary_has_every_field(demo_run) -> None:
@@ -93,8 +102,15 @@ def test_summary_has_every_field(demo_run) -> None:
         "baselines",
         "vs_baselines",
         "timings_seconds",
+        "warnings",
     ):
         assert key in s, key
+    # the shipped defaults are reliable: the only possible warning is a gap above the target
+    # (a loaded machine may stop demo at its 30 s limit)
+    assert s["solver"]["target_gap"] == 0.001
+    assert s["solver"]["gap_ok"] == (s["solver"]["gap"] <= 0.001 + 1e-12)
+    assert len(s["warnings"]) == (0 if s["solver"]["gap_ok"] else 1)
+    assert all("raise --time-limit" in w for w in s["warnings"])
     assert set(s["solver"]) >= {
         "status",
         "objective_usd",
@@ -202,6 +218,99 @@ def test_interrupted_run_leaves_no_output(tmp_path: Path) -> None:
     proc.wait(timeout=60)
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+NOISE = re.compile(r"\d\.\d*(?:99999|00000)\d*\b|e-1\d|-0\.0\b(?!\d)")
+
+
+def test_output_files_have_no_float_noise_or_negative_zero(demo_run) -> None:
+    out, _ = demo_run
+    for name in ("plan.csv", "financing.csv", "treasury.csv", "plan.json", "summary.json"):
+        text = (out / name).read_text()
+        if name == "summary.json":  # statistics are not rounded, but never -0.0
+            assert not re.search(r"-0\.0\b(?!\d)", text), name
+            continue
+        found = NOISE.search(text)
+        assert found is None, (name, found and found.group())
+
+
+def test_tiny_time_limit_warns_in_the_summary(tmp_path: Path) -> None:
+    """A 1 s solve of demo with 4 scenarios and 500 evaluation paths: the terminal summary and
+    summary.json warn about the gap (with what to do), the scenarios and the paths."""
+    out = tmp_path / "quick"
+    proc = subprocess.run(
+        CLI
+        + ["optimize", "demo", "--out", str(out), "--backend", "numpy", "--paths", "2000"]
+        + ["--scenarios", "4", "--eval-paths", "500", "--time-limit", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["solver"]["gap_ok"] is False and s["solver"]["status"] == "time_limit"
+    assert s["solver"]["gap"] > s["solver"]["target_gap"] == 0.001
+    text = " ".join(s["warnings"])
+    assert "raise --time-limit" in text and "--scenarios 10 or more" in text
+    assert "--eval-paths 1000 or more" in text
+    flat = " ".join(proc.stdout.split())
+    assert "warning: the solver stopped at a gap of" in flat and "raise --time-limit" in flat
+    assert "warning: 4 reduced scenarios are too few" in " ".join(proc.stderr.split())
+
+
+def test_ctrl_c_during_the_solve_stops_within_seconds(tmp_path: Path) -> None:
+    out = tmp_path / "int"
+    proc = subprocess.Popen(
+        CLI
+        + ["optimize", "texas_hybrid", "--out", str(out), "--backend", "numpy"]
+        + ["--paths", "2000", "--eval-paths", "1000", "--time-limit", "300"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in proc.stderr:  # plain progress lines: stderr is not a terminal
+            if line.startswith("solve:"):
+                break
+        time.sleep(1.0)
+        sent = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        rest = proc.stderr.read()
+        proc.wait(timeout=30)
+        took = time.perf_counter() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == 130, rest
+    assert rest.strip().splitlines()[-1] == "interrupted" and "Traceback" not in rest
+    assert took < 3.0
+    assert not out.exists()
+
+
+def test_evaluate_refuses_loose_plan_values(tmp_path: Path) -> None:
+    data = Plan.empty(load_scenario("demo")).to_json()
+    data["lease_signed"] = ["false"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    proc = subprocess.run(
+        CLI + ["evaluate", "demo", "--plan", str(bad), "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2  # refused before anything else is printed
+    assert proc.stderr.strip() == "plan.lease_signed[0]: must be true or false (got 'false')"
+    assert not (tmp_path / "x").exists()
+    bad.write_bytes(json.dumps(data).encode("utf-16"))
+    proc = subprocess.run(
+        CLI + ["evaluate", "demo", "--plan", str(bad)], capture_output=True, text=True, timeout=300
+    )
+    assert (
+        proc.returncode == 2
+        and proc.stderr.strip() == f"{bad}: is UTF-16 text; plans must be UTF-8"
+    )
 
 
 def test_consistency_with_milp_objective() -> None:
