@@ -210,8 +210,9 @@ def _backend(args: argparse.Namespace):
 
 #: Seconds between two plain progress lines when stderr is not a terminal.
 PLAIN_EVERY_S = 5.0
-#: Width of the stage name in progress lines.
+#: Width of the stage name and of the bar in progress lines (the detail gets the rest of 80).
 STAGE_WIDTH = 8
+BAR_WIDTH = 12
 
 
 class StageDisplay:
@@ -223,13 +224,13 @@ class StageDisplay:
     (``--solver-log``) are printed above the bars, never inside them.
     """
 
-    def __init__(self, quiet: bool = False) -> None:
-        self.console = make_console(quiet, stderr=True)
+    def __init__(self, quiet: bool = False, console: Console | None = None) -> None:
+        self.console = console or make_console(quiet, stderr=True)
         self.quiet = quiet
         self.live = self.console.is_terminal and not quiet
         self.bar = Progress(
             TextColumn(f"[bold]{{task.description:<{STAGE_WIDTH}}}"),
-            BarColumn(bar_width=12),
+            BarColumn(bar_width=BAR_WIDTH),
             TextColumn("{task.fields[detail]}"),
             console=self.console,
             transient=False,
@@ -269,14 +270,17 @@ class StageDisplay:
 
     def solve(self, p) -> None:
         """The solve: a :class:`~hashpivot.optimizer.solve.SolveProgress`."""
-        parts = [f"{p.phase} {p.elapsed_s:.0f}/{p.limit_s:.0f} s"]
+        head = f"{p.phase} {p.elapsed_s:.0f}/{p.limit_s:.0f} s"
+        parts = []
         if p.gap is not None:
             parts.append(f"gap {p.gap:.2%}")
         if p.incumbent_usd is not None:
             parts.append(f"best {money_m(p.incumbent_usd)}")
         if p.bound_usd is not None:
             parts.append(f"bound {money_m(p.bound_usd)} $M")
-        self._show("solve", ", ".join(parts), min(p.elapsed_s, p.limit_s), p.limit_s, False)
+        # on a terminal the numbers go on a second line, so the whole fits 80 columns
+        detail = (head + "\n" if self.live else head + ", ") + ", ".join(parts)
+        self._show("solve", detail.rstrip(", \n"), min(p.elapsed_s, p.limit_s), p.limit_s, False)
 
     def solve_done(self, res) -> None:
         """The solve ended: its status and gap."""
@@ -321,9 +325,9 @@ FACTOR_LABELS = {
 }
 
 
-def simulation_table(res) -> Table:
+def simulation_tables(res) -> list[Table]:
     """Summary of a simulation: each factor's mean and 5–95 % band at the first, middle and
-    last period (one row per time), then the mining margin per site."""
+    last period (one row per time); the mining margin per site with its standard error."""
     last = len(res.t_years) - 1
     cols = sorted({0, last // 2, last})
     table = new_table(f"{res.scenario}: {res.paths:,} paths on {res.backend} ({res.seconds:.2f} s)")
@@ -341,19 +345,20 @@ def simulation_table(res) -> Table:
                 fmt.format(st.p05[t]),
                 fmt.format(st.p95[t]),
             )
-    table.add_section()
+    table.caption = "year: years from the start; p5, p95: 5th and 95th percentiles of the paths"
+    margins = new_table("Mining margin [$/MW/period]")
+    _name_column(margins, "site")
+    _numbers(margins, "year", "mean", "± s.e.")
     for i, site in enumerate(res.site_names):
         m, se = res.margin_mean_usd_per_mw[i], res.margin_stderr_usd_per_mw[i]
         for j, t in enumerate(cols):
-            table.add_row(
-                escape(f"margin [{site}]") if j == 0 else "",
+            margins.add_row(
+                escape(site) if j == 0 else "",
                 f"{res.t_years[t]:g}",
                 f"{m[t]:,.0f}",
-                f"± {se[t]:,.0f}",
-                "",
+                f"{se[t]:,.0f}",
             )
-    table.caption = "year: from the start; margin: mining $/MW/period, mean ± standard error"
-    return table
+    return [table, margins]
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -373,7 +378,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     with atomic_output_dir(out) as tmp:
         write_json(tmp / "simulation.json", res.to_json())
         simulation_charts(tmp, res)
-    console.print(simulation_table(res))
+    for table in simulation_tables(res):
+        console.print(table)
     console.print(f"wrote {out}/simulation.json and fan charts")
     return 0
 

@@ -15,7 +15,7 @@ from hashpivot.optimizer.cli import (
     money_m,
     pct,
     scenario_tables,
-    simulation_table,
+    simulation_tables,
     stats_table,
 )
 from hashpivot.optimizer.solve import SolveProgress
@@ -162,13 +162,13 @@ def test_simulation_table_one_format_per_kind() -> None:
         margin_mean_usd_per_mw=np.full((2, 5), 5538.7),
         margin_stderr_usd_per_mw=np.full((2, 5), 503.3),
     )
-    text = _render(simulation_table(res))
+    text = _render(*simulation_tables(res))
     _fits(text)
     assert "e+0" not in text and "e-0" not in text  # no scientific notation
     assert "61,658" in text and "295,450" in text  # BTC price: whole dollars (p95 = 2 × mean)
     assert "0.88" in text and "26.94" in text  # hashprice: cents
     assert "76.0%" in text  # occupancy: a percentage
-    assert "margin [garden-city]" in text and "5,539" in text and "± 503" in text
+    assert "garden-city" in text and "5,539" in text and " 503" in text
 
 
 # --------------------------------------------------------------------------- progress lines
@@ -198,3 +198,20 @@ def test_stage_display_quiet_prints_only_warnings(capsys: pytest.CaptureFixture[
         display.warn("too few paths")
     err = capsys.readouterr().err
     assert "simulate" not in err and "warning: too few paths" in err
+
+
+def test_stage_display_on_a_terminal_fits_80_columns() -> None:
+    console = Console(width=80, force_terminal=True, record=True)
+    display = StageDisplay(console=console)
+    display.paths("simulate", 50_000, 50_000)
+    display.paths("reduce", 12_000, 100_000)
+    display.solve(SolveProgress("without covenants", 117.0, 300.0, 12_345.6e6, 23_456.7e6, 0.9))
+    assert display.live
+    table = display.bar.make_tasks_table(display.bar.tasks)
+    probe = Console(width=80, record=True)
+    probe.print(table)
+    text = probe.export_text()
+    _fits(text)
+    assert "without covenants 117/300 s" in text
+    assert "gap 90.00%, best 12,345.6, bound 23,456.7 $M" in text
+    assert "100,000" in text
