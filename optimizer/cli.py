@@ -220,14 +220,17 @@ class StageDisplay:
 
     On a terminal: one rich line per stage (name, bar, detail); finished stages stay, so the
     lines never redraw over each other. Elsewhere: plain lines, at most one per stage every
-    ``PLAIN_EVERY_S`` and one when a stage ends. Silent when ``quiet``. Log lines
-    (``--solver-log``) are printed above the bars, never inside them.
+    ``PLAIN_EVERY_S`` and one when a stage ends; also with ``plain`` (``--solver-log``: the
+    HiGHS log, labelled by phase, is then never mixed with redrawn bars). Silent when
+    ``quiet``, but for warnings.
     """
 
-    def __init__(self, quiet: bool = False, console: Console | None = None) -> None:
+    def __init__(
+        self, quiet: bool = False, console: Console | None = None, *, plain: bool = False
+    ) -> None:
         self.console = console or make_console(quiet, stderr=True)
         self.quiet = quiet
-        self.live = self.console.is_terminal and not quiet
+        self.live = self.console.is_terminal and not quiet and not plain
         self.bar = Progress(
             TextColumn(f"[bold]{{task.description:<{STAGE_WIDTH}}}"),
             BarColumn(bar_width=BAR_WIDTH),
@@ -420,7 +423,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     d = sc.defaults
     k = args.scenarios or d.scenarios
     m = args.eval_paths or d.eval_paths
-    with StageDisplay(args.quiet) as display:
+    with StageDisplay(args.quiet, plain=args.solver_log) as display:
         for text in input_warnings(sc, k, m):
             display.warn(text)
         try:

@@ -60,7 +60,7 @@ def scenarios_warning(sc: Scenario, n_scenarios: int) -> str | None:
     """Too few reduced scenarios for the covenant confidence, in words; None when enough."""
     conf = sc.covenants.confidence
     need = SCENARIOS_PER_TAIL / max(1.0 - conf, 1e-12)
-    if not any(f.covenants for f in sc.debt_facilities) or n_scenarios >= need:
+    if not any(f.covenants for f in sc.debt_facilities) or n_scenarios >= need - 1e-9:
         return None
     return (
         f"{n_scenarios} reduced scenarios are too few for covenants kept with confidence "

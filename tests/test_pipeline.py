@@ -21,6 +21,7 @@ from hashpivot.kernels.plan import Plan
 from hashpivot.optimizer import evaluate, optimize
 from hashpivot.optimizer.baselines import POLICIES, baseline
 from hashpivot.optimizer.checker import check_plan
+from hashpivot.optimizer.pipeline import eval_paths_warning, input_warnings, scenarios_warning
 from hashpivot.scenarios import load_scenario
 
 CLI = [sys.executable, "-m", "hashpivot.optimizer.cli"]
@@ -379,3 +380,13 @@ def test_texas_hybrid_against_baselines_is_pinned(tmp_path: Path) -> None:
         assert v["diff_usd"] > 3 * v["stderr_usd"], b
     assert s["best_baseline"]["name"] == "greedy"
     assert "ignores the covenants" in s["best_baseline"]["why"]
+
+
+def test_scenario_and_path_warnings_thresholds() -> None:
+    sc = load_scenario("demo")  # covenants kept with confidence 0.9: 1/(1 − 0.9) = 10
+    assert scenarios_warning(sc, 10) is None and scenarios_warning(sc, 16) is None
+    text = scenarios_warning(sc, 9)
+    assert text and "9 reduced scenarios" in text and "--scenarios 10 or more" in text
+    assert eval_paths_warning(1000) is None
+    assert "--eval-paths 1000 or more" in eval_paths_warning(999)
+    assert input_warnings(sc, 1, 10) == [scenarios_warning(sc, 1), eval_paths_warning(10)]
