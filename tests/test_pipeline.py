@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,15 @@ from hashpivot.kernels.plan import Plan
 from hashpivot.optimizer import evaluate, optimize
 from hashpivot.optimizer.baselines import POLICIES, baseline
 from hashpivot.optimizer.checker import check_plan
-from hashpivot.optimizer.pipeline import eval_paths_warning, input_warnings, scenarios_warning
+from hashpivot.optimizer.cli import scenario_plan_table
+from hashpivot.optimizer.pipeline import (
+    eval_paths_warning,
+    financing_frame,
+    input_warnings,
+    plan_frame,
+    scenarios_warning,
+    treasury_frame,
+)
 from hashpivot.scenarios import load_scenario
 
 CLI = [sys.executable, "-m", "hashpivot.optimizer.cli"]
@@ -390,3 +399,34 @@ def test_scenario_and_path_warnings_thresholds() -> None:
     assert eval_paths_warning(1000) is None
     assert "--eval-paths 1000 or more" in eval_paths_warning(999)
     assert input_warnings(sc, 1, 10) == [scenarios_warning(sc, 1), eval_paths_warning(10)]
+
+
+def test_treasury_and_financing_frames_by_hand() -> None:
+    sc = load_scenario("demo")
+    plan = Plan.empty(sc)
+    plan.btc_sold[[1, 2, 19]] = [2.5, 0.123456789, 1.0]
+    plan.draws_usd[0, 0] = 1.0e8 + 1e-7  # float noise below the cent
+    plan.draws_usd[0, 1] = -1e-12  # a solver's -0.0
+    tr = treasury_frame(sc, plan)
+    held0 = sc.treasury.btc_held
+    assert tr.btc_sold.tolist()[:3] == [0.0, 2.5, 0.12345679]
+    assert tr.btc_held.iloc[2] == pytest.approx(held0 - 2.62345679, abs=1e-8)
+    assert tr.terminal_sale.tolist() == [False] * 19 + [True]
+    fin = financing_frame(sc, plan)
+    assert len(fin) == sc.horizon.n_periods * len(sc.debt_facilities)
+    assert fin.draw_usd.iloc[0] == 1.0e8
+    assert not np.signbit(fin.draw_usd.iloc[1])  # no -0.0
+    assert "btc_sold" not in fin.columns
+    csv = fin.to_csv(index=False) + tr.to_csv(index=False) + plan_frame(sc, plan).to_csv()
+    assert "-0.0" not in csv and "e-07" not in csv
+
+
+def test_plan_caption_does_not_count_terminal_sales_as_decisions() -> None:
+    sc = load_scenario("demo")
+    plan = Plan.empty(sc)
+    plan.btc_sold[[3, 19]] = [1.25, 400.0]
+    res = SimpleNamespace(scenario=sc, plan=plan, plan_frame=lambda: plan_frame(sc, plan))
+    caption = scenario_plan_table(res).caption
+    assert "BTC sold 1.25 (and 400.00 valued at the horizon's end)" in caption
+    plan.btc_sold[19] = 0.0
+    assert scenario_plan_table(res).caption.endswith("BTC sold 1.25")
