@@ -430,3 +430,24 @@ def test_plan_caption_does_not_count_terminal_sales_as_decisions() -> None:
     assert "BTC sold 1.25 (and 400.00 valued at the horizon's end)" in caption
     plan.btc_sold[19] = 0.0
     assert scenario_plan_table(res).caption.endswith("BTC sold 1.25")
+
+
+def test_reduce_reports_paths_done_per_chunk() -> None:
+    from hashpivot.kernels.reduce import reduce_scenarios
+
+    calls: list[tuple[int, int]] = []
+    sc = load_scenario("demo")
+    plain = reduce_scenarios(sc, 3000, 4, 1, backend="numpy", pilot_paths=1000)
+    red = reduce_scenarios(
+        sc,
+        3000,
+        4,
+        1,
+        backend="numpy",
+        pilot_paths=1000,
+        progress=lambda a, b: calls.append((a, b)),
+    )
+    # the pilot's 1,000 paths, then every assigned path: 4,000 in all
+    assert calls[0] == (1000, 4000) and calls[-1] == (4000, 4000)
+    assert all(b == 4000 for _, b in calls) and [a for a, _ in calls] == sorted(a for a, _ in calls)
+    np.testing.assert_array_equal(red.weights, plain.weights)  # watching changes nothing
