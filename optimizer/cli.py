@@ -531,7 +531,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out or f"hashpivot-out/{sc.name}-evaluate")
     try:
         with StageDisplay(args.quiet) as display:
-            warn = eval_paths_warning(args.paths or sc.defaults.eval_paths)
+            warn = eval_paths_warning(args.paths or sc.defaults.eval_paths, "--paths")
             if warn:
                 display.warn(warn)
             res = evaluate(

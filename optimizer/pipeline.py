@@ -71,14 +71,15 @@ def scenarios_warning(sc: Scenario, n_scenarios: int) -> str | None:
     )
 
 
-def eval_paths_warning(eval_paths: int) -> str | None:
-    """Too few evaluation paths for reliable standard errors, in words; None when enough."""
+def eval_paths_warning(eval_paths: int, flag: str = "--eval-paths") -> str | None:
+    """Too few evaluation paths for reliable standard errors, in words (``flag`` sets them);
+    None when enough."""
     if eval_paths >= MIN_EVAL_PATHS:
         return None
     return (
         f"{eval_paths} evaluation paths are too few for reliable standard errors (z scores "
-        "and the comparison with the baselines may mislead); use --eval-paths "
-        f"{MIN_EVAL_PATHS} or more"
+        f"and the comparison with the baselines may mislead); use {flag} {MIN_EVAL_PATHS} or "
+        "more"
     )
 
 
@@ -433,7 +434,7 @@ class EvaluateResult:
 
     def summary(self) -> dict[str, Any]:
         """The content of ``summary.json`` of ``evaluate`` (``warnings``: unreliable settings)."""
-        warn = eval_paths_warning(self.evaluation.paths)
+        warn = eval_paths_warning(self.evaluation.paths, "--paths")
         return no_negative_zero(
             {
                 "version": _version(),
@@ -477,7 +478,14 @@ def evaluate(
     be = backend if isinstance(backend, Backend) else get_backend(backend)
     d = sc.defaults
     seed = d.seed if seed is None else seed
-    red = reduce_scenarios(sc, reduce_paths, d.scenarios, seed, backend=be)
+    red = reduce_scenarios(
+        sc,
+        reduce_paths,
+        d.scenarios,
+        seed,
+        backend=be,
+        progress=(lambda a, b: progress("reduce", a, b)) if progress else None,
+    )
     if plan is not None:
         problems = check_plan(sc, plan)
         if problems:

@@ -451,3 +451,9 @@ def test_reduce_reports_paths_done_per_chunk() -> None:
     assert calls[0] == (1000, 4000) and calls[-1] == (4000, 4000)
     assert all(b == 4000 for _, b in calls) and [a for a, _ in calls] == sorted(a for a, _ in calls)
     np.testing.assert_array_equal(red.weights, plain.weights)  # watching changes nothing
+
+
+def test_evaluate_summary_warns_about_few_paths() -> None:
+    res = evaluate("demo", policy="stay_mining", eval_paths=200, seed=2, backend="numpy")
+    assert res.summary()["warnings"] == [eval_paths_warning(200, "--paths")]
+    assert "use --paths 1000 or more" in res.summary()["warnings"][0]
