@@ -115,6 +115,9 @@ def test_plan_file_bounded_parsing(tmp_path) -> None:
     p.write_text(good.replace('"periods": 20', '"periods": ' + "9" * 401))  # OverflowError before
     with pytest.raises(ValueError, match=r"plan\.periods: .*an integer of 401 digits"):
         read_plan_file(p)
+    p.write_text(good.replace('"blocks": [[0', '"blocks": [[' + "9" * 401, 1))
+    with pytest.raises(ValueError, match=r"plan\.blocks\[0\]\[0\]: .*an integer of 401 digits"):
+        read_plan_file(p)
     p.write_text(good.replace('"periods": 20', '"periods": NaN'))
     with pytest.raises(ValueError, match=r"plan\.periods: must be a JSON integer"):
         read_plan_file(p)
