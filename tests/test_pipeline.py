@@ -244,6 +244,7 @@ def test_output_files_have_no_float_noise_or_negative_zero(demo_run) -> None:
         assert found is None, (name, found and found.group())
 
 
+@pytest.mark.slow
 def test_tiny_time_limit_warns_in_the_summary(tmp_path: Path) -> None:
     """A 1 s solve of demo with 4 scenarios and 500 evaluation paths: the terminal summary and
     summary.json warn about the gap (with what to do), the scenarios and the paths."""
@@ -268,6 +269,7 @@ def test_tiny_time_limit_warns_in_the_summary(tmp_path: Path) -> None:
     assert "warning: 4 reduced scenarios are too few" in " ".join(proc.stderr.split())
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_the_solve_stops_within_seconds(tmp_path: Path) -> None:
     out = tmp_path / "int"
     proc = subprocess.Popen(
