@@ -334,6 +334,7 @@ class _Session:
         self._stop = False
         self._live: dict[str, float | None] = {}
         self._last_report = -np.inf
+        self._error: Exception | None = None
         t0 = time.perf_counter()
         self.m = m = build_model(d, covenants=True, hard_deadlines=hard_deadlines)
         t1 = time.perf_counter()
@@ -374,12 +375,16 @@ class _Session:
         h = self.h
 
         def check(event) -> None:
+            now = time.perf_counter()
+            if not self._stop and now - self._last_report >= PROGRESS_EVERY_S:
+                self._last_report = now
+                try:
+                    self.report()
+                except Exception as exc:  # never through HiGHS: stop it, raise after the run
+                    self._error = exc
+                    self._stop = True
             if self._stop:
                 event.interrupt()
-            now = time.perf_counter()
-            if now - self._last_report >= PROGRESS_EVERY_S:
-                self._last_report = now
-                self.report()
 
         def mip(event) -> None:
             out = event.data_out
@@ -438,8 +443,13 @@ class _Session:
 
         try:
             previous = signal.signal(signal.SIGINT, on_sigint)
+            ours = True
         except ValueError:  # not the main thread: Ctrl-C is not ours to handle
+            ours = False
+        if not ours:
             self.h.run()
+            if self._error is not None:
+                raise self._error
             return
         read_fd, write_fd = os.pipe()
         os.set_blocking(write_fd, False)
@@ -458,6 +468,8 @@ class _Session:
             watchdog.join()
             os.close(read_fd)
             os.close(write_fd)
+        if self._error is not None:
+            raise self._error
         if self._stop:
             raise KeyboardInterrupt
 

@@ -195,3 +195,13 @@ def test_solve_refuses_a_gap_outside_zero_one(gap: float) -> None:
     _, _, d = _tight_covenants()
     with pytest.raises(ValueError, match="mip_gap must be in"):
         solve(d, mip_gap=gap)
+
+
+def test_a_failing_progress_callback_stops_highs_and_is_raised() -> None:
+    _, _, d = _tight_covenants()
+
+    def broken(p: SolveProgress) -> None:
+        raise RuntimeError("display gone")
+
+    with pytest.raises(RuntimeError, match="display gone"):
+        solve(d, time_limit_s=60, progress=broken)
