@@ -205,3 +205,14 @@ def test_a_failing_progress_callback_stops_highs_and_is_raised() -> None:
 
     with pytest.raises(RuntimeError, match="display gone"):
         solve(d, time_limit_s=60, progress=broken)
+
+
+def test_solve_from_a_worker_thread_leaves_ctrl_c_alone() -> None:
+    _, _, d = _tight_covenants()
+    before = signal.getsignal(signal.SIGINT)
+    out: list[SolveResult] = []
+    worker = threading.Thread(target=lambda: out.append(solve(d, time_limit_s=60)))
+    worker.start()
+    worker.join(120)
+    assert out and out[0].plan is not None
+    assert signal.getsignal(signal.SIGINT) is before
