@@ -243,6 +243,8 @@ class StageDisplay:
         self.tasks: dict[str, Any] = {}
         self.started: dict[str, float] = {}
         self.last_plain: dict[str, float] = {}
+        # a stage starts when the one before it ended (its first report comes after work)
+        self.mark = time.perf_counter()
 
     def __enter__(self) -> StageDisplay:
         self.bar.__enter__()
@@ -253,7 +255,9 @@ class StageDisplay:
 
     def _show(self, stage: str, detail: str, done: float, total: float, final: bool) -> None:
         now = time.perf_counter()
-        self.started.setdefault(stage, now)
+        self.started.setdefault(stage, self.mark)
+        if final:
+            self.mark = now
         if self.live:
             if stage not in self.tasks:
                 self.tasks[stage] = self.bar.add_task(stage, total=total, detail="")
@@ -266,8 +270,7 @@ class StageDisplay:
 
     def paths(self, stage: str, done: int, total: int) -> None:
         """A stage measured in paths: (done, total)."""
-        now = time.perf_counter()
-        elapsed = now - self.started.setdefault(stage, now)
+        elapsed = time.perf_counter() - self.started.setdefault(stage, self.mark)
         detail = f"{done:,}/{total:,} paths  {elapsed:.1f} s"
         self._show(stage, detail, done, total, done >= total)
 
