@@ -426,6 +426,11 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     d = sc.defaults
     k = args.scenarios or d.scenarios
     m = args.eval_paths or d.eval_paths
+    if args.mip_gap is None and not d.mip_gap < 1.0:  # --mip-gap itself is checked by argparse
+        raise UserError(
+            f"defaults.mip_gap: {d.mip_gap:g} would call any plan optimal; use a gap below 1 "
+            "(e.g. 0.01 for 1%) or --mip-gap"
+        )
     with StageDisplay(args.quiet, plain=args.solver_log) as display:
         for text in input_warnings(sc, k, m):
             display.warn(text)

@@ -633,8 +633,8 @@ def solve(
     """
     limit = d.sc.defaults.solver_time_limit_s if time_limit_s is None else time_limit_s
     gap_tol = d.sc.defaults.mip_gap if mip_gap is None else mip_gap
-    if not 0.0 < gap_tol < 1.0:
-        raise ValueError(f"mip_gap must be in (0, 1), got {gap_tol!r}")
+    if not 0.0 <= gap_tol < 1.0:  # a gap of 1 would call any plan optimal
+        raise ValueError(f"mip_gap must be in [0, 1), got {gap_tol!r}")
     two_phase = covenants and d.n_facilities > 0
     t_start = time.perf_counter()
     session = _Session(

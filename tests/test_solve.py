@@ -190,7 +190,7 @@ def test_gap_ok_and_target_gap() -> None:
     assert res.gap_ok
 
 
-@pytest.mark.parametrize("gap", [0.0, 1.0, 2.0])
+@pytest.mark.parametrize("gap", [-0.1, 1.0, 2.0, float("nan")])
 def test_solve_refuses_a_gap_outside_zero_one(gap: float) -> None:
     _, _, d = _tight_covenants()
     with pytest.raises(ValueError, match="mip_gap must be in"):
