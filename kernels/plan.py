@@ -25,6 +25,7 @@ without a market path is derived here, once:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -74,7 +75,8 @@ class Plan:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON (``plan.json``): the input of ``hashpivot evaluate``."""
+        """Plain JSON (``plan.json``): the input of ``hashpivot evaluate``; MW to 1e-6, USD to
+        the cent, BTC to 1e-8 (``MW_DECIMALS``, ``USD_DECIMALS``, ``BTC_DECIMALS``)."""
         return {
             "sites": list(self.site_names),
             "lease_offers": list(self.lease_names),
@@ -83,48 +85,228 @@ class Plan:
             "blocks": self.blocks.astype(int).tolist(),
             "racks_new": self.racks_new.astype(int).tolist(),
             "lease_signed": [bool(x) for x in self.lease_signed],
-            "lease_it_mw": np.round(self.lease_it_mw, 9).tolist(),
-            "draws_usd": np.round(self.draws_usd, 6).tolist(),
-            "btc_sold": np.round(self.btc_sold, 9).tolist(),
+            "lease_it_mw": (np.round(self.lease_it_mw, MW_DECIMALS) + 0.0).tolist(),
+            "draws_usd": (np.round(self.draws_usd, USD_DECIMALS) + 0.0).tolist(),
+            "btc_sold": (np.round(self.btc_sold, BTC_DECIMALS) + 0.0).tolist(),
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Plan:
-        """Read a plan written by :meth:`to_json`; raises ``ValueError`` naming the field."""
-        try:
-            names = (
-                tuple(data["sites"]),
-                tuple(data["lease_offers"]),
-                tuple(data["debt_facilities"]),
+    def from_json(cls, data: Any, scenario: Scenario | None = None) -> Plan:
+        """Read a plan written by :meth:`to_json`, strictly.
+
+        Exact JSON types and shapes: names are lists of strings, ``periods`` a JSON integer
+        (equal to the scenario's when ``scenario`` is given), ``blocks`` and ``racks_new``
+        nested lists of JSON integers, ``lease_signed`` a list of JSON booleans, the rest
+        nested lists of finite numbers, none negative beyond the rounding of its unit (then read
+        as zero). Raises ``ValueError`` with one line naming the field path.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"plan: must be a JSON object (got {_kind(data)})")
+        unknown = sorted(set(data) - set(PLAN_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"plan.{unknown[0]}: unknown field (expected {', '.join(PLAN_FIELDS)})"
             )
-            t = int(data["periods"])
-            s, n_l, n_f = (len(x) for x in names)
-            fields = {
-                "blocks": (np.asarray(data["blocks"], dtype=float), (s, t)),
-                "racks_new": (np.asarray(data["racks_new"], dtype=float), (s, t)),
-                "lease_signed": (np.asarray(data["lease_signed"], dtype=bool), (n_l,)),
-                "lease_it_mw": (
-                    np.asarray(data["lease_it_mw"], dtype=float).reshape(-1),
-                    (n_l, s, t),
-                ),
-                "draws_usd": (np.asarray(data["draws_usd"], dtype=float).reshape(-1), (n_f, t)),
-                "btc_sold": (np.asarray(data["btc_sold"], dtype=float), (t,)),
-            }
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"plan: cannot be read ({type(exc).__name__}: {exc})") from None
-        out = {}
-        for name, (arr, shape) in fields.items():
-            if arr.size != int(np.prod(shape)):
-                raise ValueError(f"plan.{name}: must have shape {shape} (got {arr.size} values)")
-            arr = arr.reshape(shape)
-            if arr.dtype != bool and not np.all(np.isfinite(arr)):
-                raise ValueError(f"plan.{name}: must be finite numbers")
-            out[name] = arr
-        for name in ("blocks", "racks_new"):
-            if np.any(out[name] != np.round(out[name])):
-                raise ValueError(f"plan.{name}: must be whole numbers")
-            out[name] = out[name].astype(np.int64)
+        missing = [k for k in PLAN_FIELDS if k not in data]
+        if missing:
+            raise ValueError(f"plan.{missing[0]}: missing")
+        names = tuple(_names(data[k], k) for k in ("sites", "lease_offers", "debt_facilities"))
+        t = data["periods"]
+        if not _is_int(t) or not 1 <= t <= MAX_PLAN_PERIODS:
+            raise ValueError(
+                f"plan.periods: must be a JSON integer in [1, {MAX_PLAN_PERIODS}] (got {_show(t)})"
+            )
+        if scenario is not None and t != scenario.horizon.n_periods:
+            raise ValueError(
+                f"plan.periods: {t} does not match the scenario's {scenario.horizon.n_periods}"
+            )
+        s, n_l, n_f = (len(x) for x in names)
+        out: dict[str, np.ndarray] = {}
+        out["blocks"] = _array(data["blocks"], "blocks", (s, t), "int", MAX_PLAN_COUNT)
+        out["racks_new"] = _array(data["racks_new"], "racks_new", (s, t), "int", MAX_PLAN_COUNT)
+        out["lease_signed"] = _array(data["lease_signed"], "lease_signed", (n_l,), "bool", 1)
+        out["lease_it_mw"] = _array(
+            data["lease_it_mw"], "lease_it_mw", (n_l, s, t), "num", MAX_PLAN_MW, 10.0**-MW_DECIMALS
+        )
+        out["draws_usd"] = _array(
+            data["draws_usd"], "draws_usd", (n_f, t), "num", MAX_PLAN_USD, 10.0**-USD_DECIMALS
+        )
+        out["btc_sold"] = _array(
+            data["btc_sold"], "btc_sold", (t,), "num", MAX_PLAN_BTC, 10.0**-BTC_DECIMALS
+        )
         return cls(site_names=names[0], lease_names=names[1], facility_names=names[2], **out)
+
+
+#: Fields of ``plan.json``, in order.
+PLAN_FIELDS = (
+    "sites",
+    "lease_offers",
+    "debt_facilities",
+    "periods",
+    "blocks",
+    "racks_new",
+    "lease_signed",
+    "lease_it_mw",
+    "draws_usd",
+    "btc_sold",
+)
+#: Decimals of plan quantities in files: MW to 1e-6, USD to the cent, BTC to 1e-8.
+MW_DECIMALS = 6
+USD_DECIMALS = 2
+BTC_DECIMALS = 8
+#: Ranges ``plan.json`` values must keep (far beyond any real fleet).
+MAX_PLAN_PERIODS = 10_000
+MAX_PLAN_COUNT = 10**7
+MAX_PLAN_MW = 1.0e7
+MAX_PLAN_USD = 1.0e15
+MAX_PLAN_BTC = 2.1e7
+#: Largest ``plan.json`` read [bytes], and the deepest nesting of lists and objects (the
+#: format itself is 4 deep).
+MAX_PLAN_BYTES = 50 * 2**20
+MAX_PLAN_DEPTH = 8
+#: Digits of the longest integer literal parsed as a number.
+MAX_INT_DIGITS = 20
+
+
+class _LongInt:
+    """An integer literal too long to be a plan value (kept to name it in the error)."""
+
+    def __init__(self, text: str) -> None:
+        self.digits = len(text.lstrip("-"))
+
+
+def _kind(x: Any) -> str:
+    if isinstance(x, bool):
+        return "a boolean"
+    if isinstance(x, _LongInt):
+        return f"an integer of {x.digits} digits"
+    return {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+        type(None): "null",
+    }.get(type(x), type(x).__name__)
+
+
+def _show(x: Any) -> str:
+    """A short description of a JSON value for an error message."""
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    if isinstance(x, int | float) and not isinstance(x, bool):
+        return repr(x) if len(repr(x)) <= 24 else _kind(x)
+    if isinstance(x, str):
+        return repr(x) if len(x) <= 24 else "a string"
+    return _kind(x)
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _names(x: Any, field: str) -> tuple[str, ...]:
+    if not isinstance(x, list) or not all(isinstance(v, str) for v in x):
+        raise ValueError(f"plan.{field}: must be a list of names (strings)")
+    return tuple(x)
+
+
+def _array(
+    x: Any, field: str, shape: tuple[int, ...], kind: str, limit: float, slack: float = 0.0
+) -> np.ndarray:
+    """Nested JSON lists of exactly ``shape`` holding ``kind`` values ("int": integers in
+    [0, limit]; "bool": booleans; "num": finite numbers in [−slack, limit], negatives within
+    the slack read as 0)."""
+    flat: list[Any] = []
+
+    def walk(v: Any, path: str, dims: tuple[int, ...]) -> None:
+        if not dims:
+            flat.append(_value(v, path, kind, limit, slack))
+            return
+        if not isinstance(v, list):
+            raise ValueError(f"{path}: must be a list of {dims[0]} (got {_kind(v)})")
+        if len(v) != dims[0]:
+            raise ValueError(f"{path}: must have {dims[0]} entries (got {len(v)})")
+        for i, item in enumerate(v):
+            walk(item, f"{path}[{i}]", dims[1:])
+
+    walk(x, f"plan.{field}", shape)
+    dtype = {"int": np.int64, "bool": bool, "num": np.float64}[kind]
+    return np.array(flat, dtype=dtype).reshape(shape)
+
+
+def _value(v: Any, path: str, kind: str, limit: float, slack: float) -> Any:
+    if kind == "bool":
+        if not isinstance(v, bool):
+            raise ValueError(f"{path}: must be true or false (got {_show(v)})")
+        return v
+    if kind == "int":
+        if not _is_int(v) or not 0 <= v <= limit:
+            raise ValueError(
+                f"{path}: must be a JSON integer in [0, {limit:,.0f}] (got {_show(v)})"
+            )
+        return v
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValueError(f"{path}: must be a number (got {_show(v)})")
+    if not np.isfinite(v) or abs(v) > limit:
+        raise ValueError(f"{path}: must be a finite number of at most {limit:g} (got {_show(v)})")
+    if v < -slack:
+        raise ValueError(f"{path}: must not be negative (got {_show(v)})")
+    return max(float(v), 0.0)
+
+
+def _nesting_depth(text: str) -> int:
+    """Deepest nesting of lists and objects in JSON ``text`` (strings skipped)."""
+    import re  # noqa: PLC0415
+
+    bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text)
+    b = np.frombuffer(bare.encode("utf-8", "replace"), dtype=np.uint8)
+    step = np.isin(b, (ord("["), ord("{"))).astype(np.int64) - np.isin(b, (ord("]"), ord("}")))
+    return int(np.cumsum(step).max(initial=0))
+
+
+def read_plan_file(path: str | Path, scenario: Scenario | None = None) -> Plan:
+    """Read ``plan.json`` with bounded parsing: at most ``MAX_PLAN_BYTES``, UTF-8 only, nesting
+    at most ``MAX_PLAN_DEPTH``, then :meth:`Plan.from_json`. Raises ``ValueError`` with one line
+    naming the file or the field (``OSError`` when the file cannot be read)."""
+    import json  # noqa: PLC0415
+
+    p = Path(path)
+    with p.open("rb") as f:  # read at most one byte past the cap (a device never ends)
+        raw = f.read(MAX_PLAN_BYTES + 1)
+    if len(raw) > MAX_PLAN_BYTES:
+        raise ValueError(f"{p}: larger than a plan can be ({MAX_PLAN_BYTES:,} bytes)")
+    for bom, enc in (
+        (b"\xff\xfe\x00\x00", "UTF-32"),
+        (b"\x00\x00\xfe\xff", "UTF-32"),
+        (b"\xff\xfe", "UTF-16"),
+        (b"\xfe\xff", "UTF-16"),
+    ):
+        if raw.startswith(bom):
+            raise ValueError(f"{p}: is {enc} text; plans must be UTF-8")
+    if len(raw) >= 2 and (raw[0] == 0 or raw[1] == 0):
+        raise ValueError(f"{p}: looks like UTF-16 or UTF-32 text; plans must be UTF-8")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{p}: is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+        ) from None
+    if _nesting_depth(text) > MAX_PLAN_DEPTH:
+        raise ValueError(f"{p}: lists or objects nested deeper than {MAX_PLAN_DEPTH} levels")
+    try:
+        data = json.loads(
+            text,
+            parse_int=lambda s: int(s) if len(s.lstrip("-")) <= MAX_INT_DIGITS else _LongInt(s),
+            parse_constant=float,
+        )
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{p}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    except RecursionError:  # pragma: no cover - the depth scan refuses these first
+        raise ValueError(f"{p}: nested too deeply") from None
+    return Plan.from_json(data, scenario)
 
 
 # --------------------------------------------------------------------------- schedule

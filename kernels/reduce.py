@@ -29,6 +29,7 @@ gap earlier (re-let share).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,6 +248,7 @@ def reduce_scenarios(
     backend: str | Backend | None = None,
     pilot_paths: int = PILOT_PATHS,
     method: str = "medoid",
+    progress: Callable[[int, int], None] | None = None,
 ) -> ReducedScenarios:
     """Reduce ``paths`` simulated paths to at most ``n_scenarios`` weighted scenarios.
 
@@ -268,6 +270,9 @@ def reduce_scenarios(
         :func:`match_means` (a bounded ratio, else a shift), so the weighted means still equal the full-sample
         means while each scenario keeps the dispersion of a real path (cluster means
         understate it, and with it the risk the covenants and CVaR see).
+    progress
+        Called with (paths done, paths) after the pilot and after each chunk of the
+        assignment pass (the pilot counts as its own paths' share of the work).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -317,6 +322,9 @@ def reduce_scenarios(
     medoids = np.concatenate(
         [_nearest_members(z, risk > threshold, body), _nearest_members(z, risk <= threshold, tail)]
     )
+    total = n_pilot + paths
+    if progress is not None:
+        progress(n_pilot, total)
 
     # 2. streaming assignment of every path
     k_all = centers.shape[0]
@@ -341,6 +349,8 @@ def reduce_scenarios(
                 (k_all,) + arr.shape[1:]
             )
             sums[name] = sums[name] + part if name in sums else part
+        if progress is not None:
+            progress(n_pilot + min(paths, a + chunk), total)
     keep = counts > 0
     means = {
         name: s[keep] / counts[keep].reshape((-1,) + (1,) * (s.ndim - 1))

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
+from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from hashpivot.scenarios import Scenario, ScenarioError, load_scenario, shipped_descriptions
@@ -25,6 +28,8 @@ from .outputs import OutputError, default_output_dir, prepare_output
 
 #: Exit status of a user error.
 EXIT_USAGE = 2
+#: Exit status after Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
 
 
 class UserError(Exception):
@@ -60,8 +65,8 @@ def _console(args: argparse.Namespace) -> Console:
 
 # --------------------------------------------------------------------------- commands
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    table = Table(title="Shipped scenarios", show_lines=False)
-    table.add_column("name", style="bold")
+    table = new_table("Shipped scenarios")
+    table.add_column("name", style="bold", no_wrap=True)
     table.add_column("description")
     for name, text in shipped_descriptions().items():
         table.add_row(name, text)
@@ -69,24 +74,44 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def pct(x: float, max_decimals: int = 4) -> str:
+    """A share as a percentage with the precision the number has (0.07125 → '7.125%')."""
+    text = f"{x * 100:.{max_decimals}f}".rstrip("0").rstrip(".")
+    return f"{text}%"
+
+
+def money_m(x_usd: float) -> str:
+    """Money in $M with one decimal ($M columns and lines use this one format)."""
+    return f"{x_usd / 1e6:,.1f}"
+
+
+def new_table(title: str) -> Table:
+    """A table in the CLI's style: a rule under the header, two spaces between columns."""
+    return Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+
+
+def _name_column(table: Table, header: str) -> None:
+    """A column of names: never wrapped or cut."""
+    table.add_column(header, no_wrap=True, overflow="ignore")
+
+
+def _numbers(table: Table, *headers: str) -> None:
+    """Right-aligned number columns: never wrapped or cut (the text columns give way)."""
+    for header in headers:
+        table.add_column(header, justify="right", no_wrap=True)
+
+
 def scenario_tables(sc: Scenario) -> list[Table]:
-    """Summary tables of a scenario's sites and lease offers."""
+    """Summary tables of a scenario: sites; lease offers (terms, then tenants and sites); debt
+    facilities, each with its own columns, within 80 columns."""
     h = sc.horizon
-    sites = Table(
-        title=(f"{sc.name}: {len(sc.sites)} sites, {h.n_periods} {h.period}s from {h.start_date}")
+    sites = new_table(
+        f"{sc.name}: {len(sc.sites)} sites, {h.n_periods} {h.period}s from {h.start_date}"
     )
-    for col in (
-        "site",
-        "region",
-        "interconnect MW",
-        "ASIC MW",
-        "J/TH",
-        "convertible MW",
-        "block MW",
-        "capex $M/IT MW",
-        "lead (periods)",
-    ):
-        sites.add_column(col, justify="left" if col in ("site", "region") else "right")
+    _name_column(sites, "site")
+    _name_column(sites, "region")
+    _numbers(sites, "grid\nMW", "ASIC\nMW", "J/TH", "conv.\nMW", "block\nMW", "capex\n$M/MW")
+    _numbers(sites, "lead")
     for s in sc.sites:
         sites.add_row(
             s.name,
@@ -96,7 +121,7 @@ def scenario_tables(sc: Scenario) -> list[Table]:
             f"{s.efficiency_j_per_th:.1f}",
             f"{s.convertible_mw:,.0f}",
             f"{s.conversion.block_mw:,.0f}",
-            f"{s.conversion.capex_usd_per_it_mw / 1e6:.1f}",
+            money_m(s.conversion.capex_usd_per_it_mw),
             str(s.conversion.lead_time_periods),
         )
     sites.add_section()
@@ -111,34 +136,51 @@ def scenario_tables(sc: Scenario) -> list[Table]:
         "",
         "",
     )
-    offers = Table(
-        title=f"{len(sc.lease_offers)} lease offers, {len(sc.debt_facilities)} facilities"
+    sites.caption = (
+        "grid: interconnect; conv.: convertible; capex per IT MW; lead: conversion lead time "
+        f"[{h.period}s]"
     )
-    for col in ("offer", "tenant", "IT MW", "$/kW-mo", "term y", "start", "deliver by", "sites"):
-        offers.add_column(col, justify="left" if col in ("offer", "tenant", "sites") else "right")
+    offers = new_table(f"{len(sc.lease_offers)} lease offers")
+    _name_column(offers, "offer")
+    _numbers(offers, "IT MW", "$/kW-mo", "escalator", "term\nyears", "start\nperiod", "deliver\nby")
     for lo in sc.lease_offers:
         offers.add_row(
             lo.name,
-            lo.tenant,
             f"{lo.it_mw:,.0f}",
-            f"{lo.rate_usd_per_kw_month:.0f}",
+            f"{lo.rate_usd_per_kw_month:,.2f}",
+            pct(lo.escalator_per_year),
             f"{lo.term_years:g}",
             str(lo.earliest_start_period),
             f"{lo.deliver_by_period}{' (hard)' if lo.hard_deadline else ''}",
-            ", ".join(lo.eligible_sites),
         )
-    for f in sc.debt_facilities:
-        offers.add_row(
-            f.name,
-            f.kind,
-            "",
-            f"{f.rate_per_year:.2%}",
-            f"{f.tenor_years:g}",
-            str(f.draw_start_period),
-            str(f.draw_end_period),
-            f"${f.size_usd / 1e6:,.0f}M {f.repayment}",
-        )
-    return [sites, offers]
+    offers.caption = "escalator: rent increase per year; (hard): no delivery after that period"
+    parties = new_table("lease tenants and eligible sites")
+    _name_column(parties, "offer")
+    parties.add_column("tenant", ratio=1)
+    parties.add_column("eligible sites", ratio=1)  # wraps between names, never inside one
+    for lo in sc.lease_offers:
+        parties.add_row(lo.name, lo.tenant, ", ".join(lo.eligible_sites))
+    tables = [sites, offers, parties]
+    if sc.debt_facilities:
+        fac = new_table(f"{len(sc.debt_facilities)} debt facilities")
+        _name_column(fac, "facility (kind)")
+        _numbers(fac, "rate", "size $M", "tenor\nyears", "draw\nperiods", "fee")
+        fac.add_column("repay", no_wrap=True)
+        fac.add_column("cov.", no_wrap=True)
+        for f in sc.debt_facilities:
+            fac.add_row(
+                f"{escape(f.name)}\n[dim]{f.kind.replace('_', ' ')}[/dim]",
+                pct(f.rate_per_year),
+                money_m(f.size_usd),
+                f"{f.tenor_years:g}",
+                f"{f.draw_start_period}–{f.draw_end_period}",
+                pct(f.upfront_fee_share),
+                f.repayment,
+                "yes" if f.covenants else "no",
+            )
+        fac.caption = "rate: per year; fee: upfront share of each draw; cov.: covenants apply"
+        tables.append(fac)
+    return tables
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -167,55 +209,163 @@ def _backend(args: argparse.Namespace):
         raise UserError(str(exc)) from None
 
 
-def progress_display(console: Console) -> Progress:
-    """A rich progress display on stderr; silent with ``--quiet``."""
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=make_console(console.quiet, stderr=True),
-        transient=True,
-        disable=console.quiet,
-    )
+#: Seconds between two plain progress lines when stderr is not a terminal.
+PLAIN_EVERY_S = 5.0
+#: Width of the stage name and of the bar in progress lines (the detail gets the rest of 80).
+STAGE_WIDTH = 8
+BAR_WIDTH = 12
+
+
+class StageDisplay:
+    """Progress of the pipeline's stages on stderr, at most 80 columns.
+
+    On a terminal: one rich line per stage (name, bar, detail); finished stages stay, so the
+    lines never redraw over each other. Elsewhere: plain lines, at most one per stage every
+    ``PLAIN_EVERY_S`` and one when a stage ends; also with ``plain`` (``--solver-log``: the
+    HiGHS log, labelled by phase, is then never mixed with redrawn bars). Silent when
+    ``quiet``, but for warnings.
+    """
+
+    def __init__(
+        self, quiet: bool = False, console: Console | None = None, *, plain: bool = False
+    ) -> None:
+        self.console = console or make_console(quiet, stderr=True)
+        self.quiet = quiet
+        self.live = self.console.is_terminal and not quiet and not plain
+        self.bar = Progress(
+            TextColumn(f"[bold]{{task.description:<{STAGE_WIDTH}}}"),
+            BarColumn(bar_width=BAR_WIDTH),
+            TextColumn("{task.fields[detail]}"),
+            console=self.console,
+            transient=False,
+            disable=not self.live,
+            refresh_per_second=4,
+        )
+        self.tasks: dict[str, Any] = {}
+        self.started: dict[str, float] = {}
+        self.last_plain: dict[str, float] = {}
+        # a stage starts when the one before it ended (its first report comes after work)
+        self.mark = time.perf_counter()
+
+    def __enter__(self) -> StageDisplay:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)
+
+    def _show(self, stage: str, detail: str, done: float, total: float, final: bool) -> None:
+        now = time.perf_counter()
+        self.started.setdefault(stage, self.mark)
+        if final:
+            self.mark = now
+        if self.live:
+            if stage not in self.tasks:
+                self.tasks[stage] = self.bar.add_task(stage, total=total, detail="")
+            self.bar.update(self.tasks[stage], completed=done, total=total, detail=detail)
+        elif not self.quiet and (
+            final or now - self.last_plain.get(stage, -PLAIN_EVERY_S) >= PLAIN_EVERY_S
+        ):
+            self.last_plain[stage] = now
+            self.console.print(f"{stage}: {detail}", markup=False, highlight=False)
+
+    def paths(self, stage: str, done: int, total: int) -> None:
+        """A stage measured in paths: (done, total)."""
+        elapsed = time.perf_counter() - self.started.setdefault(stage, self.mark)
+        detail = f"{done:,}/{total:,} paths  {elapsed:.1f} s"
+        self._show(stage, detail, done, total, done >= total)
+
+    def solve(self, p) -> None:
+        """The solve: a :class:`~hashpivot.optimizer.solve.SolveProgress`."""
+        head = f"{p.phase} {p.elapsed_s:.0f}/{p.limit_s:.0f} s"
+        parts = []
+        if p.gap is not None:
+            parts.append(f"gap {p.gap:.2%}")
+        if p.incumbent_usd is not None:
+            parts.append(f"best {money_m(p.incumbent_usd)}")
+        if p.bound_usd is not None:
+            parts.append(f"bound {money_m(p.bound_usd)} $M")
+        # on a terminal the numbers go on a second line, so the whole fits 80 columns
+        detail = (head + "\n" if self.live else head + ", ") + ", ".join(parts)
+        self._show("solve", detail.rstrip(", \n"), min(p.elapsed_s, p.limit_s), p.limit_s, False)
+
+    def solve_done(self, res) -> None:
+        """The solve ended: its status and gap."""
+        detail = f"{res.status}, gap {res.gap:.2%} in {res.solve_seconds:.1f} s"
+        self._show("solve", detail, 1, 1, True)
+
+    def log(self, phase: str, line: str) -> None:
+        """A HiGHS log line, labelled with its phase."""
+        out = self.console if not self.quiet else make_console(False, stderr=True)
+        out.print(f"[{phase}] {line}", markup=False, highlight=False, soft_wrap=True)
+
+    def hard_stop(self) -> None:
+        """Ctrl-C and HiGHS did not stop in time (called from another thread): end the
+        process as ``main`` would for ``KeyboardInterrupt``, with nothing written."""
+        if self.live:
+            self.bar.stop()
+        sys.stderr.write("interrupted\n")
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
+
+    def warn(self, text: str) -> None:
+        """A warning in words (shown even when quiet: it changes what the numbers mean)."""
+        out = self.console if not self.quiet else make_console(False, stderr=True)
+        out.print(f"[bold yellow]warning:[/bold yellow] {escape(text)}")
 
 
 @contextmanager
 def progress_bar(console: Console, label: str) -> Iterator[Callable[[int, int], None]]:
-    """One progress bar fed with (done, total)."""
-    with progress_display(console) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
+    """One stage measured in paths, fed with (done, total)."""
+    with StageDisplay(console.quiet) as display:
+        yield lambda done, total: display.paths(label, done, total)
 
 
-def simulation_table(res) -> Table:
-    """Summary of a simulation: each factor at the first, middle and last period."""
+#: Labels and number formats of the simulated factors (one format per kind of quantity).
+FACTOR_LABELS = {
+    "btc_price_usd": ("BTC price $", "{:,.0f}"),
+    "network_hashrate_eh_s": ("hashrate EH/s", "{:,.0f}"),
+    "hashprice_usd_per_ph_day": ("hashprice $/PH/day", "{:,.2f}"),
+    "ai_lease_usd_per_kw_month": ("AI lease $/kW-mo", "{:,.2f}"),
+    "ai_occupancy": ("AI occupancy", "{:.1%}"),
+    "gpu_hour_usd": ("GPU hour $", "{:,.2f}"),
+}
+
+
+def simulation_tables(res) -> list[Table]:
+    """Summary of a simulation: each factor's mean and 5–95 % band at the first, middle and
+    last period (one row per time); the mining margin per site with its standard error."""
     last = len(res.t_years) - 1
     cols = sorted({0, last // 2, last})
-    table = Table(
-        title=f"{res.scenario}: {res.paths:,} paths on {res.backend} ({res.seconds:.2f} s)"
-    )
-    table.add_column("factor")
-    for t in cols:
-        table.add_column(escape(f"t={res.t_years[t]:g}y mean [p5, p95]"), justify="right")
-    rows = [(k, v) for k, v in res.factors.items()]
-    rows += [(f"power_price_usd_per_mwh[{r}]", v) for r, v in res.power.items()]
-    for name, st in rows:
-        table.add_row(
-            escape(name),
-            *(escape(f"{st.mean[t]:,.4g} [{st.p05[t]:,.3g}, {st.p95[t]:,.3g}]") for t in cols),
-        )
-    table.add_section()
+    table = new_table(f"{res.scenario}: {res.paths:,} paths on {res.backend} ({res.seconds:.2f} s)")
+    _name_column(table, "factor")
+    for col in ("year", "mean", "p5", "p95"):
+        table.add_column(col, justify="right")
+    rows = [(*FACTOR_LABELS.get(k, (k, "{:,.4g}")), v) for k, v in res.factors.items()]
+    rows += [(f"power $/MWh [{r}]", "{:,.2f}", v) for r, v in res.power.items()]
+    for label, fmt, st in rows:
+        for i, t in enumerate(cols):
+            table.add_row(
+                escape(label) if i == 0 else "",
+                f"{res.t_years[t]:g}",
+                fmt.format(st.mean[t]),
+                fmt.format(st.p05[t]),
+                fmt.format(st.p95[t]),
+            )
+    table.caption = "year: years from the start; p5, p95: 5th and 95th percentiles of the paths"
+    margins = new_table("Mining margin [$/MW/period]")
+    _name_column(margins, "site")
+    _numbers(margins, "year", "mean", "± s.e.")
     for i, site in enumerate(res.site_names):
         m, se = res.margin_mean_usd_per_mw[i], res.margin_stderr_usd_per_mw[i]
-        table.add_row(
-            escape(f"margin $/MW/period [{site}]"), *(f"{m[t]:,.0f} ± {se[t]:,.0f}" for t in cols)
-        )
-    return table
+        for j, t in enumerate(cols):
+            margins.add_row(
+                escape(site) if j == 0 else "",
+                f"{res.t_years[t]:g}",
+                f"{m[t]:,.0f}",
+                f"{se[t]:,.0f}",
+            )
+    return [table, margins]
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -237,51 +387,38 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     with atomic_output_dir(out, overwrite=args.overwrite, command=f"simulate {sc.name}") as tmp:
         write_json(tmp / "simulation.json", res.to_json())
         simulation_charts(tmp, res)
-    console.print(simulation_table(res))
+    for table in simulation_tables(res):
+        console.print(table)
     console.print(f"wrote {out}/simulation.json and fan charts")
     return 0
 
 
-def _pipeline_progress(console: Console):
-    """A progress callback for the pipeline's stages, and the display that shows it."""
-    bar = progress_display(console)
-    tasks: dict[str, int] = {}
-
-    def update(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = bar.add_task(stage, total=total)
-        bar.update(tasks[stage], completed=done, total=total)
-
-    return bar, update
-
-
 def stats_table(title: str, rows: dict[str, dict]) -> Table:
-    table = Table(title=title)
-    for col in (
-        "policy",
-        "objective $M",
-        "mean equity $M",
-        "± s.e.",
-        "CVaR $M",
-        "P(default)",
-        "P(breach)",
-    ):
-        table.add_column(col, justify="left" if col == "policy" else "right")
+    """Value and risk per policy, in $M with one decimal and percentages (fits 80 columns)."""
+    table = new_table(title)
+    _name_column(table, "policy")
+    for col in ("objective", "mean", "± s.e.", "CVaR", "default", "breach"):
+        table.add_column(col, justify="right", no_wrap=True)
     for name, st in rows.items():
         table.add_row(
             escape(name),
-            f"{st['objective_usd'] / 1e6:,.1f}",
-            f"{st['mean_equity_usd'] / 1e6:,.1f}",
-            f"{st['stderr_usd'] / 1e6:,.1f}",
-            f"{st['cvar_usd'] / 1e6:,.1f}",
+            money_m(st["objective_usd"]),
+            money_m(st["mean_equity_usd"]),
+            money_m(st["stderr_usd"]),
+            money_m(st["cvar_usd"]),
             f"{st['p_default']:.2%}",
             f"{st['p_breach']:.2%}",
         )
+    table.caption = (
+        "$M of discounted terminal equity: objective = mean − risk weight × CVaR, CVaR = mean "
+        "loss in the worst tail; default, breach: share of paths where cash falls below zero, "
+        "where a covenant breaks"
+    )
     return table
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from .pipeline import optimize  # noqa: PLC0415
+    from .pipeline import gap_warning, input_warnings, optimize  # noqa: PLC0415
     from .report import write_optimize_outputs  # noqa: PLC0415
     from .solve import NoSolutionError  # noqa: PLC0415
 
@@ -289,22 +426,18 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     out = prepare_output(args.out or default_output_dir(sc.name), overwrite=args.overwrite)
     be = _backend(args)
     console = _console(args)
-    bar, update = _pipeline_progress(console)
-    try:
-        with bar:
-            status = (
-                console.status("solving the MILP (HiGHS)…", spinner="dots")
-                if not (args.quiet or args.solver_log)
-                else None
-            )
-
-            def progress(stage: str, done: int, total: int) -> None:
-                update(stage, done, total)
-                if stage == "simulate" and done >= total and status is not None:
-                    status.start()
-                if stage == "evaluate" and status is not None:
-                    status.stop()
-
+    d = sc.defaults
+    k = args.scenarios or d.scenarios
+    m = args.eval_paths or d.eval_paths
+    if args.mip_gap is None and not d.mip_gap < 1.0:  # --mip-gap itself is checked by argparse
+        raise UserError(
+            f"defaults.mip_gap: {d.mip_gap:g} would call any plan optimal; use a gap below 1 "
+            "(e.g. 0.01 for 1%) or --mip-gap"
+        )
+    with StageDisplay(args.quiet, plain=args.solver_log) as display:
+        for text in input_warnings(sc, k, m):
+            display.warn(text)
+        try:
             res = optimize(
                 sc,
                 paths=args.paths,
@@ -316,52 +449,59 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                 mip_gap=args.mip_gap,
                 threads=args.threads,
                 tee=args.solver_log,
-                progress=progress,
+                progress=display.paths,
+                solve_progress=display.solve,
+                solver_log=display.log if args.solver_log else None,
+                on_solved=display.solve_done,
+                hard_stop=display.hard_stop,
             )
-            if status is not None:
-                status.stop()
-    except NoSolutionError as exc:
-        lines = [f"no feasible plan ({exc.status}):"] + [f"  {r}" for r in exc.reasons]
-        raise UserError(lines) from None
+        except NoSolutionError as exc:
+            lines = [f"no feasible plan ({exc.status}):"] + [f"  {r}" for r in exc.reasons]
+            raise UserError(lines) from None
     write_optimize_outputs(res, out, overwrite=args.overwrite)
     summary = res.summary()
     s = summary["solver"]
     console.print(scenario_plan_table(res))
     console.print(
-        f"solver: [bold]{s['status']}[/bold], objective {s['objective_usd'] / 1e6:,.1f} $M, bound "
-        f"{s['bound_usd'] / 1e6:,.1f} $M, gap {s['gap']:.3%}"
+        f"solver: [bold]{s['status']}[/bold], objective {money_m(s['objective_usd'])} $M, "
+        f"bound {money_m(s['bound_usd'])} $M, gap {s['gap']:.2%} (target {pct(s['target_gap'])})"
     )
     rows = {
-        "plan (out of sample)": summary["plan"]["out_of_sample"],
-        "plan (in sample)": summary["plan"]["in_sample"],
+        "plan": summary["plan"]["out_of_sample"],
+        "plan, in sample": summary["plan"]["in_sample"],
         **summary["baselines"],
     }
-    console.print(stats_table("Value and risk (discounted terminal equity)", rows))
+    table = stats_table(f"Value and risk on {res.eval_paths:,} fresh paths", rows)
+    table.caption += "; plan, in sample: on the MILP's own scenarios"
+    console.print(table)
     for name, v in summary["vs_baselines"].items():
         z = v["diff_usd"] / v["stderr_usd"] if v["stderr_usd"] > 0 else float("inf")
         console.print(
-            f"plan − {name}: {v['diff_usd'] / 1e6:,.1f} ± {v['stderr_usd'] / 1e6:,.1f} $M (z = {z:.1f})"
+            f"plan − {name}: {money_m(v['diff_usd'])} ± {money_m(v['stderr_usd'])} $M (z = {z:.1f})"
         )
     if summary["best_baseline"]:
         console.print(f"[yellow]{escape(summary['best_baseline']['why'])}[/yellow]")
     console.print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in res.timings.items()))
-    console.print(f"wrote {out}/ (plan.json, plan.csv, financing.csv, summary.json, report.html)")
+    gap = gap_warning(res.solve, res.time_limit_s)
+    if gap:  # at the end, where it is read with the numbers it qualifies (even with --quiet)
+        where = make_console(stderr=True) if args.quiet else console
+        where.print(f"[bold yellow]warning:[/bold yellow] {escape(gap)}")
+    console.print(
+        f"wrote {out}/ (plan.json, plan.csv, financing.csv, treasury.csv, summary.json, "
+        "report.html)"
+    )
     return 0
 
 
 def scenario_plan_table(res) -> Table:
     """The plan per site: blocks, when, IT MW online and leased at the end."""
     frame = res.plan_frame()
-    table = Table(title=f"Plan for {res.scenario.name}")
-    for col in (
-        "site",
-        "blocks",
-        "started in periods",
-        "IT MW at end",
-        "leased IT MW",
-        "ASIC MW at end",
-    ):
-        table.add_column(col, justify="left" if col in ("site", "started in periods") else "right")
+    table = new_table(f"Plan for {res.scenario.name}")
+    _name_column(table, "site")
+    table.add_column("blocks", justify="right")
+    table.add_column("started in periods")
+    for col in ("IT MW\nat end", "leased\nIT MW", "ASIC MW\nat end"):
+        table.add_column(col, justify="right")
     for name, g in frame.groupby("site", sort=False):
         started = g.loc[g.blocks_started > 0, "period"].tolist()
         table.add_row(
@@ -373,40 +513,40 @@ def scenario_plan_table(res) -> Table:
             f"{g.asic_mw.iloc[-1]:,.0f}",
         )
     signed = [n for n, y in zip(res.plan.lease_names, res.plan.lease_signed, strict=True) if y]
-    table.caption = (
-        f"leases signed: {', '.join(signed) or 'none'}; BTC sold {res.plan.btc_sold.sum():,.1f}"
-    )
+    sold = res.plan.btc_sold
+    # the last period's sales are the terminal valuation of the treasury, not a decision
+    caption = f"leases signed: {', '.join(signed) or 'none'}; BTC sold {sold[:-1].sum():,.2f}"
+    if len(sold) and sold[-1] > 0:
+        caption += f" (and {sold[-1]:,.2f} valued at the horizon's end)"
+    table.caption = caption
     return table
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from hashpivot.kernels.plan import Plan  # noqa: PLC0415
+    from hashpivot.kernels.plan import read_plan_file  # noqa: PLC0415
 
-    from .pipeline import PlanError, evaluate  # noqa: PLC0415
+    from .pipeline import PlanError, eval_paths_warning, evaluate  # noqa: PLC0415
     from .report import write_evaluate_outputs  # noqa: PLC0415
 
     sc = load_scenario(args.scenario)
-    be = _backend(args)
-    console = _console(args)
     plan = None
-    if args.plan:
+    if args.plan:  # read first: a bad plan is refused before any other work or message
         try:
-            data = json.loads(Path(args.plan).read_text(encoding="utf-8"))
-            plan = Plan.from_json(data)
+            plan = read_plan_file(args.plan, sc)
         except OSError as exc:
-            raise UserError(f"plan: cannot be read ({exc.strerror}: {args.plan})") from None
-        except json.JSONDecodeError as exc:
-            raise UserError(
-                f"plan: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-            ) from None
+            raise UserError(f"{args.plan}: cannot be read ({exc.strerror})") from None
         except ValueError as exc:
             raise UserError(str(exc)) from None
+    be = _backend(args)
+    console = _console(args)
     out = prepare_output(
         args.out or default_output_dir(sc.name, "evaluate"), overwrite=args.overwrite
     )
-    bar, update = _pipeline_progress(console)
     try:
-        with bar:
+        with StageDisplay(args.quiet) as display:
+            warn = eval_paths_warning(args.paths or sc.defaults.eval_paths, "--paths")
+            if warn:
+                display.warn(warn)
             res = evaluate(
                 sc,
                 plan=plan,
@@ -414,7 +554,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 eval_paths=args.paths,
                 seed=args.seed,
                 backend=be,
-                progress=update,
+                progress=display.paths,
             )
     except PlanError as exc:
         raise UserError(
@@ -426,7 +566,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     console.print(stats_table(f"{res.name} on {summary['eval_paths']:,} paths", rows))
     for name, v in summary["vs_baselines"].items():
         console.print(
-            f"{res.name} − {name}: {v['diff_usd'] / 1e6:,.1f} ± {v['stderr_usd'] / 1e6:,.1f} $M"
+            f"{res.name} − {name}: {money_m(v['diff_usd'])} ± {money_m(v['stderr_usd'])} $M"
         )
     console.print(f"wrote {out}/summary.json")
     return 0
@@ -440,6 +580,19 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a positive number (got {text!r})") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number (got {text!r})")
+    return value
+
+
+def gap_fraction(text: str) -> float:
+    """argparse type: a relative gap strictly between 0 and 1 (0.01 is 1 %)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1) (got {text!r})") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"must be a relative gap in (0, 1), e.g. 0.01 for 1% (got {text!r})"
+        )
     return value
 
 
@@ -465,15 +618,47 @@ def nonneg_int(text: str) -> int:
     return value
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default; for options whose default comes from the scenario, the
+    field and its value in each shipped scenario (read only when help is printed)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        field = getattr(action, "scenario_default", None)
+        text = action.help or ""
+        if field is None:
+            if action.default in (None, False) or "default" in text:
+                return text
+            return super()._get_help_string(action) or ""
+        return f"{action.help} (default: the scenario's defaults.{field}: {_shipped(field)})"
+
+
+def _shipped(field: str) -> str:
+    """'demo 20,000, texas_hybrid 50,000, ...': a defaults field in the shipped scenarios."""
+    values = {}
+    for name in shipped_descriptions():
+        value = getattr(load_scenario(name).defaults, field)
+        if isinstance(value, float):
+            values[name] = f"{value:,g}"
+        else:
+            values[name] = str(value) if field == "seed" else f"{value:,}"
+    if len(set(values.values())) == 1:
+        return f"{next(iter(values.values()))} in every shipped scenario"
+    return ", ".join(f"{name} {v}" for name, v in values.items())
+
+
+def _scenario_default(action: argparse.Action, field: str) -> None:
+    action.scenario_default = field  # type: ignore[attr-defined]
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="YAML path or shipped scenario name")
-    p.add_argument("--seed", type=nonneg_int, help="random seed (default: the scenario's)")
+    _scenario_default(p.add_argument("--seed", type=nonneg_int, help="random seed"), "seed")
     p.add_argument(
         "--backend",
         choices=("auto", "numpy", "cupy"),
-        help="array backend (default: $HASHPIVOT_BACKEND or auto)",
+        help="array backend (default: $HASHPIVOT_BACKEND, else auto)",
     )
-    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors and warnings")
 
 
 def _add_overwrite(p: argparse.ArgumentParser) -> None:
@@ -489,54 +674,81 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hashpivot",
         description="Plan the pivot of Bitcoin mining sites to AI data centers.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"hashpivot {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("scenarios", help="list the shipped scenarios")
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter)
+
+    p = command("scenarios", "list the shipped scenarios")
     p.set_defaults(func=cmd_scenarios)
 
-    p = sub.add_parser("validate", help="check a scenario file; exit 2 with one line per problem")
+    p = command("validate", "check a scenario file; exit 2 with one line per problem")
     p.add_argument("scenario", help="YAML path or shipped scenario name")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("schema", help="JSON Schema of the scenario format on stdout")
+    p = command("schema", "JSON Schema of the scenario format on stdout")
     p.set_defaults(func=cmd_schema)
 
-    p = sub.add_parser("simulate", help="market fan charts and mining-margin coefficients")
+    p = command("simulate", "market fan charts and mining-margin coefficients")
     _add_common(p)
-    p.add_argument("--paths", type=positive_int, help="Monte Carlo paths (default: scenario's)")
+    _scenario_default(
+        p.add_argument("--paths", type=positive_int, help="Monte Carlo paths"), "paths"
+    )
     p.add_argument(
-        "--chunk-paths", type=positive_int, help="paths per chunk (default: from memory)"
+        "--chunk-paths", type=positive_int, help="paths per chunk (default: from free memory)"
     )
     p.add_argument("--out", help="output directory (default: hashpivot-out/NAME-simulate)")
     _add_overwrite(p)
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("optimize", help="simulate, reduce, solve the MILP, evaluate, report")
+    p = command("optimize", "simulate, reduce, solve the MILP, evaluate, report")
     _add_common(p)
-    p.add_argument("--paths", type=positive_int, help="Monte Carlo paths for the coefficients")
-    p.add_argument("--scenarios", type=positive_int, help="reduced scenarios K in the MILP")
-    p.add_argument(
-        "--eval-paths", type=positive_int, help="fresh paths for out-of-sample evaluation"
+    _scenario_default(
+        p.add_argument("--paths", type=positive_int, help="Monte Carlo paths for the coefficients"),
+        "paths",
     )
-    p.add_argument("--time-limit", type=positive_float, help="HiGHS time limit in seconds")
-    p.add_argument("--mip-gap", type=positive_float, help="relative MIP gap to stop at")
-    p.add_argument("--threads", type=positive_int, default=2, help="HiGHS threads (default 2)")
-    p.add_argument("--solver-log", action="store_true", help="show the HiGHS log")
+    _scenario_default(
+        p.add_argument("--scenarios", type=positive_int, help="reduced scenarios K in the MILP"),
+        "scenarios",
+    )
+    _scenario_default(
+        p.add_argument(
+            "--eval-paths", type=positive_int, help="fresh paths for out-of-sample evaluation"
+        ),
+        "eval_paths",
+    )
+    _scenario_default(
+        p.add_argument("--time-limit", type=positive_float, help="solver time limit [s]"),
+        "solver_time_limit_s",
+    )
+    _scenario_default(
+        p.add_argument(
+            "--mip-gap", type=gap_fraction, help="relative MIP gap to stop at, in (0, 1)"
+        ),
+        "mip_gap",
+    )
+    p.add_argument("--threads", type=positive_int, default=2, help="HiGHS threads")
+    p.add_argument(
+        "--solver-log", action="store_true", help="show the HiGHS log, each line labelled by phase"
+    )
     p.add_argument("--out", help="output directory (default: hashpivot-out/NAME)")
     _add_overwrite(p)
     p.set_defaults(func=cmd_optimize)
 
-    p = sub.add_parser("evaluate", help="judge a plan (or a baseline policy) on fresh paths")
+    p = command("evaluate", "judge a plan (or a baseline policy) on fresh paths")
     _add_common(p)
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--plan", help="plan.json written by optimize (possibly edited)")
     group.add_argument(
         "--policy", choices=("stay_mining", "convert_all", "greedy"), help="a baseline policy"
     )
-    p.add_argument("--paths", type=positive_int, help="evaluation paths (default: the scenario's)")
+    _scenario_default(
+        p.add_argument("--paths", type=positive_int, help="evaluation paths"), "eval_paths"
+    )
     p.add_argument("--out", help="output directory (default: hashpivot-out/NAME-evaluate)")
     _add_overwrite(p)
     p.set_defaults(func=cmd_evaluate)
@@ -567,7 +779,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,7 +19,7 @@ import pandas as pd
 from hashpivot.kernels.backend import Backend, get_backend
 from hashpivot.kernels.cashflow import cash_flows, objective
 from hashpivot.kernels.evaluate import EvalStats, Evaluation, evaluate_plans
-from hashpivot.kernels.plan import Plan, schedule
+from hashpivot.kernels.plan import BTC_DECIMALS, MW_DECIMALS, USD_DECIMALS, Plan, schedule
 from hashpivot.kernels.reduce import ReducedScenarios, reduce_scenarios
 from hashpivot.kernels.simulate import SimulationResult, simulate
 from hashpivot.scenarios import Scenario, load_scenario
@@ -27,9 +27,78 @@ from hashpivot.scenarios import Scenario, load_scenario
 from .baselines import POLICIES, baseline
 from .checker import check_plan
 from .model import model_data
-from .solve import SolveResult, solve
+from .solve import LogCallback, ProgressCallback, SolveResult, solve
 
 Progress = Callable[[str, int, int], None]
+
+#: Fewer evaluation paths than this: standard errors (and the z scores built on them) are
+#: themselves too uncertain to rank plans.
+MIN_EVAL_PATHS = 1000
+#: The MILP needs at least this many times 1/(1 − confidence) reduced scenarios: with fewer,
+#: no scenario is light enough to be excused, so the covenant chance constraint cannot
+#: represent the tail it is about.
+SCENARIOS_PER_TAIL = 1.0
+
+
+def _num(x: float, decimals: int) -> float:
+    """``x`` rounded to ``decimals``, without ``-0.0``."""
+    return round(float(x), decimals) + 0.0
+
+
+def no_negative_zero(obj: Any) -> Any:
+    """``obj`` (JSON data) with every ``-0.0`` replaced by ``0.0``."""
+    if isinstance(obj, float):
+        return obj + 0.0
+    if isinstance(obj, dict):
+        return {k: no_negative_zero(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [no_negative_zero(v) for v in obj]
+    return obj
+
+
+def scenarios_warning(sc: Scenario, n_scenarios: int) -> str | None:
+    """Too few reduced scenarios for the covenant confidence, in words; None when enough."""
+    conf = sc.covenants.confidence
+    need = SCENARIOS_PER_TAIL / max(1.0 - conf, 1e-12)
+    if not any(f.covenants for f in sc.debt_facilities) or n_scenarios >= need - 1e-9:
+        return None
+    return (
+        f"{n_scenarios} reduced scenarios are too few for covenants kept with confidence "
+        f"{conf:g}: each scenario weighs about 1/{n_scenarios}, more than the {1 - conf:.0%} "
+        "of weight allowed to breach, so the MILP cannot represent the breach tail and the "
+        f"out-of-sample breach rate may be far from the target; use --scenarios "
+        f"{int(np.ceil(need - 1e-9))} or more"
+    )
+
+
+def eval_paths_warning(eval_paths: int, flag: str = "--eval-paths") -> str | None:
+    """Too few evaluation paths for reliable standard errors, in words (``flag`` sets them);
+    None when enough."""
+    if eval_paths >= MIN_EVAL_PATHS:
+        return None
+    return (
+        f"{eval_paths} evaluation paths are too few for reliable standard errors (z scores "
+        f"and the comparison with the baselines may mislead); use {flag} {MIN_EVAL_PATHS} or "
+        "more"
+    )
+
+
+def input_warnings(sc: Scenario, n_scenarios: int, eval_paths: int) -> list[str]:
+    """Warnings, in words, about settings that make results unreliable (empty when none)."""
+    found = (scenarios_warning(sc, n_scenarios), eval_paths_warning(eval_paths))
+    return [w for w in found if w]
+
+
+def gap_warning(s: SolveResult, time_limit_s: float) -> str | None:
+    """The warning for a final gap above the target, with what to do; None within it."""
+    if s.gap_ok:
+        return None
+    return (
+        f"the solver stopped at a gap of {s.gap:.2%} (target {s.target_gap:.2%}) after "
+        f"{time_limit_s:g} s: the plan may be worth up to {s.gap:.1%} less than the best plan "
+        "for these scenarios; raise --time-limit, lower --scenarios, or accept a larger "
+        "--mip-gap"
+    )
 
 
 class PlanError(ValueError):
@@ -48,7 +117,8 @@ def _version() -> str:
 
 
 def plan_frame(sc: Scenario, plan: Plan) -> pd.DataFrame:
-    """Site × period table: blocks, MW converting, IT MW online, ASIC MW, racks, lease MW."""
+    """Site × period table: blocks, MW converting, IT MW online, ASIC MW, racks, lease MW
+    (``plan.csv``; MW to ``MW_DECIMALS`` decimals)."""
     sch = schedule(sc, plan)
     h = sc.horizon
     rows = []
@@ -60,20 +130,21 @@ def plan_frame(sc: Scenario, plan: Plan) -> pd.DataFrame:
                     "period": t,
                     "start": str(h.period_start(t)),
                     "blocks_started": int(plan.blocks[i, t]),
-                    "converting_it_mw": float(sch.converting_mw[i, t]),
-                    "it_online_mw": float(sch.it_online_mw[i, t]),
-                    "asic_mw": float(sch.asic_mw[i, t]),
+                    "converting_it_mw": _num(sch.converting_mw[i, t], MW_DECIMALS),
+                    "it_online_mw": _num(sch.it_online_mw[i, t], MW_DECIMALS),
+                    "asic_mw": _num(sch.asic_mw[i, t], MW_DECIMALS),
                     "racks_installed": int(plan.racks_new[i, t]),
                     "racks_active": int(sch.racks_active[i, t]),
-                    "lease_it_mw": float(plan.lease_it_mw[:, i, t].sum()),
-                    "market_it_mw": float(sch.market_it_mw[i, t]),
+                    "lease_it_mw": _num(plan.lease_it_mw[:, i, t].sum(), MW_DECIMALS),
+                    "market_it_mw": _num(sch.market_it_mw[i, t], MW_DECIMALS),
                 }
             )
     return pd.DataFrame(rows)
 
 
 def financing_frame(sc: Scenario, plan: Plan) -> pd.DataFrame:
-    """Period × facility table: draws, fees, interest, repayment, balance; BTC sold and held."""
+    """Period × facility table: draws, fees, interest, repayment, balance (``financing.csv``;
+    USD to the cent). BTC sales are per period, in :func:`treasury_frame`."""
     sch = schedule(sc, plan)
     h = sc.horizon
     rows = []
@@ -84,31 +155,35 @@ def financing_frame(sc: Scenario, plan: Plan) -> pd.DataFrame:
                     "period": t,
                     "start": str(h.period_start(t)),
                     "facility": fac.name,
-                    "draw_usd": float(plan.draws_usd[f, t]),
-                    "fee_usd": float(sch.fees_usd[f, t]),
-                    "interest_usd": float(sch.interest_usd[f, t]),
-                    "repayment_usd": float(sch.principal_usd[f, t]),
-                    "balance_usd": float(sch.balance_usd[f, t]),
-                    "btc_sold": float(plan.btc_sold[t]),
-                    "btc_held": float(sch.btc_held[t]),
+                    "draw_usd": _num(plan.draws_usd[f, t], USD_DECIMALS),
+                    "fee_usd": _num(sch.fees_usd[f, t], USD_DECIMALS),
+                    "interest_usd": _num(sch.interest_usd[f, t], USD_DECIMALS),
+                    "repayment_usd": _num(sch.principal_usd[f, t], USD_DECIMALS),
+                    "balance_usd": _num(sch.balance_usd[f, t], USD_DECIMALS),
                 }
             )
-        if not sc.debt_facilities:
-            rows.append(
-                {
-                    "period": t,
-                    "start": str(h.period_start(t)),
-                    "facility": "",
-                    "draw_usd": 0.0,
-                    "fee_usd": 0.0,
-                    "interest_usd": 0.0,
-                    "repayment_usd": 0.0,
-                    "balance_usd": 0.0,
-                    "btc_sold": float(plan.btc_sold[t]),
-                    "btc_held": float(sch.btc_held[t]),
-                }
-            )
-    return pd.DataFrame(rows)
+    columns = ["period", "start", "facility", "draw_usd", "fee_usd", "interest_usd"]
+    return pd.DataFrame(rows, columns=columns + ["repayment_usd", "balance_usd"])
+
+
+def treasury_frame(sc: Scenario, plan: Plan) -> pd.DataFrame:
+    """Period table of the BTC treasury: BTC sold in the period and held at its end
+    (``treasury.csv``; BTC to ``BTC_DECIMALS`` decimals). Sales in the last period are at the
+    terminal valuation price (``terminal_sale`` is true): a valuation, not a decision."""
+    sch = schedule(sc, plan)
+    h = sc.horizon
+    return pd.DataFrame(
+        [
+            {
+                "period": t,
+                "start": str(h.period_start(t)),
+                "btc_sold": _num(plan.btc_sold[t], BTC_DECIMALS),
+                "btc_held": _num(sch.btc_held[t], BTC_DECIMALS),
+                "terminal_sale": t == h.n_periods - 1,
+            }
+            for t in range(h.n_periods)
+        ]
+    )
 
 
 def in_sample_stats(sc: Scenario, plan: Plan, red: ReducedScenarios) -> dict[str, float]:
@@ -146,6 +221,7 @@ class OptimizeResult:
     in_sample: dict[str, float]
     evaluation: Evaluation
     timings: dict[str, float]
+    time_limit_s: float = 0.0
     version: str = field(default_factory=_version)
 
     @property
@@ -157,6 +233,15 @@ class OptimizeResult:
 
     def financing_frame(self) -> pd.DataFrame:
         return financing_frame(self.scenario, self.plan)
+
+    def treasury_frame(self) -> pd.DataFrame:
+        return treasury_frame(self.scenario, self.plan)
+
+    def warnings(self) -> list[str]:
+        """Warnings in words: unreliable settings, then a final gap above the target."""
+        out = input_warnings(self.scenario, self.n_scenarios, self.eval_paths)
+        gap = gap_warning(self.solve, self.time_limit_s)
+        return out + ([gap] if gap else [])
 
     def baseline_winner(self) -> tuple[str, str] | None:
         """The best baseline and why, when a baseline is not beaten by 3 standard errors."""
@@ -194,40 +279,53 @@ class OptimizeResult:
         return name, why
 
     def summary(self) -> dict[str, Any]:
-        """The content of ``summary.json`` (names are a public interface)."""
+        """The content of ``summary.json`` (names are a public interface).
+
+        ``solver.target_gap`` is the gap asked for, ``solver.gap_ok`` whether the final gap
+        reached it; ``warnings`` lists, in words, what makes the results unreliable.
+        """
         s = self.solve
         winner = self.baseline_winner()
-        return {
-            "version": self.version,
-            "scenario": self.scenario.name,
-            "seed": self.seed,
-            "backend": self.backend,
-            "device": self.device,
-            "paths": self.paths,
-            "scenarios": self.n_scenarios,
-            "eval_paths": self.eval_paths,
-            "solver": {
-                "status": str(s.status),
-                "objective_usd": s.objective_usd,
-                "bound_usd": s.bound_usd,
-                "gap": s.gap,
-                "build_seconds": s.build_seconds,
-                "solve_seconds": s.solve_seconds,
-                "transfer_seconds": s.transfer_seconds,
-                "rows": s.rows,
-                "columns": s.columns,
-                "nonzeros": s.nonzeros,
-                "runs": s.runs,
-            },
-            "plan": {"in_sample": self.in_sample, "out_of_sample": self.out_of_sample.to_json()},
-            "baselines": {name: self.evaluation.stats[name].to_json() for name in POLICIES},
-            "vs_baselines": {
-                name: {"diff_usd": d, "stderr_usd": se}
-                for (_, name), (d, se) in self.evaluation.paired.items()
-            },
-            "best_baseline": {"name": winner[0], "why": winner[1]} if winner else None,
-            "timings_seconds": self.timings,
-        }
+        return no_negative_zero(
+            {
+                "version": self.version,
+                "scenario": self.scenario.name,
+                "seed": self.seed,
+                "backend": self.backend,
+                "device": self.device,
+                "paths": self.paths,
+                "scenarios": self.n_scenarios,
+                "eval_paths": self.eval_paths,
+                "solver": {
+                    "status": str(s.status),
+                    "objective_usd": s.objective_usd,
+                    "bound_usd": s.bound_usd,
+                    "gap": s.gap,
+                    "target_gap": s.target_gap,
+                    "gap_ok": s.gap_ok,
+                    "time_limit_s": self.time_limit_s,
+                    "build_seconds": s.build_seconds,
+                    "solve_seconds": s.solve_seconds,
+                    "transfer_seconds": s.transfer_seconds,
+                    "rows": s.rows,
+                    "columns": s.columns,
+                    "nonzeros": s.nonzeros,
+                    "runs": s.runs,
+                },
+                "plan": {
+                    "in_sample": self.in_sample,
+                    "out_of_sample": self.out_of_sample.to_json(),
+                },
+                "baselines": {name: self.evaluation.stats[name].to_json() for name in POLICIES},
+                "vs_baselines": {
+                    name: {"diff_usd": d, "stderr_usd": se}
+                    for (_, name), (d, se) in self.evaluation.paired.items()
+                },
+                "best_baseline": {"name": winner[0], "why": winner[1]} if winner else None,
+                "timings_seconds": self.timings,
+                "warnings": self.warnings(),
+            }
+        )
 
 
 def _resolve(scenario: Scenario | str | Path) -> Scenario:
@@ -247,11 +345,18 @@ def optimize(
     threads: int = 2,
     tee: bool = False,
     progress: Progress | None = None,
+    solve_progress: ProgressCallback | None = None,
+    solver_log: LogCallback | None = None,
+    on_solved: Callable[[SolveResult], None] | None = None,
+    hard_stop: Callable[[], None] | None = None,
 ) -> OptimizeResult:
     """Run the whole pipeline on a scenario (a :class:`Scenario`, a YAML path or a shipped name).
 
     Unset arguments take the scenario's ``defaults``. Raises :class:`NoSolutionError` when no
-    plan is feasible, with the reasons in words.
+    plan is feasible, with the reasons in words. ``progress`` gets (stage, done, total) for
+    simulate, reduce and evaluate; ``solve_progress`` and ``solver_log`` go to
+    :func:`~hashpivot.optimizer.solve.solve` (as ``progress``, ``log``; ``hard_stop`` too);
+    ``on_solved`` gets the solve's result.
     """
     sc = _resolve(scenario)
     be = backend if isinstance(backend, Backend) else get_backend(backend)
@@ -269,10 +374,22 @@ def optimize(
     sim = simulate(sc, paths, seed, backend=be, progress=stage("simulate"))
     timings["simulate"] = time.perf_counter() - t
     t = time.perf_counter()
-    red = reduce_scenarios(sc, paths, k, seed, backend=be)
+    red = reduce_scenarios(sc, paths, k, seed, backend=be, progress=stage("reduce"))
     timings["reduce"] = time.perf_counter() - t
     data = model_data(sc, red)
-    res = solve(data, time_limit_s=time_limit_s, mip_gap=mip_gap, threads=threads, tee=tee)
+    limit = d.solver_time_limit_s if time_limit_s is None else time_limit_s
+    res = solve(
+        data,
+        time_limit_s=limit,
+        mip_gap=mip_gap,
+        threads=threads,
+        tee=tee,
+        progress=solve_progress,
+        log=solver_log,
+        hard_stop=hard_stop,
+    )
+    if on_solved is not None:
+        on_solved(res)
     timings["build"] = res.build_seconds + res.transfer_seconds
     timings["solve"] = res.solve_seconds
     t = time.perf_counter()
@@ -298,6 +415,7 @@ def optimize(
         in_sample=in_sample_stats(sc, res.plan, red),
         evaluation=ev,
         timings=timings,
+        time_limit_s=limit,
     )
 
 
@@ -315,23 +433,28 @@ class EvaluateResult:
         return self.evaluation.stats[self.name]
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "version": _version(),
-            "scenario": self.scenario.name,
-            "seed": self.evaluation.seed,
-            "backend": self.evaluation.backend,
-            "device": self.evaluation.device,
-            "eval_paths": self.evaluation.paths,
-            "evaluated": self.name,
-            "out_of_sample": self.stats.to_json(),
-            "baselines": {
-                n: s.to_json() for n, s in self.evaluation.stats.items() if n != self.name
-            },
-            "vs_baselines": {
-                b: {"diff_usd": d, "stderr_usd": se}
-                for (_, b), (d, se) in self.evaluation.paired.items()
-            },
-        }
+        """The content of ``summary.json`` of ``evaluate`` (``warnings``: unreliable settings)."""
+        warn = eval_paths_warning(self.evaluation.paths, "--paths")
+        return no_negative_zero(
+            {
+                "version": _version(),
+                "scenario": self.scenario.name,
+                "seed": self.evaluation.seed,
+                "backend": self.evaluation.backend,
+                "device": self.evaluation.device,
+                "eval_paths": self.evaluation.paths,
+                "evaluated": self.name,
+                "out_of_sample": self.stats.to_json(),
+                "baselines": {
+                    n: s.to_json() for n, s in self.evaluation.stats.items() if n != self.name
+                },
+                "vs_baselines": {
+                    b: {"diff_usd": d, "stderr_usd": se}
+                    for (_, b), (d, se) in self.evaluation.paired.items()
+                },
+                "warnings": [warn] if warn else [],
+            }
+        )
 
 
 def evaluate(
@@ -355,7 +478,14 @@ def evaluate(
     be = backend if isinstance(backend, Backend) else get_backend(backend)
     d = sc.defaults
     seed = d.seed if seed is None else seed
-    red = reduce_scenarios(sc, reduce_paths, d.scenarios, seed, backend=be)
+    red = reduce_scenarios(
+        sc,
+        reduce_paths,
+        d.scenarios,
+        seed,
+        backend=be,
+        progress=(lambda a, b: progress("reduce", a, b)) if progress else None,
+    )
     if plan is not None:
         problems = check_plan(sc, plan)
         if problems:

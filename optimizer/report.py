@@ -256,6 +256,7 @@ def write_optimize_outputs(
         write_json(tmp / "plan.json", res.plan.to_json())
         res.plan_frame().to_csv(tmp / "plan.csv", index=False)
         res.financing_frame().to_csv(tmp / "financing.csv", index=False)
+        res.treasury_frame().to_csv(tmp / "treasury.csv", index=False)
         write_json(tmp / "simulation.json", res.simulation.to_json())
         charts = [p.name for p in simulation_charts(tmp, res.simulation)]
         t = res.simulation.t_years

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import select
+import signal
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 import highspy
 import numpy as np
 import pyomo.environ as pyo
+from highspy import cb as highs_cb
 from pyomo.contrib.solver.solvers.highs import Highs
 
 from hashpivot.kernels.plan import Plan
@@ -25,6 +31,38 @@ REPAIR_SHARE = 0.2
 EXCUSE_SHARE = 0.1
 #: A regime solved after the first must beat the incumbent by this share of the gap tolerance.
 CUTOFF_GAP_SHARE = 0.25
+#: Rounding slack when comparing a final gap with its target [-].
+GAP_SLACK = 1e-12
+#: Least seconds between two progress reports while HiGHS runs (reports come from HiGHS's
+#: callbacks, which it makes many times a second).
+PROGRESS_EVERY_S = 0.25
+#: Seconds HiGHS has to stop after Ctrl-C before ``hard_stop`` is called.
+INTERRUPT_GRACE_S = 1.0
+#: Seconds between two looks of the Ctrl-C watchdog at whether HiGHS has finished.
+WATCHDOG_POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class SolveProgress:
+    """Where a solve stands: the run (phase or regime) HiGHS is in and its numbers so far."""
+
+    phase: str
+    elapsed_s: float
+    """Seconds since the solve started (all runs) [s]."""
+    limit_s: float
+    """Time limit of the whole solve [s]."""
+    incumbent_usd: float | None
+    """Best objective of the current run so far [$]; None before the first feasible plan."""
+    bound_usd: float | None
+    """Its dual bound [$]; None before HiGHS has one."""
+    gap: float | None
+    """Relative gap of the current run [-]; None without an incumbent."""
+
+
+#: A progress report callback.
+ProgressCallback = Callable[[SolveProgress], None]
+#: A log line callback: (phase, line).
+LogCallback = Callable[[str, str], None]
 
 
 class Termination(StrEnum):
@@ -83,6 +121,13 @@ class SolveResult:
     equity_usd: np.ndarray = field(default_factory=lambda: np.zeros(0))
     cvar_usd: float = 0.0
     excused: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    target_gap: float = 0.0
+    """Relative gap asked for [-]."""
+
+    @property
+    def gap_ok(self) -> bool:
+        """The final gap reached the target (the status is then ``optimal``)."""
+        return self.gap <= self.target_gap + GAP_SLACK
 
     @property
     def is_ok(self) -> bool:
@@ -267,9 +312,29 @@ class _Session:
     """
 
     def __init__(
-        self, d: ModelData, *, mip_gap: float, threads: int, tee: bool, hard_deadlines: bool
+        self,
+        d: ModelData,
+        *,
+        mip_gap: float,
+        threads: int,
+        tee: bool,
+        hard_deadlines: bool,
+        progress: ProgressCallback | None = None,
+        log: LogCallback | None = None,
+        limit_s: float = 0.0,
+        hard_stop: Callable[[], None] | None = None,
     ) -> None:
         self.d = d
+        self.hard_stop = hard_stop
+        self.progress = progress
+        self.log = log
+        self.limit_s = limit_s
+        self.t_start = time.perf_counter()
+        self.phase = ""
+        self._stop = False
+        self._live: dict[str, float | None] = {}
+        self._last_report = -np.inf
+        self._error: Exception | None = None
         t0 = time.perf_counter()
         self.m = m = build_model(d, covenants=True, hard_deadlines=hard_deadlines)
         t1 = time.perf_counter()
@@ -296,9 +361,130 @@ class _Session:
         ]
         h.setOptionValue("threads", threads)
         h.setOptionValue("mip_rel_gap", mip_gap)
+        # the log goes through a callback, labelled by phase (never straight to the terminal,
+        # where it would interleave with progress displays)
         h.setOptionValue("output_flag", tee)
+        h.setOptionValue("log_to_console", log is None and tee)
+        self._subscribe(tee)
         self.build_seconds = t1 - t0
         self.transfer_seconds = time.perf_counter() - t1
+
+    def _subscribe(self, tee: bool) -> None:
+        """Callbacks: interrupts (Ctrl-C), incumbent and bound, and log lines."""
+        kind = highs_cb.HighsCallbackType
+        h = self.h
+
+        def check(event) -> None:
+            now = time.perf_counter()
+            if not self._stop and now - self._last_report >= PROGRESS_EVERY_S:
+                self._last_report = now
+                try:
+                    self.report()
+                except Exception as exc:  # never through HiGHS: stop it, raise after the run
+                    self._error = exc
+                    self._stop = True
+            if self._stop:
+                event.interrupt()
+
+        def mip(event) -> None:
+            out = event.data_out
+            primal, dual = float(out.mip_primal_bound), float(out.mip_dual_bound)
+            self._live = {
+                "incumbent": primal if np.isfinite(primal) and abs(primal) < 1e300 else None,
+                "bound": dual if np.isfinite(dual) and abs(dual) < 1e300 else None,
+            }
+            check(event)
+
+        def logged(event) -> None:
+            if self.log is not None:
+                for line in str(event.message).rstrip("\n").splitlines():
+                    self.log(self.phase, line)
+
+        for t in (kind.kCallbackSimplexInterrupt, kind.kCallbackIpmInterrupt):
+            h.callbacks[int(t)].subscribe(check)
+        for t in (kind.kCallbackMipInterrupt, kind.kCallbackMipImprovingSolution):
+            h.callbacks[int(t)].subscribe(mip)
+        if tee and self.log is not None:
+            h.callbacks[int(kind.kCallbackLogging)].subscribe(logged)
+
+    def report(self) -> None:
+        """Send the current run's numbers to the progress callback."""
+        if self.progress is None:
+            return
+        inc, bnd = self._live.get("incumbent"), self._live.get("bound")
+        gap = None
+        if inc is not None and bnd is not None:
+            gap = max(0.0, bnd - inc) / max(abs(inc), 1e-9)
+        self.progress(
+            SolveProgress(
+                phase=self.phase,
+                elapsed_s=time.perf_counter() - self.t_start,
+                limit_s=self.limit_s,
+                incumbent_usd=None if inc is None else inc * MONEY,
+                bound_usd=None if bnd is None else bnd * MONEY,
+                gap=gap,
+            )
+        )
+
+    def _run_highs(self) -> None:
+        """``h.run()`` with Ctrl-C turned into a HiGHS interrupt.
+
+        While HiGHS runs, SIGINT only sets a flag, which the interrupt callbacks hand to HiGHS;
+        once it has stopped, ``KeyboardInterrupt`` is raised here. HiGHS makes no callback
+        inside some long steps (a root LP, presolve), so a watchdog thread, woken by the
+        signal itself (``signal.set_wakeup_fd``), calls ``hard_stop`` when HiGHS has not
+        stopped within ``INTERRUPT_GRACE_S`` (the CLI ends the process there).
+        """
+        self._live = {}
+        self._last_report = -np.inf
+
+        def on_sigint(signum: int, frame: object) -> None:
+            self._stop = True
+
+        try:
+            previous = signal.signal(signal.SIGINT, on_sigint)
+            ours = True
+        except ValueError:  # not the main thread: Ctrl-C is not ours to handle
+            ours = False
+        if not ours:
+            self.h.run()
+            if self._error is not None:
+                raise self._error
+            return
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        finished = threading.Event()
+        watchdog = threading.Thread(
+            target=self._watch, args=(read_fd, finished), daemon=True, name="hashpivot-sigint"
+        )
+        watchdog.start()
+        try:
+            self.h.run()
+        finally:
+            finished.set()
+            signal.set_wakeup_fd(previous_fd)
+            signal.signal(signal.SIGINT, previous)
+            watchdog.join()
+            os.close(read_fd)
+            os.close(write_fd)
+        if self._error is not None:
+            raise self._error
+        if self._stop:
+            raise KeyboardInterrupt
+
+    def _watch(self, read_fd: int, finished: threading.Event) -> None:
+        """Wait for SIGINT while HiGHS runs; ask it to stop, then give up on it after the
+        grace period (``hard_stop``)."""
+        while not finished.is_set():
+            ready, _, _ = select.select([read_fd], [], [], WATCHDOG_POLL_S)
+            if not ready:
+                continue
+            os.read(read_fd, 64)
+            self._stop = True
+            if self.hard_stop is not None and not finished.wait(INTERRUPT_GRACE_S):
+                self.hard_stop()
+            return
 
     def run(
         self,
@@ -314,6 +500,7 @@ class _Session:
     ) -> _Run:
         """Solve with the changes asked for, then restore the model."""
         m, d, h = self.m, self.d, self.h
+        self.phase = name
         t0 = time.perf_counter()
         pins: dict[int, float] = {}
 
@@ -352,7 +539,7 @@ class _Session:
         t1 = time.perf_counter()
         try:
             h.setOptionValue("time_limit", max(1.0, time_limit_s - (t1 - t0)))
-            h.run()
+            self._run_highs()
             t2 = time.perf_counter()
             info = h.getInfo()
             run = _Run(
@@ -413,6 +600,9 @@ def solve(
     tee: bool = False,
     covenants: bool = True,
     hard_deadlines: bool = True,
+    progress: ProgressCallback | None = None,
+    log: LogCallback | None = None,
+    hard_stop: Callable[[], None] | None = None,
 ) -> SolveResult:
     """Build and solve the MILP for ``d`` in phases.
 
@@ -432,12 +622,32 @@ def solve(
     The bound reported is the tighter of phase 1's and the largest regime bound (a regime that
     found nothing above its cutoff is bounded by it). A time limit returns the incumbent with
     its gap; no incumbent raises :class:`NoSolutionError` with reasons in words.
+
+    ``progress`` receives a :class:`SolveProgress` at most every ``PROGRESS_EVERY_S`` while HiGHS
+    runs;
+    with ``tee``, ``log`` receives each HiGHS log line with the name of its run (without
+    ``log``, HiGHS prints to the terminal itself). Ctrl-C (``KeyboardInterrupt``) stops HiGHS
+    through its interrupt callbacks and is re-raised once HiGHS has stopped; where HiGHS makes no
+    callback for ``INTERRUPT_GRACE_S`` after it, ``hard_stop`` is called (from another thread;
+    the CLI ends the process there).
     """
     limit = d.sc.defaults.solver_time_limit_s if time_limit_s is None else time_limit_s
     gap_tol = d.sc.defaults.mip_gap if mip_gap is None else mip_gap
+    if not 0.0 <= gap_tol < 1.0:  # a gap of 1 would call any plan optimal
+        raise ValueError(f"mip_gap must be in [0, 1), got {gap_tol!r}")
     two_phase = covenants and d.n_facilities > 0
     t_start = time.perf_counter()
-    session = _Session(d, mip_gap=gap_tol, threads=threads, tee=tee, hard_deadlines=hard_deadlines)
+    session = _Session(
+        d,
+        mip_gap=gap_tol,
+        threads=threads,
+        tee=tee,
+        hard_deadlines=hard_deadlines,
+        progress=progress,
+        log=log,
+        limit_s=limit,
+        hard_stop=hard_stop,
+    )
     full_runs: list[_Run] = []
 
     def left() -> float:
@@ -548,7 +758,7 @@ def solve(
     gap = max(0.0, bound - obj) / max(abs(obj), 1e-9)
     # above the gap, only the time limit can have stopped the search (a repair run is optimal
     # within its fixed integers, which says nothing of the full model)
-    status = Termination.OPTIMAL if gap <= gap_tol + 1e-12 else Termination.TIME_LIMIT
+    status = Termination.OPTIMAL if gap <= gap_tol + GAP_SLACK else Termination.TIME_LIMIT
     rows, cols, nnz = model_size(session.m)
     return SolveResult(
         status=status,
@@ -567,4 +777,5 @@ def solve(
         excused=final.excused,
         phases=len(runs),
         runs=[r.summary() for r in runs],
+        target_gap=gap_tol,
     )

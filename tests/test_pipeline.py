@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -20,6 +22,16 @@ from hashpivot.kernels.plan import Plan
 from hashpivot.optimizer import evaluate, optimize
 from hashpivot.optimizer.baselines import POLICIES, baseline
 from hashpivot.optimizer.checker import check_plan
+from hashpivot.optimizer.cli import scenario_plan_table
+from hashpivot.optimizer.pipeline import (
+    eval_paths_warning,
+    financing_frame,
+    input_warnings,
+    plan_frame,
+    scenarios_warning,
+    treasury_frame,
+)
+from hashpivot.scenarios import load_scenario
 
 CLI = [sys.executable, "-m", "hashpivot.optimizer.cli"]
 STATS = {"objective_usd", "mean_equity_usd", "stderr_usd", "cvar_usd", "p_default", "p_breach"}
@@ -46,6 +58,7 @@ def test_optimize_demo_writes_every_output(demo_run) -> None:
         "plan.json",
         "plan.csv",
         "financing.csv",
+        "treasury.csv",
         "summary.json",
         "report.html",
         "simulation.json",
@@ -72,8 +85,14 @@ def test_optimize_demo_writes_every_output(demo_run) -> None:
         "interest_usd",
         "repayment_usd",
         "balance_usd",
-        "btc_sold",
     } <= set(fin.columns)
+    # BTC sales are per period, in their own table: a sum never double-counts them
+    assert not {"btc_sold", "btc_held"} & set(fin.columns)
+    tr = pd.read_csv(out / "treasury.csv")
+    assert list(tr.columns) == ["period", "start", "btc_sold", "btc_held", "terminal_sale"]
+    assert list(tr.period) == list(range(20)) and tr.terminal_sale.tolist() == [False] * 19 + [True]
+    plan_json = json.loads((out / "plan.json").read_text())
+    assert tr.btc_sold.sum() == pytest.approx(sum(plan_json["btc_sold"]), abs=1e-6)
 
 
 def test_summary_has_every_field(demo_run) -> None:
@@ -93,8 +112,15 @@ def test_summary_has_every_field(demo_run) -> None:
         "baselines",
         "vs_baselines",
         "timings_seconds",
+        "warnings",
     ):
         assert key in s, key
+    # the shipped defaults are reliable: the only possible warning is a gap above the target
+    # (a loaded machine may stop demo at its 30 s limit)
+    assert s["solver"]["target_gap"] == 0.001
+    assert s["solver"]["gap_ok"] == (s["solver"]["gap"] <= 0.001 + 1e-12)
+    assert len(s["warnings"]) == (0 if s["solver"]["gap_ok"] else 1)
+    assert all("raise --time-limit" in w for w in s["warnings"])
     assert set(s["solver"]) >= {
         "status",
         "objective_usd",
@@ -204,6 +230,101 @@ def test_interrupted_run_leaves_no_output(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+NOISE = re.compile(r"\d\.\d*(?:99999|00000)\d*\b|e-1\d|-0\.0\b(?!\d)")
+
+
+def test_output_files_have_no_float_noise_or_negative_zero(demo_run) -> None:
+    out, _ = demo_run
+    for name in ("plan.csv", "financing.csv", "treasury.csv", "plan.json", "summary.json"):
+        text = (out / name).read_text()
+        if name == "summary.json":  # statistics are not rounded, but never -0.0
+            assert not re.search(r"-0\.0\b(?!\d)", text), name
+            continue
+        found = NOISE.search(text)
+        assert found is None, (name, found and found.group())
+
+
+@pytest.mark.slow
+def test_tiny_time_limit_warns_in_the_summary(tmp_path: Path) -> None:
+    """A 1 s solve of demo with 4 scenarios and 500 evaluation paths: the terminal summary and
+    summary.json warn about the gap (with what to do), the scenarios and the paths."""
+    out = tmp_path / "quick"
+    proc = subprocess.run(
+        CLI
+        + ["optimize", "demo", "--out", str(out), "--backend", "numpy", "--paths", "2000"]
+        + ["--scenarios", "4", "--eval-paths", "500", "--time-limit", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["solver"]["gap_ok"] is False and s["solver"]["status"] == "time_limit"
+    assert s["solver"]["gap"] > s["solver"]["target_gap"] == 0.001
+    text = " ".join(s["warnings"])
+    assert "raise --time-limit" in text and "--scenarios 10 or more" in text
+    assert "--eval-paths 1000 or more" in text
+    flat = " ".join(proc.stdout.split())
+    assert "warning: the solver stopped at a gap of" in flat and "raise --time-limit" in flat
+    assert "warning: 4 reduced scenarios are too few" in " ".join(proc.stderr.split())
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_the_solve_stops_within_seconds(tmp_path: Path) -> None:
+    out = tmp_path / "int"
+    proc = subprocess.Popen(
+        CLI
+        + ["optimize", "texas_hybrid", "--out", str(out), "--backend", "numpy"]
+        + ["--paths", "2000", "--eval-paths", "1000", "--time-limit", "300"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in proc.stderr:  # plain progress lines: stderr is not a terminal
+            if line.startswith("solve:"):
+                break
+        time.sleep(1.0)
+        sent = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        rest = proc.stderr.read()
+        proc.wait(timeout=30)
+        took = time.perf_counter() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == 130, rest
+    assert rest.strip().splitlines()[-1] == "interrupted" and "Traceback" not in rest
+    assert took < 3.0
+    assert not out.exists()
+
+
+def test_evaluate_refuses_loose_plan_values(tmp_path: Path) -> None:
+    data = Plan.empty(load_scenario("demo")).to_json()
+    data["lease_signed"] = ["false"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    proc = subprocess.run(
+        CLI + ["evaluate", "demo", "--plan", str(bad), "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2  # refused before anything else is printed
+    assert proc.stderr.strip() == "plan.lease_signed[0]: must be true or false (got 'false')"
+    assert not (tmp_path / "x").exists()
+    bad.write_bytes(json.dumps(data).encode("utf-16"))
+    proc = subprocess.run(
+        CLI + ["evaluate", "demo", "--plan", str(bad)], capture_output=True, text=True, timeout=300
+    )
+    assert (
+        proc.returncode == 2
+        and proc.stderr.strip() == f"{bad}: is UTF-16 text; plans must be UTF-8"
+    )
+
+
 def test_consistency_with_milp_objective() -> None:
     res = optimize("demo", paths=4000, n_scenarios=8, eval_paths=2000, seed=3, backend="numpy")
     red = res.reduced
@@ -270,3 +391,71 @@ def test_texas_hybrid_against_baselines_is_pinned(tmp_path: Path) -> None:
         assert v["diff_usd"] > 3 * v["stderr_usd"], b
     assert s["best_baseline"]["name"] == "greedy"
     assert "ignores the covenants" in s["best_baseline"]["why"]
+
+
+def test_scenario_and_path_warnings_thresholds() -> None:
+    sc = load_scenario("demo")  # covenants kept with confidence 0.9: 1/(1 − 0.9) = 10
+    assert scenarios_warning(sc, 10) is None and scenarios_warning(sc, 16) is None
+    text = scenarios_warning(sc, 9)
+    assert text and "9 reduced scenarios" in text and "--scenarios 10 or more" in text
+    assert eval_paths_warning(1000) is None
+    assert "--eval-paths 1000 or more" in eval_paths_warning(999)
+    assert input_warnings(sc, 1, 10) == [scenarios_warning(sc, 1), eval_paths_warning(10)]
+
+
+def test_treasury_and_financing_frames_by_hand() -> None:
+    sc = load_scenario("demo")
+    plan = Plan.empty(sc)
+    plan.btc_sold[[1, 2, 19]] = [2.5, 0.123456789, 1.0]
+    plan.draws_usd[0, 0] = 1.0e8 + 1e-7  # float noise below the cent
+    plan.draws_usd[0, 1] = -1e-12  # a solver's -0.0
+    tr = treasury_frame(sc, plan)
+    held0 = sc.treasury.btc_held
+    assert tr.btc_sold.tolist()[:3] == [0.0, 2.5, 0.12345679]
+    assert tr.btc_held.iloc[2] == pytest.approx(held0 - 2.62345679, abs=1e-8)
+    assert tr.terminal_sale.tolist() == [False] * 19 + [True]
+    fin = financing_frame(sc, plan)
+    assert len(fin) == sc.horizon.n_periods * len(sc.debt_facilities)
+    assert fin.draw_usd.iloc[0] == 1.0e8
+    assert not np.signbit(fin.draw_usd.iloc[1])  # no -0.0
+    assert "btc_sold" not in fin.columns
+    csv = fin.to_csv(index=False) + tr.to_csv(index=False) + plan_frame(sc, plan).to_csv()
+    assert "-0.0" not in csv and "e-07" not in csv
+
+
+def test_plan_caption_does_not_count_terminal_sales_as_decisions() -> None:
+    sc = load_scenario("demo")
+    plan = Plan.empty(sc)
+    plan.btc_sold[[3, 19]] = [1.25, 400.0]
+    res = SimpleNamespace(scenario=sc, plan=plan, plan_frame=lambda: plan_frame(sc, plan))
+    caption = scenario_plan_table(res).caption
+    assert "BTC sold 1.25 (and 400.00 valued at the horizon's end)" in caption
+    plan.btc_sold[19] = 0.0
+    assert scenario_plan_table(res).caption.endswith("BTC sold 1.25")
+
+
+def test_reduce_reports_paths_done_per_chunk() -> None:
+    from hashpivot.kernels.reduce import reduce_scenarios
+
+    calls: list[tuple[int, int]] = []
+    sc = load_scenario("demo")
+    plain = reduce_scenarios(sc, 3000, 4, 1, backend="numpy", pilot_paths=1000)
+    red = reduce_scenarios(
+        sc,
+        3000,
+        4,
+        1,
+        backend="numpy",
+        pilot_paths=1000,
+        progress=lambda a, b: calls.append((a, b)),
+    )
+    # the pilot's 1,000 paths, then every assigned path: 4,000 in all
+    assert calls[0] == (1000, 4000) and calls[-1] == (4000, 4000)
+    assert all(b == 4000 for _, b in calls) and [a for a, _ in calls] == sorted(a for a, _ in calls)
+    np.testing.assert_array_equal(red.weights, plain.weights)  # watching changes nothing
+
+
+def test_evaluate_summary_warns_about_few_paths() -> None:
+    res = evaluate("demo", policy="stay_mining", eval_paths=200, seed=2, backend="numpy")
+    assert res.summary()["warnings"] == [eval_paths_warning(200, "--paths")]
+    assert "use --paths 1000 or more" in res.summary()["warnings"][0]

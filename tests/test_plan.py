@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from helpers import scenario, tiny
 
-from hashpivot.kernels.plan import Plan, debt_terms, lease_terms, schedule
+from hashpivot.kernels.plan import (
+    MAX_PLAN_BYTES,
+    Plan,
+    debt_terms,
+    lease_terms,
+    read_plan_file,
+    schedule,
+)
 from hashpivot.scenarios import shipped_path
 
 
@@ -27,25 +34,132 @@ def test_json_round_trip() -> None:
     assert q.site_names == p.site_names
 
 
+def _demo_plan() -> dict:
+    return Plan.empty(scenario("demo")).to_json()
+
+
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("field", "value", "message"),
     [
-        ({"blocks": [[1, 2]]}, "plan.blocks: must have shape"),
-        ({"btc_sold": "x"}, "plan: cannot be read"),
-        ({"blocks": None}, "plan.blocks: must have shape"),
+        # lease_signed must hold JSON booleans (the fuzz found all of these read as signed)
+        *[
+            ("lease_signed", v, r"plan\.lease_signed\[0\]: must be true or false")
+            for v in ("false", "no", float("nan"), 2, 0.5, "abc", {"a": 1}, None, 1)
+        ],
+        ("periods", 20.5, r"plan\.periods: must be a JSON integer"),
+        ("periods", True, r"plan\.periods: must be a JSON integer"),
+        ("periods", 10**400, r"plan\.periods: must be a JSON integer"),
+        ("blocks", [[1, 2]], r"plan\.blocks: must have \d+ entries \(got 1\)"),
+        ("blocks", None, r"plan\.blocks: must be a list"),
+        ("btc_sold", "x", r"plan\.btc_sold: must be a list"),
     ],
 )
-def test_bad_plan_files(change: dict, message: str) -> None:
-    data = {**Plan.empty(scenario("demo")).to_json(), **change}
+def test_bad_values_are_refused_naming_the_field(field: str, value, message: str) -> None:
+    data = _demo_plan()
+    if field == "lease_signed":
+        data[field][0] = value
+    else:
+        data[field] = value
     with pytest.raises(ValueError, match=message):
         Plan.from_json(data)
 
 
-def test_fractional_blocks_refused() -> None:
-    data = Plan.empty(scenario("demo")).to_json()
-    data["blocks"][0][0] = 0.5
-    with pytest.raises(ValueError, match="whole numbers"):
+def test_integers_must_be_json_integers_in_range() -> None:
+    for v, why in ((0.5, "0.5"), (2.0, "2.0"), (10**401, "an integer"), (-1, "-1"), (True, "true")):
+        data = _demo_plan()
+        data["blocks"][0][3] = v
+        with pytest.raises(ValueError, match=r"plan\.blocks\[0\]\[3\]: must be a JSON integer"):
+            Plan.from_json(data)
+        assert why in str(pytest.raises(ValueError, Plan.from_json, data).value)
+
+
+def test_extra_nesting_and_unknown_fields_refused() -> None:
+    data = _demo_plan()
+    data["btc_sold"] = [[x] for x in data["btc_sold"]]  # reshaping used to hide this
+    with pytest.raises(ValueError, match=r"plan\.btc_sold\[0\]: must be a number \(got a list\)"):
         Plan.from_json(data)
+    data = _demo_plan()
+    data["draws_usd"] = [data["draws_usd"]]
+    with pytest.raises(ValueError, match=r"plan\.draws_usd\[0\]: must have 20 entries \(got 1\)"):
+        Plan.from_json(data)
+    with pytest.raises(ValueError, match=r"plan\.extra: unknown field"):
+        Plan.from_json({**_demo_plan(), "extra": 1})
+    with pytest.raises(ValueError, match=r"plan\.blocks: missing"):
+        Plan.from_json({k: v for k, v in _demo_plan().items() if k != "blocks"})
+    with pytest.raises(ValueError, match=r"plan: must be a JSON object \(got a list\)"):
+        Plan.from_json([1])
+
+
+def test_money_negative_only_within_a_cent() -> None:
+    data = _demo_plan()
+    data["draws_usd"][0][2] = -1.0  # a $10 tolerance used to hide this
+    with pytest.raises(ValueError, match=r"plan\.draws_usd\[0\]\[2\]: must not be negative"):
+        Plan.from_json(data)
+    data["draws_usd"][0][2] = -0.004  # rounding of a cent: read as zero
+    plan = Plan.from_json(data)
+    assert plan.draws_usd[0, 2] == 0.0 and not np.signbit(plan.draws_usd[0, 2])
+    for v in (float("nan"), float("inf"), 1e300):
+        data["btc_sold"][1] = v
+        with pytest.raises(ValueError, match=r"plan\.btc_sold\[1\]: must be a finite number"):
+            Plan.from_json(data)
+
+
+def test_periods_must_match_the_scenario() -> None:
+    sc = scenario("demo")
+    data = Plan.empty(tiny(n_periods=4)).to_json()
+    Plan.from_json(data)  # consistent on its own
+    with pytest.raises(ValueError, match=r"plan\.periods: 4 does not match the scenario's 20"):
+        Plan.from_json(data, sc)
+
+
+def test_plan_file_bounded_parsing(tmp_path) -> None:
+    sc = scenario("demo")
+    good = json.dumps(Plan.empty(sc).to_json())
+    p = tmp_path / "plan.json"
+    p.write_text(good, encoding="utf-8")
+    assert read_plan_file(p, sc).n_periods == 20
+    p.write_text("[" * 100_000 + "]" * 100_000)  # RecursionError before
+    with pytest.raises(ValueError, match=r"plan\.json: lists or objects nested deeper than 8"):
+        read_plan_file(p)
+    p.write_text(good.replace('"periods": 20', '"periods": ' + "9" * 401))  # OverflowError before
+    with pytest.raises(ValueError, match=r"plan\.periods: .*an integer of 401 digits"):
+        read_plan_file(p)
+    p.write_text(good.replace('"blocks": [[0', '"blocks": [[' + "9" * 401, 1))
+    with pytest.raises(ValueError, match=r"plan\.blocks\[0\]\[0\]: .*an integer of 401 digits"):
+        read_plan_file(p)
+    p.write_text(good.replace('"periods": 20', '"periods": NaN'))
+    with pytest.raises(ValueError, match=r"plan\.periods: must be a JSON integer"):
+        read_plan_file(p)
+    p.write_bytes(good.encode("utf-16"))
+    with pytest.raises(ValueError, match=r"plan\.json: is UTF-16 text; plans must be UTF-8"):
+        read_plan_file(p)
+    p.write_bytes(good.encode("utf-16-le"))
+    with pytest.raises(ValueError, match=r"plan\.json: looks like UTF-16"):
+        read_plan_file(p)
+    p.write_bytes(good.encode()[:20] + b"\xff\xfe" + good.encode()[20:])
+    with pytest.raises(
+        ValueError, match=r"plan\.json: is not UTF-8 text \(byte 0xff at offset 20\)"
+    ):
+        read_plan_file(p)
+    with open(p, "wb") as f:  # sparse: no 50 MB written
+        f.truncate(MAX_PLAN_BYTES + 1)
+    with pytest.raises(ValueError, match=r"larger than a plan can be"):
+        read_plan_file(p)
+
+
+def test_json_has_documented_precision_and_no_negative_zero() -> None:
+    sc = scenario("demo")
+    p = Plan.empty(sc)
+    p.lease_it_mw[0, 0, 5] = 27.999999999999993
+    p.lease_it_mw[0, 0, 6] = -2.84e-14
+    p.draws_usd[0, 3] = 1.234567e7 + 1e-9
+    p.btc_sold[2] = 0.123456789012
+    text = json.dumps(p.to_json())
+    assert "-0.0" not in text and "27.999999" not in text and "e-14" not in text
+    data = json.loads(text)
+    assert data["lease_it_mw"][0][0][5] == 28.0
+    assert data["draws_usd"][0][3] == 12345670.0
+    assert data["btc_sold"][2] == 0.12345679
 
 
 def test_schedule_by_hand() -> None:

@@ -1,7 +1,11 @@
-"""Solve phases: the covenant severity of a plan and the excuse heuristic."""
+"""Solve phases: covenant severity, the excuse heuristic, progress, log, Ctrl-C, gap status."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -15,11 +19,15 @@ from hashpivot.optimizer.checker import check_plan
 from hashpivot.optimizer.model import covenant_regimes, model_data
 from hashpivot.optimizer.solve import (
     DEFAULT_THREADS,
+    INTERRUPT_GRACE_S,
+    SolveProgress,
+    SolveResult,
     Termination,
     _Run,
     _Session,
     covenant_severity,
     excuse_worst,
+    solve,
 )
 
 
@@ -104,3 +112,107 @@ def test_a_regime_pruned_by_its_cutoff_is_bounded_by_it() -> None:
     assert found.regime_bound() == 7.0
     unbounded = _Run(Termination.TIME_LIMIT, None, None, None, 0.0, 0.0)
     assert unbounded.regime_bound() == np.inf  # no bound known: nothing can be claimed
+
+
+def test_progress_reports_each_run_with_its_numbers() -> None:
+    _, _, d = _tight_covenants()
+    seen: list[SolveProgress] = []
+    res = solve(d, time_limit_s=60, mip_gap=1e-4, progress=seen.append)
+    assert seen, "no progress reported"
+    names = {r["run"] for r in res.runs}
+    assert {p.phase for p in seen} <= names and seen[0].phase == res.runs[0]["run"]
+    for p in seen:
+        assert p.limit_s == 60 and 0 <= p.elapsed_s <= 60
+        if p.gap is not None:
+            assert p.gap == pytest.approx(
+                max(0.0, p.bound_usd - p.incumbent_usd) / abs(p.incumbent_usd)
+            )
+    assert res.target_gap == 1e-4 and res.gap_ok == (res.status == Termination.OPTIMAL)
+
+
+def test_solver_log_is_labelled_by_run() -> None:
+    _, _, d = _tight_covenants()
+    lines: list[tuple[str, str]] = []
+    res = solve(d, time_limit_s=60, tee=True, log=lambda phase, line: lines.append((phase, line)))
+    assert {phase for phase, _ in lines} == {r["run"] for r in res.runs}
+    assert any("Solving MIP model" in line for _, line in lines)
+
+
+def test_ctrl_c_stops_highs_and_raises() -> None:
+    _, _, d = _tight_covenants()
+    before = signal.getsignal(signal.SIGINT)
+
+    def interrupt(p: SolveProgress) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        solve(d, time_limit_s=60, mip_gap=1e-9, progress=interrupt)
+    assert time.perf_counter() - t0 < 5.0
+    assert signal.getsignal(signal.SIGINT) is before  # the usual Ctrl-C again
+
+
+def test_watchdog_calls_hard_stop_when_highs_does_not_stop() -> None:
+    calls: list[float] = []
+    owner = SimpleNamespace(_stop=False, hard_stop=lambda: calls.append(time.perf_counter()))
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, bytes([signal.SIGINT]))
+        finished = threading.Event()
+        t0 = time.perf_counter()
+        _Session._watch(owner, read_fd, finished)
+        assert owner._stop and len(calls) == 1
+        assert calls[0] - t0 >= INTERRUPT_GRACE_S * 0.9
+        # HiGHS stopped in time: no hard stop
+        owner._stop, calls[:] = False, []
+        os.write(write_fd, bytes([signal.SIGINT]))
+        finished.set()
+        _Session._watch(owner, read_fd, threading.Event())  # returns after the signal
+        assert owner._stop
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_gap_ok_and_target_gap() -> None:
+    res = SolveResult(
+        status=Termination.TIME_LIMIT,
+        objective_usd=1.0,
+        bound_usd=1.177,
+        gap=0.177,
+        build_seconds=0.0,
+        solve_seconds=0.0,
+        plan=None,
+        target_gap=0.01,
+    )
+    assert not res.gap_ok
+    res.gap = 0.01
+    assert res.gap_ok
+
+
+@pytest.mark.parametrize("gap", [-0.1, 1.0, 2.0, float("nan")])
+def test_solve_refuses_a_gap_outside_zero_one(gap: float) -> None:
+    _, _, d = _tight_covenants()
+    with pytest.raises(ValueError, match="mip_gap must be in"):
+        solve(d, mip_gap=gap)
+
+
+def test_a_failing_progress_callback_stops_highs_and_is_raised() -> None:
+    _, _, d = _tight_covenants()
+
+    def broken(p: SolveProgress) -> None:
+        raise RuntimeError("display gone")
+
+    with pytest.raises(RuntimeError, match="display gone"):
+        solve(d, time_limit_s=60, progress=broken)
+
+
+def test_solve_from_a_worker_thread_leaves_ctrl_c_alone() -> None:
+    _, _, d = _tight_covenants()
+    before = signal.getsignal(signal.SIGINT)
+    out: list[SolveResult] = []
+    worker = threading.Thread(target=lambda: out.append(solve(d, time_limit_s=60)))
+    worker.start()
+    worker.join(120)
+    assert out and out[0].plan is not None
+    assert signal.getsignal(signal.SIGINT) is before
