@@ -104,8 +104,10 @@ def _year_label(x: float, _pos: int = 0) -> str:
 def date_axis(ax: Axes, x: np.ndarray, max_ticks: int | None = None) -> None:
     """Calendar ticks on a decimal-year x axis: years (``2027``), half-years or quarters
     (``2027 Q3``) on short spans, at most ``max_ticks`` labels (default: by the axes' width)."""
-    from matplotlib.ticker import FuncFormatter, MultipleLocator  # noqa: PLC0415
+    from matplotlib.ticker import FuncFormatter, MaxNLocator, MultipleLocator  # noqa: PLC0415
 
+    if ax.get_yscale() == "linear":  # fewer ticks: each one is several artists to draw
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
     if max_ticks is None:
         width_in = ax.get_position().width * ax.figure.get_figwidth()
         max_ticks = max(4, int(width_in / 0.7))
@@ -118,14 +120,14 @@ def date_axis(ax: Axes, x: np.ndarray, max_ticks: int | None = None) -> None:
 
 def plain_log_axis(ax: Axes) -> None:
     """A log y axis that reads plain numbers (``40``, ``60``, ``100``), not ``4×10¹``."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: PLC0415
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator  # noqa: PLC0415
 
     ax.set_yscale("log")
     ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.6g}"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_minor_locator(NullLocator())
     lo, hi = ax.get_ylim()
-    if hi / lo < 3:  # fewer than two 1-2-5 ticks: label the minor ticks too
+    if hi / lo < 5:  # at most two 1-2-5 ticks: label 1, 2, 3, … 9 instead
         ax.yaxis.set_major_locator(LogLocator(base=10, subs=np.arange(1.0, 10.0)))
 
 

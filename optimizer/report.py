@@ -391,8 +391,8 @@ def yearly_chart(path: Path, nums: ReportNumbers, sch: Schedule, plan: Any) -> P
         d = by_year(nums.years, v)
         return np.array([d[y] for y in years]) / 1e6
 
-    fig, (a1, a2) = new_figure(WIDTH_IN, 4.0, ncols=2)
-    fig.subplots_adjust(left=0.06, right=0.99, top=0.86, bottom=0.3, wspace=0.15)
+    fig, (a1, a2) = new_figure(WIDTH_IN, 3.7, ncols=2)
+    fig.subplots_adjust(left=0.06, right=0.99, top=0.86, bottom=0.25, wspace=0.15)
     parts = (
         ("mining (after power)", nums.mining_margin_usd, "#f2a900"),
         ("AI leases", nums.lease_usd, "#2ca02c"),
@@ -507,8 +507,8 @@ def gap_warning(summary: dict, sc: Scenario) -> str | None:
     aim = f" (target {float(target):.2%})" if target is not None else ""
     return (
         f"The solver stopped with status '{_esc(s.get('status', '?'))}' at a gap of {gap:.2%}"
-        f"{aim}: the best plan may be worth up to {gap:.1%} more than this one "
-        f"(bound {_money(s.get('bound_usd', float('nan')))} $M against "
+        f"{aim}: a plan worth up to {gap:.1%} more may exist (the solver's bound is "
+        f"{_money(s.get('bound_usd', float('nan')))} $M against this plan's "
         f"{_money(s.get('objective_usd', float('nan')))} $M). To close the gap, give the solver "
         "more time (raise <code>--time-limit</code>) or a smaller model (fewer "
         "<code>--scenarios</code>), and compare the plans."
@@ -699,7 +699,7 @@ def _market_rows(sc: Scenario) -> list[list[str]]:
             "Hashrate drift / volatility",
             f"{m.hashrate.drift_per_year:.1%} / {m.hashrate.vol_per_year:.0%} per year; "
             f"elasticity to BTC {m.hashrate.elasticity_to_btc:g} (lag {m.hashrate.lag_periods} "
-            f"periods); halving step {m.hashrate.halving_step_log:+g} (log)",
+            f"period{'' if m.hashrate.lag_periods == 1 else 's'}); halving step {m.hashrate.halving_step_log:+g} (log)",
         ],
         ["Transaction fees", f"{m.fees_btc_per_block:g} BTC per block"],
     ]
@@ -835,8 +835,17 @@ def what_this_means(res: OptimizeResult, summary: dict, nums: ReportNumbers) -> 
         f"± {_money(oos['stderr_usd'])} $M</b> (mean ± standard error); {risk} (CVaR at "
         f"{sc.risk.cvar_alpha:g}). Cash runs out in {oos['p_default']:.1%} of paths and a debt "
         f"covenant is breached in {oos['p_breach']:.1%} (the plan is built to keep the covenants "
-        f"with probability {sc.covenants.confidence:g}).</p>"
+        f"with probability {sc.covenants.confidence:g})."
     )
+    allowed = 1.0 - sc.covenants.confidence
+    if oos["p_breach"] > allowed + 2 * math.sqrt(allowed * (1 - allowed) / summary["eval_paths"]):
+        value += (
+            f" <span class='note'>That is more often than the {allowed:.0%} the covenants allow: "
+            f"the optimizer's {summary.get('scenarios', res.n_scenarios)} scenarios understate "
+            "the spread of outcomes; raise <code>--scenarios</code> (and <code>--paths</code>) "
+            "before relying on the covenant margin.</span>"
+        )
+    value += "</p>"
     sure = []
     for name, v in summary.get("vs_baselines", {}).items():
         d, se = v["diff_usd"], v["stderr_usd"]
@@ -878,12 +887,15 @@ h1 { margin-bottom: 0.2em; } h2 { border-bottom: 2px solid #ddd; padding-bottom:
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
 td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: right; vertical-align: top; }
 td:first-child, th:first-child { text-align: left; } th { background: #f3f3f3; }
-table.left td, table.left th { text-align: left; } table.su td:nth-child(3) { text-align: left; }
+table.left td, table.left th { text-align: left; } table.su td:nth-child(3), table.su th:nth-child(3) { text-align: left; }
 figure { margin: 1em 0; } img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.85em; color: #555; }
 .warnbox { border: 2px solid #c0392b; background: #fdecea; padding: 0.6em 1em; margin: 1em 0;
   border-radius: 4px; }
 .warnbox b.title { color: #c0392b; }
+.warnbox.soft { border-color: #d68910; background: #fef5e7; }
+.warnbox.soft b.title { color: #9c640c; }
+.warnbox ul { margin: 0.3em 0; }
 .summary { background: #f5f8fc; border-left: 4px solid #1f77b4; padding: 0.4em 1em; }
 .note { color: #a04000; } .small { font-size: 0.88em; color: #444; }
 nav { font-size: 0.9em; } nav a { margin-right: 0.8em; }
@@ -941,7 +953,8 @@ def report_html(
     if warnings:
         items = "".join(f"<li>{_esc(w)}</li>" for w in warnings)
         boxes.append(
-            f"<div class='warnbox' id='warnings'><b class='title'>Warnings</b><ul>{items}</ul></div>"
+            f"<div class='warnbox soft' id='warnings'><b class='title'>Warnings</b><ul>{items}</ul>"
+            "</div>"
         )
     table = {
         "plan (out of sample)": summary["plan"]["out_of_sample"],
