@@ -57,8 +57,12 @@ LINESTYLES = {"plan": "-", "stay_mining": "--", "convert_all": "-.", "greedy": "
 Z_SURE = 3.0
 #: Weighted quantiles of the covenant ratios across the K scenarios.
 BAND_QUANTILES = (0.05, 0.5, 0.95)
+#: Site panels in the capacity chart; beyond, the fleet total and the sites converting most.
+MAX_SITE_PANELS = 6
 #: Points drawn on each equity distribution curve (quantiles of the sample).
 ECDF_POINTS = 401
+#: Tail equity below this share of the mean equity reads "all but wiped out".
+WIPED_OUT_SHARE = 0.01
 #: Quantities below this are shown as zero in tables [$].
 ZERO_USD = 0.5
 
@@ -182,9 +186,28 @@ def mw_by_use_chart(path: Path, res: OptimizeResult, x: np.ndarray | None = None
     sch = schedule(sc, res.plan)
     if x is None:
         x = period_x([sc.horizon.period_start(t) for t in range(sc.horizon.n_periods)])
+    lease = res.plan.lease_it_mw.sum(axis=0)  # (S, T)
+    uses = np.stack(
+        [
+            sch.asic_mw,
+            sch.it_online_mw,
+            sch.converting_mw,
+            lease,
+            sch.rack_it_mw,
+            np.maximum(sch.market_it_mw, 0.0),
+        ]
+    )  # (6, S, T)
+    caps = np.array([s.interconnect_mw for s in sc.sites])
+    panels: list[tuple[str, np.ndarray, float]] = []
     n = len(sc.sites)
-    cols = min(2, n)
-    rows = math.ceil(n / cols)
+    if n > MAX_SITE_PANELS:  # the fleet, then the sites that convert most
+        panels.append((f"fleet ({n} sites)", uses.sum(axis=1), float(caps.sum())))
+        order = np.lexsort((-caps, -sch.it_online_mw[:, -1]))[: MAX_SITE_PANELS - 1]
+    else:
+        order = np.arange(n)
+    panels += [(sc.sites[i].name, uses[:, i], float(caps[i])) for i in order]
+    cols = min(2, len(panels))
+    rows = math.ceil(len(panels) / cols)
     height = 0.7 + 2.3 * rows
     fig, axes = new_figure(WIDTH_IN, height, nrows=rows, ncols=cols, squeeze=False, sharex=True)
     fig.subplots_adjust(
@@ -195,40 +218,30 @@ def mw_by_use_chart(path: Path, res: OptimizeResult, x: np.ndarray | None = None
         hspace=0.3,
         wspace=0.15,
     )
-    series = (
-        ("ASIC mining [utility MW]", lambda i: sch.asic_mw[i], "#f2a900", "-", 2.2),
-        ("IT online [IT MW]", lambda i: sch.it_online_mw[i], "#1f77b4", "-", 2.0),
-        ("under construction [IT MW]", lambda i: sch.converting_mw[i], "#888888", ":", 1.4),
-        (
-            "leased [IT MW]",
-            lambda i: res.plan.lease_it_mw[:, i, :].sum(axis=0),
-            "#2ca02c",
-            "--",
-            1.6,
-        ),
-        ("own GPU racks [IT MW]", lambda i: sch.rack_it_mw[i], "#9467bd", "-.", 1.4),
-        (
-            "market leasing [IT MW]",
-            lambda i: np.maximum(sch.market_it_mw[i], 0),
-            "#17becf",
-            "--",
-            1.2,
-        ),
+    styles = (
+        ("ASIC mining [utility MW]", "#f2a900", "-", 2.2),
+        ("IT online [IT MW]", "#1f77b4", "-", 2.0),
+        ("under construction [IT MW]", "#888888", ":", 1.4),
+        ("leased [IT MW]", "#2ca02c", "--", 1.6),
+        ("own GPU racks [IT MW]", "#9467bd", "-.", 1.4),
+        ("market leasing [IT MW]", "#17becf", "--", 1.2),
     )
-    for i, s in enumerate(sc.sites):
-        ax = axes[i // cols][i % cols]
-        for label, f, color, ls, lw in series:
-            ax.step(x, f(i), where="post", color=color, ls=ls, lw=lw, label=label)
-        title(ax, s.name, 9)
-        ax.set_ylim(-0.03 * s.interconnect_mw, 1.05 * s.interconnect_mw)
+    for k, (name, u, cap) in enumerate(panels):
+        ax = axes[k // cols][k % cols]
+        for (label, color, ls, lw), y in zip(styles, u, strict=True):
+            ax.step(x, y, where="post", color=color, ls=ls, lw=lw, label=label)
+        title(ax, name, 9)
+        ax.set_ylim(-0.03 * cap, 1.05 * cap)
         date_axis(ax, x)
-        if i % cols == 0:
+        if k % cols == 0:
             ax.set_ylabel("MW", fontsize=8)
-    for j in range(n, rows * cols):
+    for j in range(len(panels), rows * cols):
         axes[j // cols][j % cols].axis("off")
     axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    more = f"; {n - len(order)} more sites in plan.csv" if len(order) < n else ""
     fig.suptitle(
-        "Capacity by use per site: ASIC in utility MW (from the grid), IT in IT MW; lines, not stacked",
+        "Capacity by use: ASIC in utility MW (from the grid), IT in IT MW; lines, not stacked"
+        + more,
         fontsize=10,
     )
     return save(fig, path)
@@ -823,12 +836,18 @@ def what_this_means(res: OptimizeResult, summary: dict, nums: ReportNumbers) -> 
     oos = summary["plan"]["out_of_sample"]
     tail = 1.0 - sc.risk.cvar_alpha
     cv = oos["cvar_usd"]
-    risk = (
-        f"in the worst {tail:.0%} of paths the average loss is <b>{_money(cv)} $M</b>"
-        if cv > 0
-        else f"even in the worst {tail:.0%} of paths there is no loss on average: equity averages "
-        f"<b>{_money(-cv)} $M</b> there"
-    )
+    if cv > 0:
+        risk = f"in the worst {tail:.0%} of paths the average loss is <b>{_money(cv)} $M</b>"
+    elif -cv < WIPED_OUT_SHARE * max(oos["mean_equity_usd"], 1.0):
+        risk = (
+            f"in the worst {tail:.0%} of paths the equity is all but wiped out (it averages "
+            f"<b>{_money(-cv)} $M</b> there)"
+        )
+    else:
+        risk = (
+            f"even in the worst {tail:.0%} of paths there is no loss on average: equity "
+            f"averages <b>{_money(-cv)} $M</b> there"
+        )
     value = (
         f"<p>On {summary['eval_paths']:,} fresh simulated market paths the plan has never seen "
         f"(out of sample), its discounted terminal equity is <b>{_money(oos['mean_equity_usd'])} "
@@ -898,6 +917,7 @@ figcaption { font-size: 0.85em; color: #555; }
 .warnbox ul { margin: 0.3em 0; }
 .summary { background: #f5f8fc; border-left: 4px solid #1f77b4; padding: 0.4em 1em; }
 .note { color: #a04000; } .small { font-size: 0.88em; color: #444; }
+table.timeline td:nth-child(-n+2) { white-space: nowrap; }
 nav { font-size: 0.9em; } nav a { margin-right: 0.8em; }
 """
 

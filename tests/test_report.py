@@ -149,3 +149,27 @@ def test_log_axis_reads_plain_numbers() -> None:
     fig.canvas.draw()
     labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
     assert labels and all(re.fullmatch(r"[0-9,.]+", s) for s in labels), labels
+
+
+def test_capacity_chart_of_a_large_fleet_shows_the_fleet_and_top_sites(tmp_path: Path) -> None:
+    """Beyond MAX_SITE_PANELS sites: a fleet-total panel and the sites converting most."""
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from hashpivot.kernels.plan import Plan  # noqa: PLC0415
+    from hashpivot.optimizer.report import MAX_SITE_PANELS, mw_by_use_chart  # noqa: PLC0415
+    from hashpivot.scenarios import load_scenario  # noqa: PLC0415
+
+    sc = load_scenario("public_miners_2026")
+    assert len(sc.sites) > MAX_SITE_PANELS
+    caps = [s.interconnect_mw for s in sc.sites]
+    small = int(np.argmin(caps))  # shown only because it converts
+    plan = Plan.empty(sc)
+    plan.blocks[small, 0] = 1
+    svg = mw_by_use_chart(tmp_path / "mw.svg", SimpleNamespace(scenario=sc, plan=plan))
+    text = svg.read_text(encoding="utf-8")
+    assert f"fleet ({len(sc.sites)} sites)" in text
+    assert sc.sites[small].name in text
+    shown = [s.name for s in sc.sites if s.name in text]
+    assert len(shown) == MAX_SITE_PANELS - 1, shown
+    assert f"{len(sc.sites) - (MAX_SITE_PANELS - 1)} more sites in plan.csv" in text
+    assert "<image" not in text  # vector lines, nothing raster
