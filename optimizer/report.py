@@ -785,10 +785,14 @@ def what_this_means(res: OptimizeResult, summary: dict, nums: ReportNumbers) -> 
         online = sch.it_online_mw.sum(axis=0)
         t_full = int(np.flatnonzero(online >= online[-1] - 1e-6)[0])
         t_first = int(np.flatnonzero(plan.blocks.sum(axis=0) > 0)[0])
+        result = (
+            f"giving {it_end:,.0f} IT MW online by {quarter_label(h.period_start(t_full))}"
+            if it_end > 1e-6
+            else "none of it online within the horizon"
+        )
         parts.append(
             f"<b>Convert {util:,.0f} utility MW</b> of mining to AI data-centre capacity, starting "
-            f"in {quarter_label(h.period_start(t_first))}, giving {it_end:,.0f} IT MW online by "
-            f"{quarter_label(h.period_start(t_full))}."
+            f"in {quarter_label(h.period_start(t_first))}, {result}."
         )
     else:
         parts.append("<b>Convert nothing</b>: keep every site mining.")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -173,3 +175,14 @@ def test_capacity_chart_of_a_large_fleet_shows_the_fleet_and_top_sites(tmp_path:
     assert len(shown) == MAX_SITE_PANELS - 1, shown
     assert f"{len(sc.sites) - (MAX_SITE_PANELS - 1)} more sites in plan.csv" in text
     assert "<image" not in text  # vector lines, nothing raster
+
+
+def test_matplotlib_is_imported_only_when_a_chart_is_drawn() -> None:
+    """Commands that draw nothing (validate, schema, …) do not pay matplotlib's import."""
+    code = (
+        "import sys, hashpivot.optimizer.cli, hashpivot.optimizer.report, "
+        "hashpivot.optimizer.charts; print('matplotlib' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
