@@ -171,6 +171,12 @@ def report_numbers(sc: Scenario, plan: Any, red: Any) -> ReportNumbers:
     )
 
 
+def period_end(x: np.ndarray) -> np.ndarray:
+    """Decimal years of the period ends, from those of the period starts."""
+    dt = float(x[1] - x[0]) if len(x) > 1 else 0.25
+    return x + dt
+
+
 def by_year(years: np.ndarray, values: np.ndarray) -> dict[int, float]:
     """Sum of per-period ``values`` by calendar year."""
     out: dict[int, float] = {}
@@ -308,7 +314,11 @@ def cash_debt_chart(
     plan_name: str = "plan",
     min_cash_usd: float | None = None,
 ) -> Path:
-    """Cash of the plan (5–95% band, median) against the minimum-cash line, and mean debt."""
+    """Cash of the plan (5–95% band, median) against the minimum-cash line, and mean debt.
+
+    ``x`` are the period starts; balances are drawn at the period ends.
+    """
+    x = period_end(x)
     fig, ax = single_axes(3.6)
     st = stats[plan_name]
     q = st.cash_quantiles_usd / 1e6
@@ -344,6 +354,7 @@ def cash_debt_chart(
         f"Cash at period end, {plan_name}, out of sample, against the minimum cash",
         "$M",
         x=x,
+        xlabel="period end",
     )
 
 
@@ -352,7 +363,7 @@ def covenant_chart(path: Path, nums: ReportNumbers, sc: Scenario) -> Path:
     fig, (a1, a2) = new_figure(WIDTH_IN, 3.5, ncols=2)
     fig.subplots_adjust(left=0.06, right=0.99, top=0.85, bottom=0.22, wspace=0.15)
     cov = sc.covenants
-    x = nums.x
+    x = period_end(nums.x)  # trailing-year ratios at the end of each period
     for ax, q, level, name, worse in (
         (a1, nums.dscr_q, cov.min_dscr, "DSCR (trailing-year OCF / debt service)", "below"),
         (a2, nums.leverage_q, cov.max_leverage, "Leverage (debt / annualised OCF)", "above"),
@@ -922,6 +933,7 @@ figcaption { font-size: 0.85em; color: #555; }
 .summary { background: #f5f8fc; border-left: 4px solid #1f77b4; padding: 0.4em 1em; }
 .note { color: #a04000; } .small { font-size: 0.88em; color: #444; }
 table.timeline td:nth-child(-n+2) { white-space: nowrap; }
+@media print { figure, table, .warnbox { break-inside: avoid; } nav { display: none; } }
 nav { font-size: 0.9em; } nav a { margin-right: 0.8em; }
 """
 
