@@ -515,10 +515,15 @@ def _stats_rows(stats: dict) -> list[list[str]]:
     ]
 
 
+def _float(x: Any) -> float:
+    """A summary number, NaN when absent (``None``)."""
+    return math.nan if x is None else float(x)
+
+
 def gap_warning(summary: dict, sc: Scenario) -> str | None:
     """Words for the warning box when the solver stopped short of its target gap (or None)."""
     s = summary.get("solver", {})
-    gap = float(s.get("gap", 0.0))
+    gap = _float(s.get("gap"))
     target = s.get("target_gap")
     gap_ok = s.get("gap_ok")
     if gap_ok is None:
@@ -529,11 +534,17 @@ def gap_warning(summary: dict, sc: Scenario) -> str | None:
     if gap_ok:
         return None
     aim = f" (target {float(target):.2%})" if target is not None else ""
+    status = _esc(s.get("status", "?"))
+    bound, obj = _float(s.get("bound_usd")), _float(s.get("objective_usd"))
+    if math.isfinite(gap) and math.isfinite(bound) and math.isfinite(obj):
+        where = (
+            f"at a gap of {gap:.2%}{aim}: a plan worth up to {gap:.1%} more may exist (the "
+            f"solver's bound is {_money(bound)} $M against this plan's {_money(obj)} $M)"
+        )
+    else:
+        where = f"without a proven gap{aim}: nothing says how far the best plan may be"
     return (
-        f"The solver stopped with status '{_esc(s.get('status', '?'))}' at a gap of {gap:.2%}"
-        f"{aim}: a plan worth up to {gap:.1%} more may exist (the solver's bound is "
-        f"{_money(s.get('bound_usd', float('nan')))} $M against this plan's "
-        f"{_money(s.get('objective_usd', float('nan')))} $M). To close the gap, give the solver "
+        f"The solver stopped with status '{status}' {where}. To close the gap, give the solver "
         "more time (raise <code>--time-limit</code>) or a smaller model (fewer "
         "<code>--scenarios</code>), and compare the plans."
     )
@@ -1139,7 +1150,7 @@ below).</p>
 {summary["eval_paths"]:,} fresh evaluation paths; seed {summary["seed"]}; backend
 {_esc(summary["backend"])} ({_esc(summary["device"])}); hashpivot {_esc(summary["version"])}.</p>
 <p>Status <b>{_esc(s["status"])}</b>; objective {_money(s["objective_usd"])} $M; bound
-{_money(s["bound_usd"])} $M; gap {s["gap"]:.3%}{
+{_money(s["bound_usd"])} $M; gap {_float(s.get("gap")):.3%}{
         f" (target {float(s['target_gap']):.3%})" if s.get("target_gap") is not None else ""
     };
 {s["rows"]:,} rows × {s["columns"]:,} columns, {s["nonzeros"]:,} nonzeros.

@@ -186,3 +186,12 @@ def test_matplotlib_is_imported_only_when_a_chart_is_drawn() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_gap_warning_when_no_gap_is_known(result) -> None:
+    """A time limit without a bound (gap None) still warns; an optimal status does not."""
+    summary = copy.deepcopy(result.summary())
+    summary["solver"].update(status="time_limit", gap=None, target_gap=0.001, gap_ok=False)
+    words = gap_warning(summary, result.scenario)
+    assert "time_limit" in words and "without a proven gap" in words and "nan" not in words
+    assert "id='gap-warning'" in report_html(result, summary, [])
