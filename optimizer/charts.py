@@ -94,6 +94,13 @@ def quarter_label(d: dt.date | str) -> str:
     return f"{d.year} Q{(d.month - 1) // 3 + 1}"
 
 
+def period_label(d: dt.date | str, periods_per_year: int = 4) -> str:
+    """A period by its start: ``2027 Q3`` for quarters, ``2027-08`` for months."""
+    if isinstance(d, str):
+        d = dt.date.fromisoformat(d)
+    return quarter_label(d) if periods_per_year <= 4 else f"{d.year}-{d.month:02d}"
+
+
 def _year_label(x: float, _pos: int = 0) -> str:
     year = int(np.floor(x + 1e-6))
     q = int(round((x - year) * 4)) + 1

@@ -36,8 +36,8 @@ from .charts import (
     finish,
     market_chart,
     new_figure,
+    period_label,
     period_x,
-    quarter_label,
     save,
     single_axes,
     title,
@@ -482,6 +482,12 @@ def report_charts(tmp: Path, res: OptimizeResult, nums: ReportNumbers) -> list[t
 
 
 # --------------------------------------------------------------------------- html pieces
+def _label(h: Any, t_or_date: int | str) -> str:
+    """``2027 Q3`` (quarters) or ``2027-08`` (months) for period ``t`` or a start date."""
+    d = h.period_start(t_or_date) if isinstance(t_or_date, int) else t_or_date
+    return period_label(d, h.periods_per_year)
+
+
 def _money(x: float) -> str:
     """$M with one decimal (``-0.0`` shown as ``0.0``)."""
     return f"{x / 1e6 + 0.0:,.1f}"
@@ -557,12 +563,10 @@ def _sites_rows(res: OptimizeResult) -> list[list[str]]:
     rows = []
     for i, s in enumerate(sc.sites):
         blocks = res.plan.blocks[i]
-        started = [
-            f"{quarter_label(h.period_start(t))} ({int(b)})" for t, b in enumerate(blocks) if b > 0
-        ]
+        started = [f"{_label(h, t)} ({int(b)})" for t, b in enumerate(blocks) if b > 0]
         online = sch.it_online_mw[i]
         full = np.flatnonzero(online >= online[-1] - 1e-6)
-        when = quarter_label(h.period_start(int(full[0]))) if online[-1] > 1e-6 else "—"
+        when = _label(h, int(full[0])) if online[-1] > 1e-6 else "—"
         rows.append(
             [
                 _esc(s.name),
@@ -601,7 +605,7 @@ def _timeline_rows(res: OptimizeResult) -> list[list[str]]:
             if now > prev + 1e-6:
                 what.append(f"deliver {now - prev:,.0f} IT MW to lease {_esc(lo.name)}")
         if what:
-            rows.append([quarter_label(h.period_start(t)), str(h.period_start(t)), "; ".join(what)])
+            rows.append([_label(h, t), str(h.period_start(t)), "; ".join(what)])
     return rows
 
 
@@ -632,7 +636,7 @@ def _treasury_rows(res: OptimizeResult, nums: ReportNumbers) -> list[list[str]]:
         if plan.btc_sold[t] > 1e-6:
             out.append(
                 [
-                    quarter_label(nums.dates[t]),
+                    _label(res.scenario.horizon, nums.dates[t]),
                     f"{plan.btc_sold[t]:,.1f}",
                     _m(nums.btc_sales_usd[t]),
                     f"{held[t]:,.1f}",
@@ -808,13 +812,13 @@ def what_this_means(res: OptimizeResult, summary: dict, nums: ReportNumbers) -> 
         t_full = int(np.flatnonzero(online >= online[-1] - 1e-6)[0])
         t_first = int(np.flatnonzero(plan.blocks.sum(axis=0) > 0)[0])
         result = (
-            f"giving {it_end:,.0f} IT MW online by {quarter_label(h.period_start(t_full))}"
+            f"giving {it_end:,.0f} IT MW online by {_label(h, t_full)}"
             if it_end > 1e-6
             else "none of it online within the horizon"
         )
         parts.append(
             f"<b>Convert {util:,.0f} utility MW</b> of mining to AI data-centre capacity, starting "
-            f"in {quarter_label(h.period_start(t_first))}, {result}."
+            f"in {_label(h, t_first)}, {result}."
         )
     else:
         parts.append("<b>Convert nothing</b>: keep every site mining.")
@@ -841,8 +845,8 @@ def what_this_means(res: OptimizeResult, summary: dict, nums: ReportNumbers) -> 
             "Draw "
             + "; ".join(
                 f"<b>{_money(d.sum())} $M</b> from {_esc(n)} "
-                f"({quarter_label(h.period_start(int(np.flatnonzero(d > ZERO_USD)[0])))}–"
-                f"{quarter_label(h.period_start(int(np.flatnonzero(d > ZERO_USD)[-1])))})"
+                f"({_label(h, int(np.flatnonzero(d > ZERO_USD)[0]))}–"
+                f"{_label(h, int(np.flatnonzero(d > ZERO_USD)[-1]))})"
                 for n, d in drawn
             )
             + "."
@@ -853,8 +857,8 @@ def what_this_means(res: OptimizeResult, summary: dict, nums: ReportNumbers) -> 
     if sold > 1e-6:
         ts = np.flatnonzero(plan.btc_sold > 1e-6)
         parts.append(
-            f"Sell <b>{sold:,.1f} BTC</b> between {quarter_label(h.period_start(int(ts[0])))} and "
-            f"{quarter_label(h.period_start(int(ts[-1])))} (about {_money(nums.btc_sales_usd.sum())} "
+            f"Sell <b>{sold:,.1f} BTC</b> between {_label(h, int(ts[0]))} and "
+            f"{_label(h, int(ts[-1]))} (about {_money(nums.btc_sales_usd.sum())} "
             f"$M at the scenarios' prices), keeping {sch.btc_held[-1]:,.1f} BTC."
         )
     else:

@@ -14,7 +14,13 @@ import pytest
 
 from hashpivot.kernels.cashflow import cash_flows
 from hashpivot.optimizer import optimize
-from hashpivot.optimizer.charts import decimal_year, new_figure, plain_log_axis, quarter_label
+from hashpivot.optimizer.charts import (
+    decimal_year,
+    new_figure,
+    period_label,
+    plain_log_axis,
+    quarter_label,
+)
 from hashpivot.optimizer.report import (
     gap_warning,
     report_html,
@@ -142,6 +148,8 @@ def test_weighted_quantiles_by_hand() -> None:
 def test_date_helpers() -> None:
     assert decimal_year(dt.date(2027, 7, 1)) == 2027.5
     assert quarter_label("2027-08-15") == "2027 Q3"
+    assert period_label("2027-08-01", 4) == "2027 Q3"
+    assert period_label("2027-08-01", 12) == "2027-08"
 
 
 def test_log_axis_reads_plain_numbers() -> None:
