@@ -1,8 +1,8 @@
 """Outputs of ``hashpivot optimize`` (DESIGN.md §7): files, charts and an HTML report.
 
 ``plan.json`` (the decisions; the input of ``evaluate``), ``plan.csv``, ``financing.csv``,
-``summary.json``, ``simulation.json``, PNG charts and ``report.html``, written into a temporary
-directory that replaces the output directory only when complete.
+``summary.json``, ``simulation.json``, SVG charts and ``report.html`` (``evaluate``: PNG charts),
+written into a temporary directory that replaces the output directory only when complete.
 
 ``report.html`` is one self-contained file (charts embedded as ``data:`` URIs, no external
 style or script) written for a CFO or a lender: what the plan means in words at the top, a
@@ -57,6 +57,8 @@ LINESTYLES = {"plan": "-", "stay_mining": "--", "convert_all": "-.", "greedy": "
 Z_SURE = 3.0
 #: Weighted quantiles of the covenant ratios across the K scenarios.
 BAND_QUANTILES = (0.05, 0.5, 0.95)
+#: Rounding allowance on cumulative weights when locating a quantile.
+QUANTILE_TOL = 1e-12
 #: Site panels in the capacity chart; beyond, the fleet total and the sites converting most.
 MAX_SITE_PANELS = 6
 #: Points drawn on each equity distribution curve (quantiles of the sample).
@@ -84,7 +86,7 @@ def weighted_quantiles(x: np.ndarray, weights: np.ndarray, qs: tuple[float, ...]
         v, w = x[ok, t][order], weights[ok][order]
         cum = np.cumsum(w) / w.sum()
         for j, q in enumerate(qs):
-            out[j, t] = v[min(int(np.searchsorted(cum, q - 1e-12)), len(v) - 1)]
+            out[j, t] = v[min(int(np.searchsorted(cum, q - QUANTILE_TOL)), len(v) - 1)]
     return out
 
 
@@ -110,6 +112,8 @@ class ReportNumbers:
     ebitda_usd: np.ndarray  # operating cash flow (OCF)
     btc_sales_usd: np.ndarray
     cash_end_usd: float
+    dscr: np.ndarray  # (K, T) trailing-year DSCR where tested with debt service, else NaN
+    leverage: np.ndarray  # (K, T) debt / annualised trailing OCF where tested (inf: OCF ≤ 0)
     dscr_q: np.ndarray
     leverage_q: np.ndarray
     tested: np.ndarray  # (T,) bool
@@ -124,15 +128,15 @@ def report_numbers(sc: Scenario, plan: Any, red: Any) -> ReportNumbers:
     sch = cf.schedule
     h = sc.horizon
     ppy, n_t = h.periods_per_year, h.n_periods
-    zero = np.zeros_like
 
-    def part(**keep_zero: Any) -> np.ndarray:
-        s = dataclasses.replace(sch, **{k: zero(getattr(sch, k)) for k in keep_zero})
+    def ai_revenue_without(*uses: str) -> np.ndarray:
+        """AI revenue of the schedule with the capacity of ``uses`` set to zero (by the kernel)."""
+        s = dataclasses.replace(sch, **{k: np.zeros_like(getattr(sch, k)) for k in uses})
         return np.asarray(operating_flows(sc, s, coeffs).ai_revenue_usd)
 
-    lease = part(racks_active=1, market_it_mw=1)
-    racks = part(lease_total_it_mw=1, market_it_mw=1)
-    market = part(lease_total_it_mw=1, racks_active=1)
+    lease = ai_revenue_without("racks_active", "market_it_mw")
+    racks = ai_revenue_without("lease_total_it_mw", "market_it_mw")
+    market = ai_revenue_without("lease_total_it_mw", "racks_active")
     op = operating_flows(sc, sch, coeffs)
     ai_rev, ai_noi = np.asarray(op.ai_revenue_usd), np.asarray(op.ai_noi_usd)
     gross, mining = np.asarray(op.gross_mining_usd), np.asarray(op.mining_usd)
@@ -165,6 +169,8 @@ def report_numbers(sc: Scenario, plan: Any, red: Any) -> ReportNumbers:
         ebitda_usd=w @ ocf,
         btc_sales_usd=(w @ btc) * np.asarray(plan.btc_sold),
         cash_end_usd=float(w @ np.asarray(cf.cash_usd)[:, -1]),
+        dscr=dscr,
+        leverage=lev,
         dscr_q=weighted_quantiles(dscr, w, BAND_QUANTILES),
         leverage_q=weighted_quantiles(lev, w, BAND_QUANTILES),
         tested=tested,

@@ -203,3 +203,19 @@ def test_gap_warning_when_no_gap_is_known(result) -> None:
     words = gap_warning(summary, result.scenario)
     assert "time_limit" in words and "without a proven gap" in words and "nan" not in words
     assert "id='gap-warning'" in report_html(result, summary, [])
+
+
+def test_covenant_ratios_match_the_kernel(result) -> None:
+    """Each scenario's lowest DSCR is the kernel's ``min_dscr``; leverage breaches are the
+    kernel's leverage breaches; the plotted quantiles are values of the scenarios."""
+    sc, red = result.scenario, result.reduced
+    nums = report_numbers(sc, result.plan, red)
+    cf = cash_flows(sc, result.plan, red.coefficient_arrays())
+    assert nums.tested.any()  # demo draws covenant-bearing debt
+    lowest = np.where(np.isnan(nums.dscr).all(axis=1), np.inf, np.nanmin(nums.dscr, axis=1))
+    np.testing.assert_allclose(lowest, cf.min_dscr, rtol=1e-12)
+    with np.errstate(invalid="ignore"):
+        over = np.nan_to_num(nums.leverage, nan=0.0) > sc.covenants.max_leverage * (1 + 1e-9)
+    assert (over.any(axis=1) <= cf.leverage_breach.any(axis=1)).all()
+    for t in np.flatnonzero(~np.isnan(nums.dscr_q[1])):
+        assert nums.dscr_q[1, t] in nums.dscr[:, t]
