@@ -669,11 +669,17 @@ def _yearly_rows(res: OptimizeResult, nums: ReportNumbers) -> list[list[str]]:
     return [[str(y), *(_m(d[y]) for d in yearly)] for y in sorted(yearly[0])]
 
 
-def _sources_uses(res: OptimizeResult, nums: ReportNumbers) -> str:
-    sc = res.scenario
+def sources_and_uses(
+    sc: Scenario, plan: Any, nums: ReportNumbers
+) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """(sources, uses) over the horizon [$], weighted means over the K scenarios.
+
+    Interest on cash is what the cash balance needs besides every other line, so the two sides
+    are equal; it matches Σ cash[t−1]·i_c·Δ of the kernel's recursion.
+    """
     sch = nums.sch
     cash0 = sc.treasury.cash_usd
-    draws = float(res.plan.draws_usd.sum())
+    draws = float(plan.draws_usd.sum())
     fees = float(sch.fees_usd.sum())
     interest = float(sch.interest_usd.sum())
     principal = float(sch.principal_usd.sum())
@@ -708,6 +714,13 @@ def _sources_uses(res: OptimizeResult, nums: ReportNumbers) -> str:
         ("principal repaid", principal),
         ("cash at the end of the horizon", nums.cash_end_usd),
     ]
+    return sources, uses
+
+
+def _sources_uses(res: OptimizeResult, nums: ReportNumbers) -> str:
+    src, use = sources_and_uses(res.scenario, res.plan, nums)
+    sources: list[tuple[str, float | None]] = list(src)
+    uses: list[tuple[str, float | None]] = list(use)
     n = max(len(sources), len(uses))
     sources += [("", None)] * (n - len(sources))
     uses += [("", None)] * (n - len(uses))

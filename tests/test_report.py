@@ -25,6 +25,7 @@ from hashpivot.optimizer.report import (
     gap_warning,
     report_html,
     report_numbers,
+    sources_and_uses,
     weighted_quantiles,
     write_optimize_outputs,
 )
@@ -219,3 +220,18 @@ def test_covenant_ratios_match_the_kernel(result) -> None:
     assert (over.any(axis=1) <= cf.leverage_breach.any(axis=1)).all()
     for t in np.flatnonzero(~np.isnan(nums.dscr_q[1])):
         assert nums.dscr_q[1, t] in nums.dscr[:, t]
+
+
+def test_sources_and_uses_balance_with_the_kernels_cash_interest(result) -> None:
+    sc, red = result.scenario, result.reduced
+    nums = report_numbers(sc, result.plan, red)
+    sources, uses = sources_and_uses(sc, result.plan, nums)
+    assert sum(v for _, v in sources) == pytest.approx(sum(v for _, v in uses), rel=1e-12)
+    cf = cash_flows(sc, result.plan, red.coefficient_arrays())
+    w = red.weights / red.weights.sum()
+    h = sc.horizon
+    prev = np.concatenate([np.full((len(w), 1), sc.treasury.cash_usd), cf.cash_usd[:, :-1]], 1)
+    interest = float(w @ (prev * h.cash_interest_rate * h.dt_years).sum(axis=1))
+    got = dict(sources)["interest on cash balances (net)"]
+    assert got == pytest.approx(interest, rel=1e-9, abs=1.0)
+    assert dict(uses)["capex (conversion and GPU racks)"] > 0  # demo converts
