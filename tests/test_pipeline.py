@@ -62,17 +62,18 @@ def test_optimize_demo_writes_every_output(demo_run) -> None:
         "summary.json",
         "report.html",
         "simulation.json",
-        "mw_by_use.png",
-        "equity_distribution.png",
-        "ai_share.png",
-        "cash_debt.png",
-        "btc_price.png",
-        "hashprice.png",
+        "mw_by_use.svg",
+        "equity_distribution.svg",
+        "ai_share.svg",
+        "cash_debt.svg",
+        "covenants.svg",
+        "yearly.svg",
+        "market.svg",
     ):
         assert (out / name).is_file(), name
     html = (out / "report.html").read_text()
-    for png in out.glob("*.png"):
-        assert f"src='{png.name}'" in html
+    for svg in out.glob("*.svg"):  # each chart embedded (the page stands alone)
+        assert f"alt='{svg.name}'" in html
     plan = pd.read_csv(out / "plan.csv")
     assert {"site", "period", "blocks_started", "it_online_mw", "asic_mw", "lease_it_mw"} <= set(
         plan.columns
