@@ -28,6 +28,8 @@ from .outputs import OutputError, default_output_dir, prepare_output
 
 #: Exit status of a user error.
 EXIT_USAGE = 2
+#: Seconds to wait for a Dask scheduler given by address.
+SCHEDULER_TIMEOUT_S = 30
 #: Exit status after Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130
 
@@ -288,6 +290,10 @@ class StageDisplay:
         # on a terminal the numbers go on a second line, so the whole fits 80 columns
         detail = (head + "\n" if self.live else head + ", ") + ", ".join(parts)
         self._show("solve", detail.rstrip(", \n"), min(p.elapsed_s, p.limit_s), p.limit_s, False)
+
+    def count(self, stage: str, done: int, total: int, detail: str) -> None:
+        """A stage measured in items (sweep variants): (done, total) and a detail."""
+        self._show(stage, detail, done, total, done >= total)
 
     def solve_done(self, res) -> None:
         """The solve ended: its status and gap."""
@@ -572,6 +578,85 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def sweep_table(frame, name: str) -> Table:
+    """One row per variant: status, objective with its 95% interval, breach bound, MW."""
+    table = Table(title=f"sweep {name}: {len(frame)} variants")
+    table.add_column("variant", overflow="fold")
+    for col in ("status", "objective $M", "95% CI $M", "P(breach) ≤", "MW"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for r in frame.to_dict("records"):
+        if r["status"] == "ok":
+            table.add_row(
+                escape(r["variant"]),
+                "ok",
+                money_m(r["objective_usd"]),
+                f"{money_m(r['objective_low95_usd'])}–{money_m(r['objective_high95_usd'])}",
+                f"{r['p_breach_upper95']:.1%}",
+                f"{r['converted_mw']:,.0f}",
+            )
+        else:
+            table.add_row(escape(r["variant"]), "[red]failed[/red]", "", "", "", "")
+    return table
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from hashpivot.scenarios.sweep_spec import load_sweep  # noqa: PLC0415
+
+    from .sweep import FAILED, prepare_sweep_output, sweep  # noqa: PLC0415
+
+    ex = load_sweep(args.sweep)  # every variant built and validated before any work
+    out = prepare_sweep_output(
+        args.out or default_output_dir(ex.sweep.name, "sweep"),
+        ex.sweep.name,
+        resume=args.resume,
+        overwrite=args.overwrite,
+    )
+    console = _console(args)
+    client = None
+    if args.scheduler:
+        try:
+            from distributed import Client  # noqa: PLC0415
+
+            client = Client(args.scheduler, timeout=SCHEDULER_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise UserError(f"--scheduler {args.scheduler}: cannot connect ({exc})") from None
+    t0 = time.perf_counter()
+    try:
+        with StageDisplay(args.quiet) as display:
+
+            def progress(done: int, running: int, failed: int, total: int) -> None:
+                elapsed = time.perf_counter() - t0
+                left = (
+                    f", ~{elapsed / done * (total - done):.0f} s left" if 0 < done < total else ""
+                )
+                display.count(
+                    "sweep",
+                    done,
+                    total,
+                    f"{done}/{total} done, {running} running, {failed} failed, "
+                    f"{elapsed:.0f} s{left}",
+                )
+
+            frame = sweep(
+                ex,
+                client,
+                workers=args.workers,
+                out=out,
+                resume=args.resume,
+                overwrite=args.overwrite,
+                backend=args.backend or "numpy",
+                progress=progress,
+            )
+    finally:
+        if client is not None:
+            client.close()
+    console.print(sweep_table(frame, ex.sweep.name))
+    for r in frame[frame["status"] == FAILED].to_dict("records"):
+        console.print(f"[red]{escape(r['variant'])}[/red]: {escape(str(r['error']))}")
+    console.print(f"wrote {out}/ (sweep.csv, sweep_report.html, one directory per variant)")
+    return 0
+
+
 def positive_float(text: str) -> float:
     """argparse type: a number > 0."""
     try:
@@ -752,6 +837,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default: hashpivot-out/NAME-evaluate)")
     _add_overwrite(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = command("sweep", "run every variant of a sweep file on Dask (a local cluster by default)")
+    p.add_argument("sweep", help="sweep YAML: a base scenario and a grid or list of variants")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers", type=positive_int, help="local worker processes (default: the cores available)"
+    )
+    where.add_argument(
+        "--scheduler", help="address of an existing Dask scheduler, e.g. tcp://host:8786"
+    )
+    p.add_argument(
+        "--backend",
+        choices=("numpy", "cupy"),
+        help="Monte Carlo backend of every variant (cupy tasks ask for the Dask resource GPU)",
+    )
+    p.add_argument("--out", help="output directory (default: hashpivot-out/NAME-sweep)")
+    p.add_argument(
+        "--resume", action="store_true", help="skip variants whose outputs are already in --out"
+    )
+    _add_overwrite(p)
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=cmd_sweep)
     return parser
 
 
