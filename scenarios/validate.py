@@ -48,6 +48,8 @@ PERIOD_FIT_TOL = 1e-9
 MAX_PROBLEMS = 50
 #: Longest excerpt of a key or text value shown in a message [characters].
 MAX_SHOWN_CHARS = 40
+#: Longest rendering of a value in a message [characters].
+MAX_SHOWN_LINE = 80
 
 _MISSING = object()
 
@@ -88,7 +90,7 @@ class ScenarioError(ValueError):
 def _short_repr() -> reprlib.Repr:
     r = reprlib.Repr()
     r.maxlevel = 2
-    r.maxlist = r.maxtuple = r.maxset = r.maxfrozenset = r.maxdeque = r.maxarray = 6
+    r.maxlist = r.maxtuple = r.maxset = r.maxfrozenset = r.maxdeque = r.maxarray = 4
     r.maxdict = 0
     r.maxstring = r.maxlong = r.maxother = MAX_SHOWN_CHARS
     return r
@@ -112,7 +114,8 @@ def show_value(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**15:
         digits = int(value.bit_length() * math.log10(2)) + 1
         return f"{float(value):g}" if digits < 300 else f"an integer of about {digits} digits"
-    return _REPR.repr(value)
+    text = _REPR.repr(value)
+    return text if len(text) <= MAX_SHOWN_LINE else text[: MAX_SHOWN_LINE - 3] + "..."
 
 
 def _key(part: Any) -> str:
