@@ -26,6 +26,9 @@ from pydantic import BaseModel, ValidationError
 
 from .schema import (
     MARKET_FACTORS,
+    MAX_DEBT_FACILITIES,
+    MAX_LEASE_OFFERS,
+    MAX_SITES,
     BtcPrice,
     Correlation,
     Covenants,
@@ -61,6 +64,9 @@ class Problem:
     path: str
     message: str
     value: Any = _MISSING
+
+    def __repr__(self) -> str:
+        return f"Problem({str(self)!r})"
 
     def __str__(self) -> str:
         where = self.path or "(scenario)"
@@ -602,6 +608,14 @@ def _what(data: Any) -> str:
     return f"the file reads as a single {type(data).__name__} value"
 
 
+#: Lists of a scenario whose length is checked before their entries are.
+_LIST_CAPS = {
+    "sites": MAX_SITES,
+    "lease_offers": MAX_LEASE_OFFERS,
+    "debt_facilities": MAX_DEBT_FACILITIES,
+}
+
+
 def validate_data(data: Any, source: str = "") -> Scenario:
     """Validate a parsed mapping into a :class:`Scenario`, or raise :class:`ScenarioError`.
 
@@ -612,6 +626,13 @@ def validate_data(data: Any, source: str = "") -> Scenario:
         raise ScenarioError(
             [Problem("", f"not a mapping of scenario fields ({_what(data)})")], source
         )
+    too_long = [
+        Problem(key, f"must have at most {cap:,} items (got {len(data[key]):,})")
+        for key, cap in _LIST_CAPS.items()
+        if isinstance(data.get(key), list) and len(data[key]) > cap
+    ]
+    if too_long:  # refused before validating (and reporting on) every entry
+        raise ScenarioError(too_long, source)
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:

@@ -98,14 +98,24 @@ def _bounds(path: tuple) -> list[Any]:
     return out
 
 
+ALL_OPS = ("replace", "replace", "replace", "bound", "delete", "dup")
+
+
 @st.composite
-def mutated(draw: st.DrawFn, names: tuple[str, ...] = SHIPPED) -> tuple[str, dict, list]:
-    """A shipped scenario with 1–3 mutations, and the mutations for the failure report."""
+def mutated(
+    draw: st.DrawFn,
+    names: tuple[str, ...] = SHIPPED,
+    ops: tuple[str, ...] = ALL_OPS,
+    most: int = 3,
+) -> tuple[str, dict, list]:
+    """A shipped scenario with 1 to ``most`` mutations, and the mutations for the failure
+    report: ``replace`` a number by an extreme value, set it to a ``bound`` of its plausible
+    range, ``delete`` a key or list entry, ``dup``licate a list entry."""
     name = draw(st.sampled_from(names))
     data = copy.deepcopy(BASES[name])
     done = []
-    for _ in range(draw(st.integers(1, 3))):
-        op = draw(st.sampled_from(["replace", "replace", "replace", "bound", "delete", "dup"]))
+    for _ in range(draw(st.integers(1, most))):
+        op = draw(st.sampled_from(ops))
         pool = {"dup": LIST_ITEM_PATHS, "delete": ALL_PATHS}.get(op, NUMERIC_PATHS)[name]
         path = draw(st.sampled_from(pool))
         try:
@@ -159,7 +169,7 @@ def test_mutated_shipped_scenario_refused_with_field_paths_or_valid(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(case=mutated(("demo",)))
+@given(case=mutated(("demo",), ("bound", "bound", "bound", "replace"), most=2))
 def test_accepted_mutation_runs_through_optimize(case: tuple[str, dict, list]) -> None:
     from hashpivot.optimizer.pipeline import optimize
     from hashpivot.optimizer.solve import NoSolutionError
