@@ -4,10 +4,12 @@ Units live in field names (``interconnect_mw``, ``capex_usd_per_it_mw``) and in 
 docstring. Power is utility (gross) MW unless the name says ``it_mw``; rates are annual unless
 the name says otherwise; periods are indices ``0 .. n_periods-1`` of the horizon's periods.
 
-Type and range rules are declared on the fields; rules that span fields (ASIC MW within the
-interconnect, lease sites that exist, windows inside the horizon, a valid correlation matrix)
-live in :func:`hashpivot.scenarios.validate.cross_field_problems`, so that every problem of a
-file is reported at once.
+Type rules and plausible ranges (bounds a real fleet or market can have) are declared on the
+fields; the JSON Schema (``hashpivot schema``) carries each range in the field's description
+as ``Plausible range: [lo, hi].``. Rules that span fields (ASIC MW within the interconnect,
+lease sites that exist, windows inside the horizon, a valid correlation matrix) live in
+:func:`hashpivot.scenarios.validate.cross_field_problems`, so that every problem of a file is
+reported at once.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def _add_ranges(schema: dict[str, object], model: type[BaseModel]) -> None:
         prop = props.get(info.alias or name)
         if text and isinstance(prop, dict):
             desc = str(prop.get("description", "")).rstrip()
-            prop["description"] = f"{desc} [range {text}]".strip()
+            prop["description"] = f"{desc} Plausible range: {text}.".strip()
 
 
 class _Model(BaseModel):

@@ -120,11 +120,11 @@ def test_json_schema_descriptions_carry_plausible_ranges() -> None:
     defs = Scenario.model_json_schema()["$defs"]
     life = defs["GpuRacks"]["properties"]["life_years"]
     assert life["minimum"] == 1 and life["maximum"] == 30
-    assert life["description"].endswith("[range [1, 30]]")
+    assert life["description"].endswith(" Plausible range: [1, 30].")
     it_mw = defs["LeaseOffer"]["properties"]["it_mw"]
-    assert it_mw["exclusiveMinimum"] == 0 and it_mw["description"].endswith("[range (0, 10,000]]")
+    assert it_mw["exclusiveMinimum"] == 0 and it_mw["description"].endswith("range: (0, 10,000].")
     start = defs["Horizon"]["properties"]["start_date"]["description"]
-    assert start.endswith("[range [2000-01-01, 2100-12-31]]")
+    assert start.endswith("Plausible range: [2000-01-01, 2100-12-31].")
     name = Scenario.model_json_schema()["properties"]["name"]
     assert name["pattern"] == SCENARIO_NAME_PATTERN
 
