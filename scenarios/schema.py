@@ -340,15 +340,15 @@ class BtcPrice(_Model):
 
     price_usd: Annotated[float, Field(ge=1.0e2, le=1.0e7)]
     """Price at the start, P0 [$/BTC]."""
-    drift_per_year: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.10
+    drift_per_year: Annotated[float, Field(ge=-0.5, le=0.5)] = 0.10
     """Expected growth rate μ of the price [1/year]."""
-    vol_per_year: Annotated[float, Field(ge=0.0, le=3.0)] = 0.55
-    """Diffusion volatility σ [1/√year]."""
-    jump_intensity_per_year: Annotated[float, Field(ge=0.0, le=50.0)] = 0.0
+    vol_per_year: Annotated[float, Field(ge=0.0, le=1.5)] = 0.55
+    """Diffusion volatility σ [1/√year]; realised 40–55% in 2023–24, 120–150% at the 2017 peak."""
+    jump_intensity_per_year: Annotated[float, Field(ge=0.0, le=12.0)] = 0.0
     """Jump intensity λ [1/year]."""
-    jump_mean_log: Annotated[float, Field(ge=-2.0, le=2.0)] = 0.0
+    jump_mean_log: Annotated[float, Field(ge=-0.5, le=0.5)] = 0.0
     """Mean m_J of the log jump size."""
-    jump_std_log: Annotated[float, Field(ge=0.0, le=2.0)] = 0.0
+    jump_std_log: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0
     """Standard deviation s_J of the log jump size."""
 
 
@@ -357,9 +357,9 @@ class NetworkHashrate(_Model):
 
     hashrate_eh_s: Annotated[float, Field(ge=0.1, le=1.0e6)]
     """Network hashrate at the start [EH/s]."""
-    drift_per_year: Annotated[float, Field(ge=-1.0, le=2.0)] = 0.25
-    """Drift g of ln H [1/year]."""
-    vol_per_year: Annotated[float, Field(ge=0.0, le=3.0)] = 0.15
+    drift_per_year: Annotated[float, Field(ge=-0.5, le=1.0)] = 0.25
+    """Drift g of ln H [1/year]; +0.53 from Oct 2024 to Oct 2025 (+70%)."""
+    vol_per_year: Annotated[float, Field(ge=0.0, le=1.0)] = 0.15
     """Volatility σ_H of ln H [1/√year]."""
     elasticity_to_btc: Annotated[float, Field(ge=-2.0, le=2.0)] = 0.3
     """Elasticity β of ln H to the demeaned BTC log-return ``lag_periods`` earlier [-]."""
@@ -372,13 +372,13 @@ class NetworkHashrate(_Model):
 class Halving(_Model):
     """Block subsidy schedule by block height (protocol rules)."""
 
-    block_height_at_start: Annotated[int, Field(ge=0, le=10_000_000)]
+    block_height_at_start: Annotated[int, Field(ge=0, le=5_000_000)]
     """Block height on ``horizon.start_date``."""
-    blocks_per_day: Annotated[float, Field(ge=1.0, le=1000.0)] = 144.0
+    blocks_per_day: Annotated[float, Field(ge=100.0, le=200.0)] = 144.0
     """Blocks mined per day [1/day]."""
     initial_subsidy_btc: Annotated[float, Field(gt=0.0, le=100.0)] = 50.0
     """Subsidy of block 0 [BTC]; halves every ``interval_blocks``."""
-    interval_blocks: Annotated[int, Field(ge=1000, le=10_000_000)] = 210_000
+    interval_blocks: Annotated[int, Field(ge=100_000, le=1_000_000)] = 210_000
     """Blocks between halvings."""
 
 
