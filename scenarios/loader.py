@@ -1,4 +1,11 @@
-"""Load scenarios from YAML files or by the name of a shipped scenario (safe YAML only)."""
+"""Load scenarios from YAML files or by the name of a shipped scenario (safe YAML only).
+
+Parsing is bounded: a file larger than :data:`MAX_FILE_BYTES` is refused before it is read;
+a document of more than :data:`MAX_ALIASES` aliases, :data:`MAX_DEPTH` levels of nesting or
+:data:`MAX_NODES` values is refused from its event stream before any node is built; and one
+whose aliases expand it past :data:`MAX_NODES` values (an alias bomb, "billion laughs") is
+refused after composing, before any value is constructed.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +17,120 @@ from typing import Any
 import yaml
 
 from .schema import Scenario
-from .validate import Problem, ScenarioError, validate_data
+from .validate import Problem, ScenarioError, show_value, validate_data
+
+#: Largest scenario file read [bytes]; the largest shipped one is ~20 kB, a 1,000-site fleet
+#: ~700 kB.
+MAX_FILE_BYTES = 2 * 1024 * 1024
+#: Most aliases (``*name``) in one file.
+MAX_ALIASES = 100
+#: Deepest nesting of mappings and lists.
+MAX_DEPTH = 32
+#: Most nodes of the document with every alias expanded (a 1,000-site fleet has ~40,000).
+MAX_NODES = 100_000
+#: Longest excerpt of a YAML error message [characters].
+MAX_YAML_MESSAGE_CHARS = 120
 
 _SHIPPED_PACKAGE = "hashpivot.scenarios"
 _SHIPPED_DIR = "shipped"
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """Safe loader that refuses duplicate keys instead of keeping the last one silently."""
+class _LimitError(yaml.YAMLError):
+    """A file over one of the parsing limits."""
+
+    def __init__(self, problem: str, mark: Any = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.problem_mark = mark
+
+
+try:  # libyaml parses; composing stays in Python, where expanded aliases are counted
+    from yaml._yaml import CParser as _CParser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    _CParser = None
+
+
+if _CParser is not None:
+
+    class _BaseLoader(
+        yaml.composer.Composer, _CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver
+    ):
+        """Safe loader: libyaml's parser, PyYAML's composer, safe constructor and resolver."""
+
+        def __init__(self, stream: Any) -> None:
+            _CParser.__init__(self, stream)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            yaml.composer.Composer.__init__(self)
+
+else:  # pragma: no cover
+    _BaseLoader = yaml.SafeLoader  # type: ignore[misc,assignment]
+
+
+class _UniqueKeyLoader(_BaseLoader):  # type: ignore[valid-type,misc]
+    """Safe loader that refuses duplicate keys instead of keeping the last one silently, and
+    documents whose aliases expand past the node limit."""
+
+    def get_single_node(self) -> Any:
+        node = super().get_single_node()
+        if node is not None:
+            _check_expanded_size(node)
+        return node
+
+
+def _check_events(text: str) -> None:
+    """Refuse a document over the alias, depth or node limits from its event stream (libyaml
+    where available: far faster than composing), before any node is built."""
+    n_aliases = n_nodes = depth = 0
+    event_loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    for event in yaml.parse(text, Loader=event_loader):
+        if isinstance(event, yaml.AliasEvent):
+            n_aliases += 1
+            if n_aliases > MAX_ALIASES:
+                raise _LimitError(f"more than {MAX_ALIASES} aliases", event.start_mark)
+        elif isinstance(event, yaml.ScalarEvent | yaml.CollectionStartEvent):
+            n_nodes += 1
+            if n_nodes > MAX_NODES:
+                raise _LimitError(f"more than {MAX_NODES:,} values", event.start_mark)
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise _LimitError(f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _check_expanded_size(root: yaml.Node) -> None:
+    """Refuse a document whose aliases expand it past :data:`MAX_NODES` nodes, or that refers
+    to itself (an alias inside its own anchor)."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise _LimitError("an alias refers to the value that contains it", node.start_mark)
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            children: list[yaml.Node] = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > MAX_NODES:
+                raise _LimitError(
+                    f"aliases expand the file past {MAX_NODES:,} values", node.start_mark
+                )
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root)
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
@@ -32,7 +145,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
             ) from None
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
+                None, None, f"duplicate key {show_value(key)}", key_node.start_mark
             )
         seen[key] = key_node.start_mark.line
     return loader.construct_mapping(node, deep=deep)
@@ -67,16 +180,29 @@ _UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, lis
 
 
 def parse_yaml(text: str, source: str = "") -> Any:
-    """Parse YAML text safely; syntax errors become a :class:`ScenarioError` with the line."""
+    """Parse YAML text safely and within the parsing limits; syntax errors and files over a
+    limit become a :class:`ScenarioError` with the line."""
+    if len(text) > MAX_FILE_BYTES:
+        raise ScenarioError(
+            [Problem("YAML", f"larger than {MAX_FILE_BYTES // 2**20} MB; not read")], source
+        )
     try:
+        _check_events(text)
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
     except RecursionError:
         raise ScenarioError([Problem("YAML", "invalid YAML: nested too deeply")], source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        if len(problem) > MAX_YAML_MESSAGE_CHARS:
+            problem = problem[: MAX_YAML_MESSAGE_CHARS - 3] + "..."
         raise ScenarioError([Problem(where, f"invalid YAML: {problem}")], source) from None
+    except (ValueError, OverflowError) as exc:  # e.g. an integer of more than 4,300 digits
+        raise ScenarioError(
+            [Problem("YAML", f"invalid YAML: a value cannot be read ({type(exc).__name__})")],
+            source,
+        ) from None
 
 
 def shipped_names() -> list[str]:
@@ -117,9 +243,29 @@ def read_source(source: str | Path) -> tuple[Any, str]:
             text_source,
         )
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError([Problem("scenario", f"cannot be read: {exc}", text_source)]) from None
+        with path.open("rb") as f:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raw = b""
+                too_big = True
+            else:
+                raw = f.read(MAX_FILE_BYTES + 1)
+                too_big = len(raw) > MAX_FILE_BYTES
+        if too_big:
+            raise ScenarioError(
+                [Problem("scenario", f"larger than {MAX_FILE_BYTES // 2**20} MB; not read")],
+                text_source,
+            )
+        text = raw.decode("utf-8")
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ScenarioError(
+            [Problem("scenario", f"cannot be read: {reason}")], text_source
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            [Problem("scenario", f"not UTF-8 text (byte {exc.start} cannot be decoded)")],
+            text_source,
+        ) from None
     return parse_yaml(text, text_source), text_source
 
 

@@ -4,10 +4,12 @@ Units live in field names (``interconnect_mw``, ``capex_usd_per_it_mw``) and in 
 docstring. Power is utility (gross) MW unless the name says ``it_mw``; rates are annual unless
 the name says otherwise; periods are indices ``0 .. n_periods-1`` of the horizon's periods.
 
-Type and range rules are declared on the fields; rules that span fields (ASIC MW within the
-interconnect, lease sites that exist, windows inside the horizon, a valid correlation matrix)
-live in :func:`hashpivot.scenarios.validate.cross_field_problems`, so that every problem of a
-file is reported at once.
+Type rules and plausible ranges (bounds a real fleet or market can have) are declared on the
+fields; the JSON Schema (``hashpivot schema``) carries each range in the field's description
+as ``Plausible range: [lo, hi].``. Rules that span fields (ASIC MW within the interconnect,
+lease sites that exist, windows inside the horizon, a valid correlation matrix) live in
+:func:`hashpivot.scenarios.validate.cross_field_problems`, so that every problem of a file is
+reported at once.
 """
 
 from __future__ import annotations
@@ -20,10 +22,90 @@ from pydantic import BaseModel, ConfigDict, Field
 #: Factor names the correlation matrix may use; ``power:<region>`` adds one per power region.
 MARKET_FACTORS: tuple[str, ...] = ("btc", "hashrate", "ai_lease", "ai_occupancy", "gpu_hour")
 
-PeriodIndex = Annotated[int, Field(ge=0)]
+#: Most periods of any horizon: 40 years of months.
+MAX_PERIODS = 480
+#: Largest fleet, offer book and debt stack a scenario may describe (bounds parsing work).
+MAX_SITES = 1000
+MAX_LEASE_OFFERS = 1000
+MAX_DEBT_FACILITIES = 100
+#: Longest name of a site, offer, facility, region or factor [characters].
+MAX_NAME_CHARS = 64
+#: Plausible calendar window of a horizon start.
+EARLIEST_START = dt.date(2000, 1, 1)
+LATEST_START = dt.date(2100, 12, 31)
+#: A scenario name is a plain identifier: it becomes part of default output paths.
+SCENARIO_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+
+PeriodIndex = Annotated[int, Field(ge=0, le=MAX_PERIODS)]
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
-NonNeg = Annotated[float, Field(ge=0.0)]
-Positive = Annotated[float, Field(gt=0.0)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
+#: Power of one site, lease or region [MW]: the largest campuses are a few GW.
+Megawatts = Annotated[float, Field(ge=0.0, le=10_000.0)]
+PositiveMegawatts = Annotated[float, Field(gt=0.0, le=10_000.0)]
+#: Money amounts of a fleet's balance sheet [$]: up to $1T.
+Usd = Annotated[float, Field(ge=0.0, le=1.0e12)]
+#: Per-unit annual costs and values [$/MW/year, $/rack/year, $/MW]: up to $10M.
+UsdPerUnit = Annotated[float, Field(ge=0.0, le=1.0e7)]
+#: Energy prices [$/MWh].
+UsdPerMwh = Annotated[float, Field(ge=0.0, le=1000.0)]
+#: BTC amounts [BTC]: at most the 21M supply.
+Btc = Annotated[float, Field(ge=0.0, le=2.1e7)]
+#: Valuation multiples [years].
+Multiple = Annotated[float, Field(ge=0.0, le=50.0)]
+
+
+def _bound(value: object) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e6:
+        value = int(value)
+    if isinstance(value, int | float):
+        return f"{value:,g}" if isinstance(value, float) else f"{value:,}"
+    return str(value)
+
+
+def range_text(metadata: list[object], what: str = "items") -> str:
+    """The plausible range of a field from its constraints, e.g. ``(0, 10,000]``, or its
+    length (``1 to 64 characters``, with ``what="characters"``); ``""`` if it has none."""
+    lo = hi = None
+    lo_open = hi_open = False
+    n_min = n_max = None
+    for m in metadata:
+        for attr, is_lo, is_open in (
+            ("gt", True, True),
+            ("ge", True, False),
+            ("lt", False, True),
+            ("le", False, False),
+        ):
+            v = getattr(m, attr, None)
+            if v is None:
+                continue
+            if is_lo:
+                lo, lo_open = v, is_open
+            else:
+                hi, hi_open = v, is_open
+        n_min = getattr(m, "min_length", n_min)
+        n_max = getattr(m, "max_length", n_max)
+    if lo is None and hi is None:
+        if n_max is not None:
+            if n_min is None:
+                return f"at most {n_max:,} {what}"
+            return f"{n_min:,} to {n_max:,} {what}"
+        return ""
+    left = "(" if lo_open or lo is None else "["
+    right = ")" if hi_open or hi is None else "]"
+    return f"{left}{_bound(lo) if lo is not None else '-inf'}, {_bound(hi) if hi is not None else 'inf'}{right}"
+
+
+def _add_ranges(schema: dict[str, object], model: type[BaseModel]) -> None:
+    """JSON Schema hook: append each field's plausible range to its description."""
+    props = schema.get("properties")
+    if not isinstance(props, dict):
+        return
+    for name, info in model.model_fields.items():
+        text = range_text(info.metadata, "characters" if info.annotation is str else "items")
+        prop = props.get(info.alias or name)
+        if text and isinstance(prop, dict):
+            desc = str(prop.get("description", "")).rstrip()
+            prop["description"] = f"{desc} Plausible range: {text}.".strip()
 
 #: Default dilution cost of a convertible [1/year of principal outstanding]: the Black–Scholes
 #: value of the conversion option per unit of principal and year,
@@ -41,6 +123,7 @@ class _Model(BaseModel):
         use_attribute_docstrings=True,
         validate_default=True,
         frozen=True,
+        json_schema_extra=_add_ranges,
     )
 
 
@@ -48,7 +131,7 @@ class _Model(BaseModel):
 class Horizon(_Model):
     """Planning horizon and discounting."""
 
-    start_date: dt.date
+    start_date: Annotated[dt.date, Field(ge=EARLIEST_START, le=LATEST_START)]
     """First day of period 0 (ISO date)."""
     years: Annotated[float, Field(gt=0.0, le=40.0)]
     """Length of the horizon [years]; a whole number of periods."""
@@ -56,7 +139,7 @@ class Horizon(_Model):
     """Period length: ``quarter`` (Δ = 0.25 y) or ``month`` (Δ = 1/12 y)."""
     discount_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.10
     """Annual discount rate of equity cash flows [1/year]."""
-    cash_interest_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.03
+    cash_interest_rate: Annotated[float, Field(ge=0.0, le=0.5)] = 0.03
     """Annual interest earned on cash balances [1/year]."""
 
     @property
@@ -93,7 +176,7 @@ class PowerContract(_Model):
 
     market_indexed_share: Share = 1.0
     """Share of the site's energy bought at the regional market price [0–1]; the rest is fixed-price."""
-    fixed_price_usd_per_mwh: NonNeg = 0.0
+    fixed_price_usd_per_mwh: UsdPerMwh = 0.0
     """Price of the fixed-price share [$/MWh]."""
     resale_allowed: bool = False
     """Whether unused fixed-price power can be resold at the market price (ERCOT-style)."""
@@ -102,51 +185,51 @@ class PowerContract(_Model):
 class Conversion(_Model):
     """How a site converts from ASIC mining to AI data-center capacity."""
 
-    block_mw: Positive
+    block_mw: Annotated[float, Field(gt=0.0, le=1000.0)]
     """Utility MW converted per construction block [MW]."""
-    capex_usd_per_it_mw: Positive
+    capex_usd_per_it_mw: Annotated[float, Field(ge=1.0e5, le=1.0e8)]
     """Construction cost per MW of IT capacity delivered [$/IT MW]."""
-    it_mw_per_utility_mw: Annotated[float, Field(gt=0.0, le=1.0)] = 0.70
+    it_mw_per_utility_mw: Annotated[float, Field(ge=0.1, le=1.0)] = 0.70
     """IT MW obtained per utility MW converted, ρ [IT MW/MW]."""
     lead_time_periods: Annotated[int, Field(ge=0, le=40)] = 4
     """Periods between the start of a block and its IT capacity coming online."""
-    max_blocks_per_period: Annotated[int, Field(ge=0)] = 2
+    max_blocks_per_period: Annotated[int, Field(ge=0, le=100)] = 2
     """Blocks that can be started at this site in one period."""
-    opex_usd_per_it_mw_year: NonNeg = 0.0
+    opex_usd_per_it_mw_year: UsdPerUnit = 0.0
     """Landlord operating cost of online IT capacity (NNN leases pass power to tenants) [$/IT MW/year]."""
 
 
 class Site(_Model):
     """One mining site (campus)."""
 
-    name: Annotated[str, Field(min_length=1)]
+    name: Name
     """Unique site name."""
-    region: Annotated[str, Field(min_length=1)]
+    region: Name
     """Power region; must be a key of ``market.power_regions``."""
-    interconnect_mw: Positive
+    interconnect_mw: PositiveMegawatts
     """Utility interconnection capacity [MW]."""
-    asic_mw: NonNeg
+    asic_mw: Megawatts
     """Utility MW of ASICs installed at the start [MW]."""
-    efficiency_j_per_th: Annotated[float, Field(gt=0.0, le=200.0)]
+    efficiency_j_per_th: Annotated[float, Field(ge=1.0, le=200.0)]
     """Fleet-average ASIC efficiency [J/TH]."""
-    uptime: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95
+    uptime: Annotated[float, Field(ge=0.01, le=1.0)] = 0.95
     """Share of hours the ASICs can run when it pays [0–1]."""
     power: PowerContract = PowerContract()
     """Power contract."""
-    convertible_mw: NonNeg
+    convertible_mw: Megawatts
     """Utility MW that may be converted to AI capacity [MW]."""
     conversion: Conversion
     """Conversion economics."""
-    asic_salvage_usd_per_mw: NonNeg = 0.0
+    asic_salvage_usd_per_mw: UsdPerUnit = 0.0
     """Resale value of ASICs per utility MW at the end of the horizon [$/MW]."""
-    fixed_opex_usd_per_mw_year: NonNeg = 0.0
+    fixed_opex_usd_per_mw_year: UsdPerUnit = 0.0
     """Fixed mining opex per utility MW of ASICs still mining [$/MW/year]."""
 
 
 class Construction(_Model):
     """Fleet-wide construction limits."""
 
-    max_blocks_per_period: Annotated[int, Field(ge=0)] = 4
+    max_blocks_per_period: Annotated[int, Field(ge=0, le=1000)] = 4
     """Blocks that can be started across the fleet in one period."""
 
 
@@ -155,21 +238,21 @@ class GpuRacks(_Model):
 
     enabled: bool = True
     """Whether self-operated racks are allowed."""
-    rack_kw: Positive = 132.0
+    rack_kw: Annotated[float, Field(ge=1.0, le=1000.0)] = 132.0
     """IT power per rack [kW]."""
-    gpus_per_rack: Annotated[int, Field(gt=0)] = 72
+    gpus_per_rack: Annotated[int, Field(ge=1, le=1000)] = 72
     """GPUs per rack."""
-    capex_usd_per_rack: Positive = 5.5e6
+    capex_usd_per_rack: Annotated[float, Field(ge=1.0e4, le=1.0e8)] = 5.5e6
     """All-in purchase cost per rack (GPUs, network, storage) [$/rack]."""
-    life_years: Positive = 5.0
+    life_years: Annotated[float, Field(ge=1.0, le=30.0)] = 5.0
     """Economic life of a rack; it earns nothing after [years]."""
     utilization: Share = 0.80
     """Share of GPU-hours sold [0–1]."""
     pue: Annotated[float, Field(ge=1.0, le=3.0)] = 1.15
     """Power usage effectiveness of the racks; power drawn = rack_kw·PUE [-]."""
-    opex_usd_per_rack_year: NonNeg = 0.0
+    opex_usd_per_rack_year: UsdPerUnit = 0.0
     """Operating cost per rack besides power [$/rack/year]."""
-    max_racks_per_period: Annotated[int, Field(ge=0)] = 1000
+    max_racks_per_period: Annotated[int, Field(ge=0, le=100_000)] = 1000
     """Racks that can be installed across the fleet in one period."""
 
 
@@ -177,13 +260,13 @@ class GpuRacks(_Model):
 class LeaseOffer(_Model):
     """A long-term AI lease offer from a tenant."""
 
-    name: Annotated[str, Field(min_length=1)]
+    name: Name
     """Unique offer name."""
-    tenant: str = ""
+    tenant: Annotated[str, Field(max_length=200)] = ""
     """Tenant name (for reports)."""
-    it_mw: Positive
+    it_mw: PositiveMegawatts
     """IT capacity leased [IT MW]."""
-    rate_usd_per_kw_month: Positive
+    rate_usd_per_kw_month: Annotated[float, Field(ge=1.0, le=1000.0)]
     """Rent in the first lease year [$/kW-month of IT]."""
     escalator_per_year: Annotated[float, Field(ge=0.0, le=0.2)] = 0.03
     """Annual rent escalator [1/year]."""
@@ -193,28 +276,28 @@ class LeaseOffer(_Model):
     """First period the lease may start paying rent."""
     deliver_by_period: PeriodIndex
     """Period by which the full IT MW must be online and delivered."""
-    late_penalty_usd_per_mw_period: NonNeg = 0.0
+    late_penalty_usd_per_mw_period: Annotated[float, Field(ge=0.0, le=1.0e8)] = 0.0
     """Penalty per IT MW short per period after ``deliver_by_period`` [$/IT MW/period]."""
     hard_deadline: bool = False
     """If true, delivering late is forbidden instead of penalised."""
     committed: bool = False
     """Already signed: the plan must deliver it (otherwise it is an offer the plan may sign)."""
-    eligible_sites: Annotated[list[str], Field(min_length=1)]
+    eligible_sites: Annotated[list[Name], Field(min_length=1, max_length=MAX_SITES)]
     """Sites (campuses) that can host the lease."""
     single_campus: bool = True
     """Whether the whole lease must sit at one campus."""
-    tenant_default_prob_per_year: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.01
+    tenant_default_prob_per_year: Annotated[float, Field(ge=0.0, le=0.5)] = 0.01
     """Annual probability that the tenant defaults [1/year]."""
 
 
 class DebtFacility(_Model):
     """A debt facility that can be drawn to fund conversion."""
 
-    name: Annotated[str, Field(min_length=1)]
+    name: Name
     """Unique facility name."""
     kind: Literal["senior_secured", "convertible", "project_loan", "term_loan", "btc_backed"]
     """Instrument kind (for reports; terms below set the cash flows)."""
-    size_usd: Positive
+    size_usd: Annotated[float, Field(ge=1.0e3, le=1.0e12)]
     """Maximum total draws [$]."""
     rate_per_year: Annotated[float, Field(ge=0.0, le=0.5)]
     """Cash interest rate on the outstanding balance [1/year]."""
@@ -248,11 +331,11 @@ class DebtFacility(_Model):
 class Covenants(_Model):
     """Debt covenants and liquidity rules, tested per scenario."""
 
-    min_dscr: NonNeg = 1.25
+    min_dscr: Annotated[float, Field(ge=0.0, le=10.0)] = 1.25
     """Minimum debt service coverage ratio over the trailing year [-]."""
-    max_leverage: Positive = 6.0
+    max_leverage: Annotated[float, Field(gt=0.0, le=1000.0)] = 6.0
     """Maximum debt / trailing-year EBITDA [-]."""
-    min_cash_usd: NonNeg = 0.0
+    min_cash_usd: Usd = 0.0
     """Minimum cash balance at every period end [$]."""
     confidence: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95
     """Probability weight of scenarios in which the covenants must hold [0–1]."""
@@ -261,13 +344,13 @@ class Covenants(_Model):
 class Treasury(_Model):
     """BTC treasury and opening cash."""
 
-    btc_held: NonNeg = 0.0
+    btc_held: Btc = 0.0
     """BTC held at the start [BTC]."""
-    btc_floor: NonNeg = 0.0
+    btc_floor: Btc = 0.0
     """Minimum BTC holding by policy [BTC]."""
-    max_btc_sale_per_period: NonNeg = 0.0
+    max_btc_sale_per_period: Btc = 0.0
     """Most BTC that may be sold in one period [BTC/period]."""
-    cash_usd: NonNeg = 0.0
+    cash_usd: Usd = 0.0
     """Cash at the start [$]."""
 
 
@@ -275,17 +358,17 @@ class Treasury(_Model):
 class BtcPrice(_Model):
     """BTC price: Merton jump-diffusion, E[P_t] = P0·e^{μt}."""
 
-    price_usd: Positive
+    price_usd: Annotated[float, Field(ge=1.0e2, le=1.0e7)]
     """Price at the start, P0 [$/BTC]."""
-    drift_per_year: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.10
+    drift_per_year: Annotated[float, Field(ge=-0.5, le=0.5)] = 0.10
     """Expected growth rate μ of the price [1/year]."""
-    vol_per_year: Annotated[float, Field(ge=0.0, le=3.0)] = 0.55
-    """Diffusion volatility σ [1/√year]."""
-    jump_intensity_per_year: Annotated[float, Field(ge=0.0, le=50.0)] = 0.0
+    vol_per_year: Annotated[float, Field(ge=0.0, le=1.5)] = 0.55
+    """Diffusion volatility σ [1/√year]; realised 40–55% in 2023–24, 120–150% at the 2017 peak."""
+    jump_intensity_per_year: Annotated[float, Field(ge=0.0, le=12.0)] = 0.0
     """Jump intensity λ [1/year]."""
-    jump_mean_log: Annotated[float, Field(ge=-2.0, le=2.0)] = 0.0
+    jump_mean_log: Annotated[float, Field(ge=-0.5, le=0.5)] = 0.0
     """Mean m_J of the log jump size."""
-    jump_std_log: Annotated[float, Field(ge=0.0, le=2.0)] = 0.0
+    jump_std_log: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0
     """Standard deviation s_J of the log jump size."""
 
 
@@ -294,12 +377,12 @@ class NetworkHashrate(_Model):
     (fast down, lagged up), a drift for efficiency gains, shocks and halving steps
     (equation in :mod:`hashpivot.kernels.market`)."""
 
-    hashrate_eh_s: Positive
+    hashrate_eh_s: Annotated[float, Field(ge=0.1, le=1.0e6)]
     """Network hashrate at the start [EH/s]."""
-    drift_per_year: Annotated[float, Field(ge=-1.0, le=2.0)] = 0.10
+    drift_per_year: Annotated[float, Field(ge=-0.5, le=1.0)] = 0.10
     """Drift η of ln H from efficiency gains [1/year]: the marginal fleet's J/TH falls as e^{−ηt},
     so H grows at η with the network's power unchanged and the breakeven hashprice falls at η."""
-    vol_per_year: Annotated[float, Field(ge=0.0, le=3.0)] = 0.15
+    vol_per_year: Annotated[float, Field(ge=0.0, le=1.0)] = 0.15
     """Volatility σ_H of ln H [1/√year]."""
     marginal_efficiency_j_per_th: Annotated[float, Field(gt=1.0, le=100.0)] = 22.0
     """Efficiency of the marginal fleet at the start, e_m [J/TH] (range 1–100; 19–25 typical)."""
@@ -325,22 +408,22 @@ class NetworkHashrate(_Model):
 class Halving(_Model):
     """Block subsidy schedule by block height (protocol rules)."""
 
-    block_height_at_start: Annotated[int, Field(ge=0)]
+    block_height_at_start: Annotated[int, Field(ge=0, le=5_000_000)]
     """Block height on ``horizon.start_date``."""
-    blocks_per_day: Positive = 144.0
+    blocks_per_day: Annotated[float, Field(ge=100.0, le=200.0)] = 144.0
     """Blocks mined per day [1/day]."""
-    initial_subsidy_btc: Positive = 50.0
+    initial_subsidy_btc: Annotated[float, Field(gt=0.0, le=100.0)] = 50.0
     """Subsidy of block 0 [BTC]; halves every ``interval_blocks``."""
-    interval_blocks: Annotated[int, Field(gt=0)] = 210_000
+    interval_blocks: Annotated[int, Field(ge=100_000, le=1_000_000)] = 210_000
     """Blocks between halvings."""
 
 
 class PowerRegion(_Model):
     """Regional power price: log Ornstein–Uhlenbeck with stationary mean ``mean_usd_per_mwh``."""
 
-    mean_usd_per_mwh: Positive
+    mean_usd_per_mwh: Annotated[float, Field(ge=1.0, le=1000.0)]
     """Stationary mean of the period power price [$/MWh]."""
-    initial_usd_per_mwh: Positive
+    initial_usd_per_mwh: Annotated[float, Field(ge=1.0, le=1000.0)]
     """Power price at the start [$/MWh]."""
     reversion_per_year: Annotated[float, Field(gt=0.0, le=100.0)] = 2.0
     """Mean-reversion speed κ of the log price [1/year]."""
@@ -353,7 +436,7 @@ class PowerRegion(_Model):
 class AiLeaseMarket(_Model):
     """Market lease rate for uncontracted IT capacity: log-OU deviation around a drifting mean."""
 
-    rate_usd_per_kw_month: Positive
+    rate_usd_per_kw_month: Annotated[float, Field(ge=1.0, le=1000.0)]
     """Mean market rate at the start [$/kW-month]."""
     mean_drift_per_year: Annotated[float, Field(ge=-0.5, le=0.5)] = 0.0
     """Growth of the mean rate [1/year]; E[L_t] = L0·e^{g t}."""
@@ -381,7 +464,7 @@ class AiOccupancy(_Model):
 class GpuHour(_Model):
     """Price of a GPU-hour: deterministic decline with lognormal shocks, E[G_t] = G0·(1−d)^t."""
 
-    price_usd: Positive
+    price_usd: Annotated[float, Field(ge=0.01, le=100.0)]
     """Price at the start [$/GPU-hour]."""
     decline_per_year: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.20
     """Expected decline d [1/year]."""
@@ -392,9 +475,9 @@ class GpuHour(_Model):
 class Correlation(_Model):
     """Correlation of the factor shocks; factors not listed are independent."""
 
-    factors: list[str] = []
+    factors: Annotated[list[Name], Field(max_length=64)] = []
     """Factor names: ``btc``, ``hashrate``, ``ai_lease``, ``ai_occupancy``, ``gpu_hour``, ``power:<region>``."""
-    matrix: list[list[float]] = []
+    matrix: Annotated[list[Annotated[list[float], Field(max_length=64)]], Field(max_length=64)] = []
     """Symmetric, unit-diagonal, positive semi-definite matrix, rows in the order of ``factors``."""
 
 
@@ -409,7 +492,7 @@ class Market(_Model):
     """Subsidy schedule."""
     fees_btc_per_block: Annotated[float, Field(ge=0.0, le=50.0)] = 0.03
     """Transaction fees per block [BTC/block]."""
-    power_regions: Annotated[dict[str, PowerRegion], Field(min_length=1)]
+    power_regions: Annotated[dict[Name, PowerRegion], Field(min_length=1, max_length=100)]
     """Power price model per region, keyed by region name."""
     ai_lease: AiLeaseMarket
     """Market lease rate for uncontracted IT capacity."""
@@ -430,10 +513,10 @@ class Valuation(_Model):
     ai_noi_multiple: Annotated[float, Field(ge=0.0, le=30.0)] = 6.0
     """Multiple of last-period annualised AI net operating income (leases, market, racks)
     [years] (range 0–30). Default 6: the annuity factor of 10 years at 10% (6.1), a powered site's
-    remaining life after the horizon (domain_facts §2 'Lease terms': 10–15-yr base terms)."""
+    remaining life after the horizon ([S-lease-terms]: 10–15-yr base terms)."""
     mining_margin_multiple: Annotated[float, Field(ge=0.0, le=30.0)] = 6.0
     """Multiple of last-period annualised mining margin net of fixed opex [years] (range 0–30).
-    Default 6, as AI: the same site and NOI are worth the same whatever the use (§1 'ASIC life':
+    Default 6, as AI: the same site and NOI are worth the same whatever the use ([E-asic-life]:
     a 10-yr rig lifecycle at Block; set 3–4 for a 3–5-yr ASIC life without refresh)."""
     conversion_option: bool = True
     """Value the convertible MW still mining at the horizon at max(mining value, AI value at the
@@ -452,38 +535,39 @@ class Risk(_Model):
 class RunDefaults(_Model):
     """Defaults of a run; the command line overrides them."""
 
-    paths: Annotated[int, Field(gt=0, le=10**9)] = 20_000
+    paths: Annotated[int, Field(ge=1, le=10**7)] = 20_000
     """Monte Carlo paths for the coefficients."""
-    scenarios: Annotated[int, Field(gt=0, le=4096)] = 16
+    scenarios: Annotated[int, Field(ge=1, le=4096)] = 16
     """Reduced scenarios K in the MILP."""
-    eval_paths: Annotated[int, Field(gt=0, le=10**9)] = 20_000
+    eval_paths: Annotated[int, Field(ge=1, le=10**7)] = 20_000
     """Fresh paths for out-of-sample evaluation."""
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 20260101
     """Random seed."""
-    solver_time_limit_s: Annotated[float, Field(gt=0.0)] = 60.0
+    solver_time_limit_s: Annotated[float, Field(gt=0.0, le=604_800.0)] = 60.0
     """HiGHS time limit [s]."""
-    mip_gap: Annotated[float, Field(ge=0.0, le=1.0)] = 0.001
+    mip_gap: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.001
     """Relative MIP gap at which HiGHS stops [-]."""
 
 
 class Scenario(_Model):
     """A hashpivot scenario: a miner's fleet, its offers, financing and the market model."""
 
-    name: Annotated[str, Field(min_length=1)]
-    """Short scenario name."""
-    description: str = ""
+    name: Annotated[str, Field(pattern=SCENARIO_NAME_PATTERN)]
+    """Short scenario name: a plain identifier (letters, digits, ``_``, ``-``; 1 to 64
+    characters, starting with a letter or digit), used in default output paths."""
+    description: Annotated[str, Field(max_length=1000)] = ""
     """One-line description."""
     horizon: Horizon
     """Planning horizon."""
-    sites: Annotated[list[Site], Field(min_length=1)]
+    sites: Annotated[list[Site], Field(min_length=1, max_length=MAX_SITES)]
     """Sites of the fleet."""
     construction: Construction = Construction()
     """Fleet-wide construction limits."""
     gpu_racks: GpuRacks = GpuRacks()
     """Self-operated GPU rack option."""
-    lease_offers: list[LeaseOffer] = []
+    lease_offers: Annotated[list[LeaseOffer], Field(max_length=MAX_LEASE_OFFERS)] = []
     """Lease offers that may be signed."""
-    debt_facilities: list[DebtFacility] = []
+    debt_facilities: Annotated[list[DebtFacility], Field(max_length=MAX_DEBT_FACILITIES)] = []
     """Debt facilities that may be drawn."""
     covenants: Covenants = Covenants()
     """Covenants and liquidity rules."""

@@ -1,7 +1,7 @@
 """Synthetic fleets of any size, for benchmarks and property tests.
 
 The generator draws site sizes, efficiencies, power contracts, conversion economics and lease
-offers from ranges calibrated on ``shared/domain_facts.md`` (the same rows the shipped
+offers from ranges calibrated on the figures of ``scenarios/SOURCES.md`` (the ones the shipped
 scenarios cite), and always returns a scenario that passes validation.
 """
 

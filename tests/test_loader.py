@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
+from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hashpivot.scenarios import ScenarioError, load_scenario, parse_yaml, shipped_path
+from hashpivot.scenarios.loader import MAX_ALIASES, MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES
+from hashpivot.scenarios.schema import MAX_SITES
 
 BASE = parse_yaml(shipped_path("demo").read_text())
 
@@ -101,3 +106,113 @@ def test_unsafe_yaml_tags_are_refused() -> None:
     else:  # pragma: no cover
         raise AssertionError("unsafe tag was accepted")
     assert yaml.safe_load("a: 1") == {"a": 1}
+
+
+# --------------------------------------------------------------------------- bounded parsing
+def _refused(text: str) -> tuple[str, float]:
+    start = time.perf_counter()
+    with pytest.raises(ScenarioError) as info:
+        parse_yaml(text)
+    elapsed = time.perf_counter() - start
+    assert len(info.value.problems) == 1
+    return str(info.value.problems[0]), elapsed
+
+
+def _alias_bomb() -> str:
+    """The "billion laughs" of the fuzz report: lists of 6 items, 9 levels, 6**9 strings."""
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_is_refused_in_well_under_a_second() -> None:
+    bomb = _alias_bomb()
+    assert len(bomb) < 400
+    message, elapsed = _refused(bomb)
+    assert message.startswith("line 7, column 4:") and "aliases expand the file past" in message
+    assert elapsed < 0.5
+
+
+def test_alias_bomb_file_through_load_scenario(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb())
+    start = time.perf_counter()
+    with pytest.raises(ScenarioError, match="aliases expand"):
+        load_scenario(path)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_too_many_aliases_refused() -> None:
+    text = "x: &x 1\ny: [" + ", ".join(["*x"] * (MAX_ALIASES + 1)) + "]\n"
+    message, _ = _refused(text)
+    assert f"more than {MAX_ALIASES} aliases" in message
+
+
+def test_alias_inside_its_own_anchor_refused() -> None:
+    message, _ = _refused("a: &a [1, *a]\n")
+    assert "refers to the value that contains it" in message
+
+
+def test_deep_nesting_refused_with_its_line() -> None:
+    depth = MAX_DEPTH + 5
+    message, _ = _refused("a:\n  b: " + "[" * depth + "]" * depth + "\n")
+    assert message.startswith("line 2, column") and f"more than {MAX_DEPTH} levels" in message
+
+
+def test_too_many_values_refused_quickly() -> None:
+    text = "a: [" + ",".join(["0"] * (MAX_NODES + 10)) + "]\n"
+    assert len(text) < MAX_FILE_BYTES
+    message, elapsed = _refused(text)
+    assert f"more than {MAX_NODES:,} values" in message
+    assert elapsed < 10.0  # ~0.3 s on an idle core; generous for a shared machine
+
+
+def test_file_over_the_size_cap_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    with path.open("wb") as f:
+        f.truncate(MAX_FILE_BYTES + 1)  # sparse: nothing is written or read
+    start = time.perf_counter()
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert time.perf_counter() - start < 0.5
+    assert [str(p) for p in info.value.problems] == [
+        f"scenario: larger than {MAX_FILE_BYTES // 2**20} MB; not read"
+    ]
+
+
+def test_integer_of_thousands_of_digits_refused() -> None:
+    message, _ = _refused("name: " + "9" * 5000 + "\n")
+    assert message == "YAML: invalid YAML: a value cannot be read (ValueError)"
+
+
+def test_non_utf8_file_refused_without_codec_dump(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert [str(p) for p in info.value.problems] == [
+        "scenario: not UTF-8 text (byte 9 cannot be decoded)"
+    ]
+
+
+def test_yaml_error_messages_are_short_and_one_line() -> None:
+    message, _ = _refused("a: !!python/object/apply:os.system\n  - " + "x" * 500 + "\n")
+    assert len(message) < 200 and "\n" not in message
+
+
+def test_lists_over_their_cap_refused_before_their_entries_are_validated() -> None:
+    data = parse_yaml(shipped_path("demo").read_text())
+    data["sites"] = [data["sites"][0]] * 330_000  # the fuzz report's 330k extra sites
+    start = time.perf_counter()
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(data)
+    assert time.perf_counter() - start < 0.5
+    assert [str(p) for p in info.value.problems] == [
+        f"sites: must have at most {MAX_SITES:,} items (got 330,000)"
+    ]
+
+
+def test_shipped_files_stay_far_inside_the_parsing_limits() -> None:
+    for name in ("demo", "texas_hybrid", "public_miners_2026"):
+        assert shipped_path(name).stat().st_size < MAX_FILE_BYTES // 50
