@@ -360,7 +360,7 @@ class BtcPrice(_Model):
 
     price_usd: Annotated[float, Field(ge=1.0e2, le=1.0e7)]
     """Price at the start, P0 [$/BTC]."""
-    drift_per_year: Annotated[float, Field(ge=-0.5, le=0.5)] = 0.10
+    drift_per_year: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.10
     """Expected growth rate μ of the price [1/year]."""
     vol_per_year: Annotated[float, Field(ge=0.0, le=1.5)] = 0.55
     """Diffusion volatility σ [1/√year]; realised 40–55% in 2023–24, 120–150% at the 2017 peak."""

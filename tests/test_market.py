@@ -344,7 +344,14 @@ FEEDBACK = {
     },
 }
 BREAKEVEN0 = 24 * 22.0 * 45.0 / 1000  # $/PH/day
-NO_HALVING = {"halving": {"initial_subsidy_btc": 3.125, "interval_blocks": 10**8}}
+# no halving within the horizon: the first falls 1,000,000 blocks (~19 years) after block 0
+NO_HALVING = {
+    "halving": {
+        "initial_subsidy_btc": 3.125,
+        "interval_blocks": 1_000_000,
+        "block_height_at_start": 0,
+    }
+}
 
 
 def _feedback_run(changes: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
