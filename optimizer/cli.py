@@ -873,7 +873,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ScenarioError as exc:
         where = f"{exc.source}: " if exc.source else ""
-        print(f"{where}{len(exc.problems)} problem(s)", file=sys.stderr)
+        print(f"{where}{exc.n_problems} problem(s)", file=sys.stderr)
         for problem in exc.problems:
             print(str(problem), file=sys.stderr)
         return EXIT_USAGE
