@@ -75,7 +75,7 @@ def numpy_chunk(
         logs = factor_logs(f)
         vals = factor_values_from_logs(logs) - shift[:, None]
         margin = mining_margin(mp, f)
-        sums.add(f.t, np.concatenate([vals, vals * vals, margin, margin * margin]))
+        sums.add(f.t, [vals, vals * vals, margin, margin * margin])
         hists.add(f.t, logs)
         if feats is not None:
             g = groups[f.t]
