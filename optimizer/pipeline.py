@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from hashpivot.kernels.backend import Backend, get_backend
-from hashpivot.kernels.cashflow import cash_flows, objective
+from hashpivot.kernels.cashflow import CASH_TOL_USD, cash_flows, objective
 from hashpivot.kernels.evaluate import EvalStats, Evaluation, evaluate_plans
 from hashpivot.kernels.plan import Plan, schedule
 from hashpivot.kernels.reduce import ReducedScenarios, reduce_scenarios
@@ -111,6 +111,15 @@ def financing_frame(sc: Scenario, plan: Plan) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def breach_rule(sc: Scenario) -> dict[str, Any]:
+    """What a covenant breach did out of sample (``summary.json`` key ``on_breach``)."""
+    cov = sc.covenants
+    out: dict[str, Any] = {"rule": cov.on_breach}
+    if cov.on_breach == "waiver":
+        out |= {"waiver_fee": cov.waiver_fee, "waiver_step_up_bp": cov.waiver_step_up_bp}
+    return out
+
+
 def in_sample_stats(sc: Scenario, plan: Plan, red: ReducedScenarios) -> dict[str, float]:
     """STATS of a plan on the MILP's own reduced scenarios (no recourse)."""
     cf = cash_flows(sc, plan, red.coefficient_arrays())
@@ -124,6 +133,11 @@ def in_sample_stats(sc: Scenario, plan: Plan, red: ReducedScenarios) -> dict[str
         "cvar_usd": risk,
         "p_default": float(red.weights[(np.asarray(cf.cash_usd) < 0).any(axis=1)].sum()),
         "p_breach": float(red.weights[np.asarray(cf.covenant_breach)].sum()),
+        "p_min_cash_breach": float(
+            red.weights[
+                (np.asarray(cf.cash_usd) < sc.covenants.min_cash_usd - CASH_TOL_USD).any(axis=1)
+            ].sum()
+        ),
     }
 
 
@@ -206,6 +220,7 @@ class OptimizeResult:
             "paths": self.paths,
             "scenarios": self.n_scenarios,
             "eval_paths": self.eval_paths,
+            "on_breach": breach_rule(self.scenario),
             "solver": {
                 "status": str(s.status),
                 "objective_usd": s.objective_usd,
@@ -323,6 +338,7 @@ class EvaluateResult:
             "device": self.evaluation.device,
             "eval_paths": self.evaluation.paths,
             "evaluated": self.name,
+            "on_breach": breach_rule(self.scenario),
             "out_of_sample": self.stats.to_json(),
             "baselines": {
                 n: s.to_json() for n, s in self.evaluation.stats.items() if n != self.name

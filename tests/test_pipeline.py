@@ -22,7 +22,15 @@ from hashpivot.optimizer.baselines import POLICIES, baseline
 from hashpivot.optimizer.checker import check_plan
 
 CLI = [sys.executable, "-m", "hashpivot.optimizer.cli"]
-STATS = {"objective_usd", "mean_equity_usd", "stderr_usd", "cvar_usd", "p_default", "p_breach"}
+STATS = {
+    "objective_usd",
+    "mean_equity_usd",
+    "stderr_usd",
+    "cvar_usd",
+    "p_default",
+    "p_breach",
+    "p_min_cash_breach",
+}
 #: The evaluator on the MILP's own scenarios against the MILP objective.
 CONSISTENCY_RTOL = 1e-6
 
@@ -88,6 +96,7 @@ def test_summary_has_every_field(demo_run) -> None:
         "paths",
         "scenarios",
         "eval_paths",
+        "on_breach",
         "solver",
         "plan",
         "baselines",
