@@ -323,6 +323,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     summary = res.summary()
     s = summary["solver"]
     console.print(scenario_plan_table(res))
+    for line in summary["warnings"]:
+        console.print(f"[yellow]warning: {escape(line)}[/yellow]")
     console.print(
         f"solver: [bold]{s['status']}[/bold], objective {s['objective_usd'] / 1e6:,.1f} $M, bound "
         f"{s['bound_usd'] / 1e6:,.1f} $M, gap {s['gap']:.3%}"

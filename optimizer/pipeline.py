@@ -241,6 +241,7 @@ class OptimizeResult:
                 for (_, name), (d, se) in self.evaluation.paired.items()
             },
             "best_baseline": {"name": winner[0], "why": winner[1]} if winner else None,
+            "warnings": list(s.warnings),
             "timings_seconds": self.timings,
         }
 

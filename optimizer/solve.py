@@ -13,6 +13,7 @@ from pyomo.contrib.solver.solvers.highs import Highs
 
 from hashpivot.kernels.plan import Plan
 
+from .diagnose import undeliverable_offer_warnings
 from .model import MONEY, ModelData, build_model, covenant_regimes
 
 #: Threads HiGHS may use by default (CI and laptops have few cores).
@@ -83,6 +84,9 @@ class SolveResult:
     equity_usd: np.ndarray = field(default_factory=lambda: np.zeros(0))
     cvar_usd: float = 0.0
     excused: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    warnings: list[str] = field(default_factory=list)
+    """One line per thing the user should know that is not an error (an offer that cannot be
+    delivered by its hard deadline, left unsigned)."""
 
     @property
     def is_ok(self) -> bool:
@@ -210,18 +214,25 @@ def covenant_severity(d: ModelData, plan: Plan) -> np.ndarray:
     for the DSCR and (debt − max_leverage·OCF)/debt for leverage (trailing year, annualised);
     zero where both hold.
     """
-    from hashpivot.kernels.cashflow import cash_flows, covenant_terms  # noqa: PLC0415
+    from hashpivot.kernels.cashflow import (  # noqa: PLC0415
+        CASH_TOL_USD,
+        cash_flows,
+        covenant_terms,
+    )
 
     cf = cash_flows(d.sc, plan, d.red.coefficient_arrays())
     ct = covenant_terms(d.sc, plan, cf.schedule, np.asarray(cf.ocf_usd))
     tested = ct.tested
+    # a minimum-cash shortfall must be excused too: [M$] of shortfall on the same scale
+    short = np.maximum(d.sc.covenants.min_cash_usd - np.asarray(cf.cash_usd), 0.0).max(axis=1)
+    short = np.where(short > CASH_TOL_USD, short / MONEY, 0.0)
     if not tested.any():
-        return np.zeros(d.n_scenarios)
+        return short
     ocf = ct.ocf_trail_usd[:, tested]
     need, debt, cap = ct.required_ocf_usd[tested], ct.debt_usd[tested], ct.debt_cap_usd[:, tested]
     dscr = np.where(need > 0, (need[None] - ocf) / np.where(need > 0, need, 1.0)[None], 0.0)
     lev = np.where(debt > 0, (debt[None] - cap) / np.where(debt > 0, debt, 1.0)[None], 0.0)
-    return np.maximum(np.maximum(dscr, lev).max(axis=1), 0.0)
+    return np.maximum(np.maximum(np.maximum(dscr, lev).max(axis=1), 0.0), short)
 
 
 def excuse_worst(d: ModelData, severity: np.ndarray) -> np.ndarray:
@@ -246,11 +257,11 @@ def _regime_name(regime: tuple[bool, ...] | None) -> str:
     return "regime " + "".join("1" if on else "0" for on in regime)
 
 
-#: Components of the covenant family, switched off together for phase 1.
+#: Components of the covenant family, switched off together for phase 1 (the chance budget
+#: stays: minimum cash uses it too).
 COVENANT_COMPONENTS = (
     "dscr_covenant",
     "leverage_covenant",
-    "chance_limit",
     "facility_used_link",
     "covenants_live_link",
 )
@@ -397,10 +408,12 @@ class _Session:
 
 
 def _meets_covenants(d: ModelData, plan: Plan) -> bool:
-    from hashpivot.kernels.cashflow import cash_flows  # noqa: PLC0415
+    """Whether minimum cash and the covenants fail only in scenarios within the budget."""
+    from hashpivot.kernels.cashflow import CASH_TOL_USD, cash_flows  # noqa: PLC0415
 
     cf = cash_flows(d.sc, plan, d.red.coefficient_arrays())
-    share = float(d.weights[np.asarray(cf.covenant_breach)].sum())
+    short = (np.asarray(cf.cash_usd) < d.sc.covenants.min_cash_usd - CASH_TOL_USD).any(axis=1)
+    share = float(d.weights[np.asarray(cf.covenant_breach) | short].sum())
     return share <= 1.0 - d.sc.covenants.confidence + 1e-9
 
 
@@ -565,6 +578,7 @@ def solve(
         equity_usd=final.equity * MONEY,
         cvar_usd=final.cvar * MONEY,
         excused=final.excused,
+        warnings=undeliverable_offer_warnings(d.sc),
         phases=len(runs),
         runs=[r.summary() for r in runs],
     )
