@@ -520,7 +520,16 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--plan", help="plan.json written by optimize (possibly edited)")
     group.add_argument(
-        "--policy", choices=("stay_mining", "convert_all", "greedy"), help="a baseline policy"
+        "--policy",
+        choices=(
+            "stay_mining",
+            "convert_all",
+            "greedy",
+            "expected_value",
+            "convert_all_expected_cash",
+            "greedy_expected_cash",
+        ),
+        help="a baseline policy (the *_expected_cash ones keep only expected cash: naive)",
     )
     p.add_argument("--paths", type=positive_int, help="evaluation paths (default: the scenario's)")
     p.add_argument("--out", help="output directory (default: hashpivot-out/NAME-evaluate)")

@@ -407,6 +407,22 @@ class _Session:
         return run
 
 
+def repair_financing(
+    d: ModelData, candidates: list[Plan], *, time_limit_s: float, threads: int = DEFAULT_THREADS
+) -> Plan | None:
+    """The first of ``candidates`` whose conversion, racks and leases can be financed under
+    every rule on ``d``'s scenarios, with that financing (draws, BTC sales) re-solved
+    (fix-and-optimize; the model is built once); None if none can."""
+    session = _Session(
+        d, mip_gap=d.sc.defaults.mip_gap, threads=threads, tee=False, hard_deadlines=True
+    )
+    for plan in candidates:
+        run = session.run("repair", time_limit_s=time_limit_s / len(candidates), fix=plan)
+        if run.plan is not None:
+            return run.plan
+    return None
+
+
 def _meets_covenants(d: ModelData, plan: Plan) -> bool:
     """Whether minimum cash and the covenants fail only in scenarios within the budget."""
     from hashpivot.kernels.cashflow import CASH_TOL_USD, cash_flows  # noqa: PLC0415
