@@ -137,9 +137,15 @@ def model_size(m: pyo.ConcreteModel) -> tuple[int, int, int]:
     return rows, cols, nnz
 
 
-def _warm_start(opt: Highs, m: pyo.ConcreteModel, plan: Plan, d: ModelData) -> None:
-    """Hand the integer decisions of ``plan`` to HiGHS as a (partial) MIP start."""
+def _warm_start(
+    opt: Highs, m: pyo.ConcreteModel, plan: Plan, d: ModelData, excused: np.ndarray | None = None
+) -> None:
+    """Hand the integer decisions of ``plan`` (and the excused scenarios, where known) to HiGHS
+    as a (partial) MIP start."""
     values: dict[int, float] = {}
+    if excused is not None and len(excused) and hasattr(m, "excused"):
+        for k, v in m.excused.items():
+            values[id(v)] = float(excused[k])
     for (s_, t), v in m.blocks.items():
         values[id(v)] = float(plan.blocks[s_, t])
     for (s_, t), v in m.racks_new.items():
@@ -322,6 +328,7 @@ class _Session:
         excuse: np.ndarray | None = None,
         regime: tuple[bool, ...] | None = None,
         cutoff: float | None = None,
+        start_excused: np.ndarray | None = None,
     ) -> _Run:
         """Solve with the changes asked for, then restore the model."""
         m, d, h = self.m, self.d, self.h
@@ -359,7 +366,7 @@ class _Session:
             # only plans better than the incumbent by more than the gap are worth finding
             h.changeRowBounds(self.cutoff_row, cutoff - self.offset, highspy.kHighsInf)
         if start is not None:
-            _warm_start(self.opt, m, start, d)
+            _warm_start(self.opt, m, start, d, start_excused)
         t1 = time.perf_counter()
         try:
             h.setOptionValue("time_limit", max(1.0, time_limit_s - (t1 - t0)))
@@ -390,7 +397,7 @@ class _Session:
                 run.cvar = float(pyo.value(m.cvar)) if hasattr(m, "cvar") else 0.0
                 run.excused = (
                     np.array([(m.excused[k].value or 0.0) > 0.5 for k in m.K])
-                    if covenants and hasattr(m, "excused")
+                    if hasattr(m, "excused")
                     else np.zeros(d.n_scenarios, bool)
                 )
         finally:
@@ -506,7 +513,7 @@ def solve(
                 best = repair
                 if within_gap(repair):
                     final = repair
-            if final is first and regimes == [None]:
+            if final is first:
                 # excuse heuristic (where the big-M model is solved whole): excuse the
                 # scenarios phase 1's plan breaks worst and hold the rest to the covenants, so
                 # the big-M rows become plain rows and the LP is tight
@@ -545,6 +552,7 @@ def solve(
                     regime=reg,
                     start=(best or first).plan,
                     cutoff=cutoff,
+                    start_excused=(best or first).excused,
                 )
                 runs.append(run)
                 full_runs.append(run)

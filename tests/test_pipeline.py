@@ -269,8 +269,8 @@ def test_evaluation_uses_common_random_numbers() -> None:
 
 @pytest.mark.slow
 def test_texas_hybrid_against_baselines_is_pinned(tmp_path: Path) -> None:
-    """texas_hybrid: the plan beats stay_mining and convert_all by > 3 s.e.; greedy, which
-    ignores the covenants, is reported as the baseline that wins and why."""
+    """texas_hybrid (breaches accelerate): every baseline keeps the rules in the reduced
+    scenarios and the plan beats each by > 3 standard errors of the paired difference."""
     out = tmp_path / "tx"
     proc = subprocess.run(
         CLI + ["optimize", "texas_hybrid", "--out", str(out), "--backend", "numpy", "--quiet"],
@@ -280,8 +280,8 @@ def test_texas_hybrid_against_baselines_is_pinned(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     s = json.loads((out / "summary.json").read_text())
-    for b in ("stay_mining", "convert_all"):
+    for b in POLICIES:
+        assert s["baseline_rules"][b]["keeps_rules"], (b, s["baseline_rules"][b])
         v = s["vs_baselines"][b]
         assert v["diff_usd"] > 3 * v["stderr_usd"], b
-    assert s["best_baseline"]["name"] == "greedy"
-    assert "ignores the covenants" in s["best_baseline"]["why"]
+    assert s["best_baseline"] is None
