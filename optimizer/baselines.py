@@ -3,9 +3,9 @@
 The baselines of :data:`POLICIES` follow the rules the plan must follow: minimum cash and the
 covenants hold in the reduced scenarios at the scenario's confidence (the chance constraint the
 checker applies, :func:`~hashpivot.optimizer.checker.check_plan` with scenarios). Each is funded
-by :func:`_fund_rules` and, where it still breaks the rules, delayed or shrunk by
-:func:`abide` (its latest-started block delayed, else dropped; leases re-assigned and funding
-redone) until it does not.
+by :func:`_fund_rules` and, where it still breaks the rules, shrunk and delayed by
+:func:`abide` (the most of its blocks, earliest first, that keep the rules; then the blocks
+left out tried again later; leases re-assigned and funding redone) until it does not.
 
 ``stay_mining``
     Convert nothing, sign nothing; sell BTC or borrow only where cash would fall short.
@@ -49,12 +49,16 @@ from .checker import check_plan
 POLICIES = ("stay_mining", "convert_all", "greedy", "expected_value")
 #: The earlier rules that keep only expected cash at the minimum (for comparison only).
 NAIVE_POLICIES = ("convert_all_expected_cash", "greedy_expected_cash")
+#: Funding trials spent delaying blocks that do not fit where they were started.
+MAX_DELAY_TRIES = 12
 #: Funding passes: per-period excuses first, then one fixed excused set (and a second try).
 FUND_PASSES = 3
 #: Blocks the EV plan may lose before its financing is re-solved by the MILP (then abide).
 EV_REPAIR_STEPS = 4
-#: Share of the solver time limit given to the EV plan's MILP (and to its repair).
+#: Share of the solver time limit given to the EV plan's MILP (and to its repair) ...
 EV_TIME_SHARE = 0.25
+#: ... and at most this [s]: a baseline, not the plan.
+EV_TIME_LIMIT_S = 30.0
 
 
 def _mean_coefficients(red: ReducedScenarios) -> dict[str, np.ndarray]:
@@ -206,32 +210,75 @@ def _refit(sc: Scenario, plan: Plan, red: ReducedScenarios) -> list[str]:
     return check_plan(sc, plan, red)
 
 
+def _block_order(plan: Plan) -> list[tuple[int, int]]:
+    """The plan's blocks one by one, (site, start period), earliest start first."""
+    return sorted(
+        (
+            (int(s), int(t))
+            for s, t in np.argwhere(plan.blocks > 0)
+            for _ in range(plan.blocks[s, t])
+        ),
+        key=lambda st: (st[1], st[0]),
+    )
+
+
+def _with_blocks(plan: Plan, blocks: list[tuple[int, int]]) -> Plan:
+    out = _copy(plan)
+    out.blocks[:] = 0
+    for s, t in blocks:
+        out.blocks[s, t] += 1
+    return out
+
+
 def abide(sc: Scenario, plan: Plan, red: ReducedScenarios, *, refund: bool = True) -> Plan:
     """``plan`` made to keep minimum cash and the covenants in ``red`` at the scenario's
     confidence: funded by :func:`_fund_rules` (unless ``refund`` is false and it already keeps
-    them), then, while it breaks them, its latest-started block delayed by 1, 2, 4, … periods
-    (while it still comes online in the horizon) and, if no delay is enough, dropped; racks that
-    no longer fit and leases re-assigned and the funding redone at each step."""
+    them); if it still breaks them, the most of its blocks, earliest started first, that keep
+    them (bisection on their number); then the first block left out, delayed by 1, 2, 4, …
+    periods while it still comes online in the horizon, is added back where that keeps them
+    (at most ``MAX_DELAY_TRIES`` tries). Racks that no longer fit are dropped, leases
+    re-assigned and the funding redone for every candidate."""
     plan = _copy(plan)
     if not refund and not check_plan(sc, plan, red):
         return plan
     _fund_rules(sc, plan, red)
+    if not check_plan(sc, plan, red) or plan.blocks.sum() == 0:
+        return plan
+    order = _block_order(plan)
+
+    def keeps(blocks: list[tuple[int, int]]) -> Plan | None:
+        trial = _with_blocks(plan, blocks)
+        return None if _refit(sc, trial, red) else trial
+
+    lo, hi = 0, len(order)  # the first hi blocks break the rules
+    best = keeps([])
+    if best is None:  # even converting nothing breaks them: the least that can be done
+        best = _with_blocks(plan, [])
+        _refit(sc, best, red)
+        return best
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        trial = keeps(order[:mid])
+        if trial is None:
+            hi = mid
+        else:
+            lo, best = mid, trial
+    kept = order[:lo]
     n_t = sc.horizon.n_periods
-    while check_plan(sc, plan, red) and plan.blocks.sum() > 0:
-        started = np.argwhere(plan.blocks > 0)
-        s, t = max(started.tolist(), key=lambda st: (st[1], st[0]))
+    tries = 0
+    for s, t in order[lo:]:
         latest = n_t - 1 - sc.sites[s].conversion.lead_time_periods
         step = 1
-        while t + step <= latest:
-            trial = _copy(plan)
-            trial.blocks[s, t] -= 1
-            trial.blocks[s, t + step] += 1
-            if not _refit(sc, trial, red):
-                return trial
+        while t + step <= latest and tries < MAX_DELAY_TRIES:
+            tries += 1
+            trial = keeps(kept + [(s, t + step)])
+            if trial is not None:
+                kept, best = kept + [(s, t + step)], trial
+                break
             step *= 2
-        plan.blocks[s, t] -= 1
-        _refit(sc, plan, red)
-    return plan
+        if tries >= MAX_DELAY_TRIES:
+            break
+    return best
 
 
 def mean_scenario(red: ReducedScenarios) -> ReducedScenarios:
@@ -257,7 +304,7 @@ def expected_value(sc: Scenario, red: ReducedScenarios) -> Plan:
     from .model import model_data  # noqa: PLC0415
     from .solve import NoSolutionError, repair_financing, solve  # noqa: PLC0415
 
-    limit = EV_TIME_SHARE * sc.defaults.solver_time_limit_s
+    limit = min(EV_TIME_SHARE * sc.defaults.solver_time_limit_s, EV_TIME_LIMIT_S)
     try:
         plan = solve(model_data(sc, mean_scenario(red)), time_limit_s=limit).plan
     except NoSolutionError:

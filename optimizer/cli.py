@@ -261,6 +261,7 @@ def stats_table(title: str, rows: dict[str, dict]) -> Table:
         "CVaR $M",
         "P(default)",
         "P(breach)",
+        "P(cash < min)",
     ):
         table.add_column(col, justify="left" if col == "policy" else "right")
     for name, st in rows.items():
@@ -272,6 +273,7 @@ def stats_table(title: str, rows: dict[str, dict]) -> Table:
             f"{st['cvar_usd'] / 1e6:,.1f}",
             f"{st['p_default']:.2%}",
             f"{st['p_breach']:.2%}",
+            f"{st.get('p_min_cash_breach', 0.0):.2%}",
         )
     return table
 

@@ -159,7 +159,8 @@ def _stats_rows(stats: dict) -> str:
         out.append(
             f"<tr><td>{html.escape(name)}</td><td>{_money(st['objective_usd'])}</td>"
             f"<td>{_money(st['mean_equity_usd'])} ± {_money(st['stderr_usd'])}</td>"
-            f"<td>{_money(st['cvar_usd'])}</td><td>{st['p_default']:.2%}</td><td>{st['p_breach']:.2%}</td></tr>"
+            f"<td>{_money(st['cvar_usd'])}</td><td>{st['p_default']:.2%}</td><td>{st['p_breach']:.2%}</td>"
+            f"<td>{st.get('p_min_cash_breach', 0.0):.2%}</td></tr>"
         )
     return "\n".join(out)
 
@@ -233,8 +234,9 @@ Stage timings: {timings}.</p>
 <table><tr><th>site</th><th>blocks</th><th>started in periods</th><th>IT MW at end</th><th>leased IT MW at end</th><th>ASIC MW at end</th></tr>
 {"".join(sites)}</table>
 <h2>Value and risk ($M, discounted terminal equity)</h2>
-<table><tr><th>policy</th><th>objective</th><th>mean ± s.e.</th><th>CVaR<sub>{sc.risk.cvar_alpha:g}</sub> of loss</th><th>P(default)</th><th>P(covenant breach)</th></tr>
+<table><tr><th>policy</th><th>objective</th><th>mean ± s.e.</th><th>CVaR<sub>{sc.risk.cvar_alpha:g}</sub> of loss</th><th>P(default)</th><th>P(covenant breach)</th><th>P(cash below minimum)</th></tr>
 {_stats_rows(table)}</table>
+<p>Covenant breaches out of sample: <b>{html.escape(sc.covenants.on_breach)}</b>.</p>
 <h3>Plan against the baselines (paired, same paths)</h3>
 <table><tr><th>baseline</th><th>plan − baseline ($M)</th><th>s.e.</th><th>z</th></tr>{vs}</table>
 {note}

@@ -235,20 +235,22 @@ def test_consistency_with_milp_objective() -> None:
     assert len(frame) == len(sc.sites) * sc.horizon.n_periods
 
 
-def test_baselines_pass_the_checker() -> None:
+@pytest.mark.parametrize(
+    "name", ["demo", "texas_hybrid", pytest.param("public_miners_2026", marks=pytest.mark.slow)]
+)
+def test_baselines_pass_the_checker(name: str) -> None:
     """Every baseline passes the checker on the reduced scenarios (minimum cash and the
     covenants at the scenario's confidence); the naive rules at least structurally."""
     from hashpivot.kernels.reduce import reduce_scenarios
     from hashpivot.optimizer.baselines import NAIVE_POLICIES
     from hashpivot.scenarios import load_scenario
 
-    for name in ("demo", "texas_hybrid", "public_miners_2026"):
-        sc = load_scenario(name)
-        red = reduce_scenarios(sc, 1000, 4, 1, backend="numpy", pilot_paths=1000)
-        for policy in POLICIES:
-            assert check_plan(sc, baseline(policy, sc, red), red) == [], (name, policy)
-        for policy in NAIVE_POLICIES:
-            assert check_plan(sc, baseline(policy, sc, red)) == [], (name, policy)
+    sc = load_scenario(name)
+    red = reduce_scenarios(sc, 1000, 4, 1, backend="numpy", pilot_paths=1000)
+    for policy in POLICIES:
+        assert check_plan(sc, baseline(policy, sc, red), red) == [], (name, policy)
+    for policy in NAIVE_POLICIES:
+        assert check_plan(sc, baseline(policy, sc, red)) == [], (name, policy)
 
 
 def test_python_evaluate_policy() -> None:
