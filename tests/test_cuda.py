@@ -173,9 +173,9 @@ EVAL_FLIP_SHARE = 0.005
     ("name", "policy", "rule"),
     [
         ("demo", "convert_all", "accelerate"),
-        ("demo", "greedy", "ignore"),
-        ("demo", "greedy", "accelerate"),
-        ("texas_hybrid", "greedy", "waiver"),
+        ("demo", "greedy_expected_cash", "ignore"),
+        ("demo", "greedy_expected_cash", "accelerate"),
+        ("texas_hybrid", "greedy_expected_cash", "waiver"),
         ("texas_hybrid", "greedy", "accelerate"),
     ],
 )
@@ -230,8 +230,8 @@ def test_host_evaluate_matches_numpy(
     assert (
         ref.default_period < t_n
     ).any() or policy != "convert_all"  # recourse and default exercised
-    if rule != "ignore" and policy == "greedy":  # the breach rule is exercised
-        assert ref.breach.any()
+    if rule != "ignore" and policy == "greedy_expected_cash":  # the breach rule is exercised
+        assert ref.breach.mean() > 0.5
 
 
 @pytest.mark.gpu
