@@ -228,8 +228,11 @@ Q_ARRAYS = [
     "capexit",
     "itopexmw",
     "remconv",
+    "breach",
 ]
 MAX_LEASES, MAX_FACILITIES, MAX_PPY = 64, 16, 12
+#: Codes of ``covenants.on_breach`` in ``hp_evaluate`` (HP_BREACH_* in market.cu).
+BREACH_RULES = {"ignore": 0, "accelerate": 1, "waiver": 2}
 
 
 def pack_plan(sc, plan) -> tuple[np.ndarray, np.ndarray]:
@@ -300,6 +303,11 @@ def pack_plan(sc, plan) -> tuple[np.ndarray, np.ndarray]:
         "capexit": [s.conversion.capex_usd_per_it_mw for s in sc.sites],
         "itopexmw": [s.conversion.opex_usd_per_it_mw_year * dt for s in sc.sites],
         "remconv": remaining_convertible_mw(sc, sch) * float(v.conversion_option),
+        "breach": [
+            BREACH_RULES[sc.covenants.on_breach],
+            sc.covenants.waiver_fee,
+            sc.covenants.waiver_step_up_bp * 1e-4 * dt,
+        ],
     }
     parts = [np.array([scalars[k] for k in E_SLOTS], dtype=np.float64)]
     pos = len(E_SLOTS)
@@ -386,13 +394,14 @@ def evaluate_chunk_gpu(
     return PathOutcomes(
         equity_usd=out["equity"].get(),
         default_period=out["default"].get().astype(np.int64),
-        breach=out["breach"].get() > 0,
+        breach=(out["breach"].get() & 1) > 0,
         min_dscr=out["dscr"].get(),
         ai_share_sum=out["ai"].get(),
         debt_sum_usd=out["debt"].get(),
         cash_usd=out["cash"].get()[:keep],
         emergency_btc=out["btc"].get(),
         emergency_draw_usd=out["draw"].get(),
+        min_cash_breach=(out["breach"].get() & 2) > 0,
     )
 
 

@@ -11,7 +11,19 @@ inside the mining margin; a defaulted tenant's MW re-let at market after the gap
 2. if cash < minimum: sell treasury BTC (above the floor, within the per-period cap) at P;
 3. then draw what is left of facilities whose draw window is open (fee deducted); the extra debt
    pays interest and is repaid on the facility's schedule;
-4. if cash is still below zero: default — terminal equity 0 and no further cash flows.
+4. if cash is still below zero: default — terminal equity 0 and no further cash flows;
+5. covenants (DSCR, leverage on the trailing year) tested on the path's own debt from the first
+   full year, for facilities with covenants that were drawn (planned or emergency) and are in
+   their window. A breach has the consequence ``covenants.on_breach`` chooses:
+   ``accelerate``: the breaching facilities' balance falls due at once and they close (no
+   further draws, interest or repayments); ``waiver``: a fee of ``waiver_fee`` × their balance
+   at each breached test date and their rate raised by ``waiver_step_up_bp`` for the rest of the
+   term; either is paid from cash, then by selling treasury BTC above the floor (the per-period
+   sale cap yields to a payment that falls due), and a path left below zero defaults;
+   ``ignore``: the breach is only counted.
+
+A minimum-cash breach (cash below ``min_cash_usd`` at a period end after recourse, the
+default period included) is counted apart from covenant breaches.
 
 Per path: discounted terminal equity W (0 after default), default flag and period, covenant
 breach flag (DSCR or leverage in a period the covenants are in force), minimum DSCR, AI share
@@ -152,12 +164,19 @@ def simulate_plan(
     windows = xp.asarray(covenant_windows(sc)) if n_f else xp.zeros((0, t_n), dtype=bool)
     planned_used = xp.asarray(plan.draws_usd.sum(axis=1) > 0) if n_f else xp.zeros(0, dtype=bool)
     emergency_used = xp.zeros((n, n_f), dtype=bool)
-    tested = xp.zeros((n, t_n), dtype=bool)
+    # covenants on the path's own debt, tested in the loop so that a breach has its consequence
+    rule = cov.on_breach if recourse else "ignore"  # a breach's consequence is recourse too
+    ocf_trail = trailing_sum(ocf, ppy, xp)
+    rate = xp.asarray(rates)[None] * xp.ones((n, 1))  # (n, F), stepped up by waivers
+    step_up = cov.waiver_step_up_bp * 1e-4 * dt
+    open_ = xp.ones((n, n_f), dtype=bool)  # not accelerated
+    breach = xp.zeros(n, dtype=bool)
+    cash_breach = xp.zeros(n, dtype=bool)
+    ratio_min = xp.full(n, xp.inf)
     for t in range(t_n):
-        planned = (
-            xp.asarray(plan.draws_usd[:, t])[None, :] * xp.ones((n, 1)) if n_f else xp.zeros((n, 0))
-        )
-        interest = balance * xp.asarray(rates)[None]
+        was_alive = alive
+        planned = xp.asarray(plan.draws_usd[:, t])[None, :] * open_ if n_f else xp.zeros((n, 0))
+        interest = balance * rate
         dilution = dilution * growth + (balance * xp.asarray(dil_rates)[None]).sum(axis=1)
         drawn = drawn + planned
         principal = drawn * xp.asarray(repay[:, t])[None] if n_f else xp.zeros((n, 0))
@@ -184,7 +203,7 @@ def simulate_plan(
                 for f in range(n_f):
                     if not allowed[f, t]:
                         continue
-                    short = alive & (cash < cov.min_cash_usd)
+                    short = alive & (cash < cov.min_cash_usd) & open_[:, f]
                     left = xp.clip(sizes[f] - drawn[:, f], 0.0, None)
                     want = xp.where(short, (cov.min_cash_usd - cash) / (1.0 - fees[f]), 0.0)
                     take = xp.minimum(want, left)
@@ -196,11 +215,47 @@ def simulate_plan(
             newly = alive & (cash < -CASH_TOL_USD)
             default_period = xp.where(newly, t, default_period)
             alive = alive & ~newly
-        cash_path[:, t] = xp.where(alive, cash, 0.0)
         debt_path[:, t] = balance.sum(axis=1) if n_f else 0.0
         if n_f and t >= ppy - 1:
-            used = planned_used[None, :] | emergency_used
-            tested[:, t] = (used & windows[None, :, t]).any(axis=1)
+            live = (planned_used[None, :] | emergency_used) & windows[None, :, t] & open_
+            tested = live.any(axis=1) & alive
+            w = min(t + 1, ppy)
+            ds_trail = sched[:, t - w + 1 : t + 1].sum(axis=1)
+            bad = tested & (
+                (ocf_trail[:, t] < cov.min_dscr * ds_trail - CASH_TOL_USD)
+                | (debt_path[:, t] > cov.max_leverage * ocf_trail[:, t] * (ppy / w) + CASH_TOL_USD)
+            )
+            ratio_min = xp.where(
+                tested & (ds_trail > 0),
+                xp.minimum(ratio_min, ocf_trail[:, t] / xp.where(ds_trail > 0, ds_trail, 1.0)),
+                ratio_min,
+            )
+            breach = breach | bad
+            if rule != "ignore" and bool(bad.any()):
+                hit = live & bad[:, None]
+                due = (balance * hit).sum(axis=1)
+                if rule == "accelerate":  # the balance falls due; the facility is closed
+                    cash = cash - due
+                    balance = xp.where(hit, 0.0, balance)
+                    drawn = xp.where(hit, 0.0, drawn)
+                    open_ = open_ & ~hit
+                else:  # waiver: a fee on the balance and a rate step-up for the rest of the term
+                    cash = cash - cov.waiver_fee * due
+                    rate = xp.where(hit, xp.asarray(rates)[None] + step_up, rate)
+                # pay from treasury BTC above the floor (the per-period cap yields to a
+                # payment that falls due), else default
+                short = bad & (cash < cov.min_cash_usd)
+                room = xp.clip(held - tr.btc_floor, 0.0, None)
+                sell = xp.minimum(xp.where(short, (cov.min_cash_usd - cash) / btc[:, t], 0.0), room)
+                held = held - sell
+                cash = cash + sell * btc[:, t]
+                extra_btc = extra_btc + sell
+                newly = alive & (cash < -CASH_TOL_USD)
+                default_period = xp.where(newly, t, default_period)
+                alive = alive & ~newly
+                debt_path[:, t] = balance.sum(axis=1)
+        cash_breach = cash_breach | (was_alive & (cash < cov.min_cash_usd - CASH_TOL_USD))
+        cash_path[:, t] = xp.where(alive, cash, 0.0)
     salvage_end = float(
         (np.array([s.asic_salvage_usd_per_mw for s in sc.sites]) * sch.asic_mw[:, -1]).sum()
     )
@@ -222,28 +277,17 @@ def simulate_plan(
         - dilution
     )
     equity = xp.where(alive, terminal, 0.0) * (1.0 + h.discount_rate) ** (-t_n * dt)
-    # covenants on the path's own debt: in force in a drawn facility's window, from the first
-    # full year, and from the period of an emergency draw on
-    ocf_trail = trailing_sum(ocf, ppy, xp)
-    ds_trail = trailing_sum(sched, ppy, xp)
-    window = xp.asarray(np.minimum(np.arange(t_n) + 1, ppy))
-    dscr_bad = ocf_trail < cov.min_dscr * ds_trail - CASH_TOL_USD
-    lev_bad = debt_path > cov.max_leverage * ocf_trail * (ppy / window)[None] + CASH_TOL_USD
-    in_life = xp.arange(t_n)[None, :] < default_period[:, None]
-    breach = (tested & in_life & (dscr_bad | lev_bad)).any(axis=1)
-    ratio = xp.where(
-        tested & in_life & (ds_trail > 0), ocf_trail / xp.where(ds_trail > 0, ds_trail, 1.0), xp.inf
-    )
     return PathOutcomes(
         equity_usd=equity,
         default_period=default_period,
         breach=breach,
-        min_dscr=ratio.min(axis=1),
+        min_dscr=ratio_min,
         ai_share_sum=ai_share.sum(axis=0),
         debt_sum_usd=debt_path.sum(axis=0),
         cash_usd=cash_path if keep is None else cash_path[:keep],
         emergency_btc=extra_btc,
         emergency_draw_usd=extra_draw,
+        min_cash_breach=cash_breach,
     )
 
 
@@ -265,6 +309,8 @@ class EvalStats:
     min_dscr_median: float = math.inf
     emergency_btc_mean: float = 0.0
     emergency_draw_mean_usd: float = 0.0
+    p_min_cash_breach: float = 0.0
+    """Share of paths whose cash ends a period below the minimum after recourse (alive)."""
 
     def to_json(self) -> dict[str, float]:
         """The STATS object of ``summary.json``."""
@@ -275,6 +321,7 @@ class EvalStats:
             "cvar_usd": self.cvar_usd,
             "p_default": self.p_default,
             "p_breach": self.p_breach,
+            "p_min_cash_breach": self.p_min_cash_breach,
         }
 
 
@@ -296,7 +343,7 @@ class _Accumulator:
         self.tail_n = max(1, math.ceil((1.0 - alpha) * paths))
         self.alpha = alpha
         self.sum = self.sumsq = 0.0
-        self.defaults = self.breaches = 0
+        self.defaults = self.breaches = self.cash_breaches = 0
         self.worst = np.empty(0)
         self.sample: list[np.ndarray] = []
         self.kept = 0
@@ -312,6 +359,8 @@ class _Accumulator:
         self.sumsq += float((w * w).sum())
         self.defaults += int((to_numpy(o.default_period) < n_t).sum())
         self.breaches += int(to_numpy(o.breach).sum())
+        if o.min_cash_breach is not None:
+            self.cash_breaches += int(to_numpy(o.min_cash_breach).sum())
         self.worst = np.partition(
             np.concatenate([self.worst, w]), min(self.tail_n, len(self.worst) + len(w)) - 1
         )[: self.tail_n]
@@ -350,6 +399,7 @@ class _Accumulator:
             min_dscr_median=float(np.median(dscr)),
             emergency_btc_mean=self.extra_btc / paths,
             emergency_draw_mean_usd=self.extra_draw / paths,
+            p_min_cash_breach=self.cash_breaches / paths,
         )
 
 

@@ -275,8 +275,12 @@ enum {
     J_S, J_T, J_L, J_F, J_PPY, J_GAP,
     Q_ASIC, Q_RACKS, Q_LEASE, Q_RENT, Q_MARKET, Q_ITOPEX, Q_PEN, Q_CAPEX, Q_DRAWS, Q_REPAY,
     Q_AMORT, Q_RATES, Q_FEES, Q_SIZES, Q_ALLOWED, Q_WINDOW, Q_SOLD, Q_FIXED, Q_HAZARD,
-    Q_PLANNED, Q_DIL, Q_RHO, Q_CAPEXIT, Q_ITOPEXMW, Q_REMCONV, J_N_SLOTS
+    Q_PLANNED, Q_DIL, Q_RHO, Q_CAPEXIT, Q_ITOPEXMW, Q_REMCONV, Q_BREACH, J_N_SLOTS
 };
+// Q_BREACH: consequence of a covenant breach (0 ignore, 1 accelerate, 2 waiver), waiver fee
+// share, waiver rate step-up per period. Output breach: bit 0 covenant, bit 1 minimum cash.
+#define HP_BREACH_ACCELERATE 1
+#define HP_BREACH_WAIVER 2
 #define HP_MAX_LEASES 64
 #define HP_MAX_FACILITIES 16
 #define HP_MAX_PPY 12
@@ -304,9 +308,15 @@ HP_INLINE void hp_eval_path(const double* par, const int* ipar, const double* q,
     hp_init(par, ipar, &st);
     int defaulted_at[HP_MAX_LEASES];
     for (int l = 0; l < L; ++l) defaulted_at[l] = T;
-    double balance[HP_MAX_FACILITIES], drawn[HP_MAX_FACILITIES];
-    bool emergency_used[HP_MAX_FACILITIES];
-    for (int f = 0; f < F; ++f) { balance[f] = 0.0; drawn[f] = 0.0; emergency_used[f] = false; }
+    double balance[HP_MAX_FACILITIES], drawn[HP_MAX_FACILITIES], rate[HP_MAX_FACILITIES];
+    bool emergency_used[HP_MAX_FACILITIES], open[HP_MAX_FACILITIES];
+    for (int f = 0; f < F; ++f) {
+        balance[f] = 0.0; drawn[f] = 0.0; emergency_used[f] = false; open[f] = true;
+        rate[f] = q[qi[Q_RATES] + f];
+    }
+    const double* rule = q + qi[Q_BREACH];
+    const int on_breach = (int)rule[0];
+    bool cash_breached = false;
     double ring_ocf[HP_MAX_PPY], ring_ds[HP_MAX_PPY];
     double cash = q[E_CASH0], held = q[E_HELD0], extra_btc = 0.0, extra_draw = 0.0;
     double huge = 1e308;
@@ -362,9 +372,10 @@ HP_INLINE void hp_eval_path(const double* par, const int* ipar, const double* q,
         // financing of the plan
         double service = 0.0, sched = 0.0, inflow = 0.0;
         dilution *= q[E_GROWTH];
+        const bool was_alive = alive;
         for (int f = 0; f < F; ++f) {
-            double planned = draws[f * T + t];
-            double interest = balance[f] * q[qi[Q_RATES] + f];
+            double planned = open[f] ? draws[f * T + t] : 0.0;
+            double interest = balance[f] * rate[f];
             dilution += balance[f] * q[qi[Q_DIL] + f];
             drawn[f] += planned;
             double principal = drawn[f] * repay[f * T + t];
@@ -384,7 +395,7 @@ HP_INLINE void hp_eval_path(const double* par, const int* ipar, const double* q,
             cash += sell * btc;
             extra_btc += sell;
             for (int f = 0; f < F; ++f) {
-                if (allowed[f * T + t] <= 0.0 || cash >= q[E_MIN_CASH]) continue;
+                if (allowed[f * T + t] <= 0.0 || !open[f] || cash >= q[E_MIN_CASH]) continue;
                 double fee = q[qi[Q_FEES] + f];
                 double left = fmax(q[qi[Q_SIZES] + f] - drawn[f], 0.0);
                 double take = fmin((q[E_MIN_CASH] - cash) / (1.0 - fee), left);
@@ -405,15 +416,42 @@ HP_INLINE void hp_eval_path(const double* par, const int* ipar, const double* q,
         double ocf_trail = 0.0, ds_trail = 0.0;
         for (int i = 0; i < w; ++i) { ocf_trail += ring_ocf[(t - i) % ppy]; ds_trail += ring_ds[(t - i) % ppy]; }
         bool tested = false;
-        if (t >= ppy - 1)
-            for (int f = 0; f < F; ++f)
-                tested |= window[f * T + t] > 0.0 && (q[qi[Q_PLANNED] + f] > 0.0 || emergency_used[f]);
+        bool live[HP_MAX_FACILITIES];
+        for (int f = 0; f < F; ++f) {
+            live[f] = t >= ppy - 1 && open[f] && window[f * T + t] > 0.0 &&
+                      (q[qi[Q_PLANNED] + f] > 0.0 || emergency_used[f]);
+            tested |= live[f];
+        }
         if (tested && alive) {
             bool bad = ocf_trail < q[E_DSCR] * ds_trail - q[E_TOL] ||
                        debt > q[E_LEV] * ocf_trail * ((double)ppy / w) + q[E_TOL];
             breached |= bad;
             if (ds_trail > 0.0) dscr_min = fmin(dscr_min, ocf_trail / ds_trail);
+            if (bad && (on_breach == HP_BREACH_ACCELERATE || on_breach == HP_BREACH_WAIVER)) {
+                for (int f = 0; f < F; ++f) {
+                    if (!live[f]) continue;
+                    if (on_breach == HP_BREACH_ACCELERATE) {  // the balance falls due
+                        cash -= balance[f];
+                        debt -= balance[f];
+                        balance[f] = 0.0;
+                        drawn[f] = 0.0;
+                        open[f] = false;
+                    } else {  // waiver: fee on the balance, rate step-up for the rest of the term
+                        cash -= rule[1] * balance[f];
+                        rate[f] = q[qi[Q_RATES] + f] + rule[2];
+                    }
+                }
+                // pay from treasury BTC above the floor, else default
+                if (cash < q[E_MIN_CASH]) {
+                    double sell = fmin((q[E_MIN_CASH] - cash) / btc, fmax(held - q[E_BTC_FLOOR], 0.0));
+                    held -= sell;
+                    cash += sell * btc;
+                    extra_btc += sell;
+                }
+                if (cash < -q[E_TOL]) { alive = false; dead_at = t; }
+            }
         }
+        if (was_alive && cash < q[E_MIN_CASH] - q[E_TOL]) cash_breached = true;
         double cash_out = alive ? cash : 0.0;
         if (cash_keep && active) cash_keep[(long long)keep_row * T + t] = cash_out;
         hp_acc(ai_sum + t, active ? share : 0.0);
@@ -429,7 +467,7 @@ HP_INLINE void hp_eval_path(const double* par, const int* ipar, const double* q,
                       + option + q[E_SALVAGE_END] - debt - dilution;
     *equity = alive ? terminal * q[E_DISC] : 0.0;
     *default_period = dead_at;
-    *breach = breached ? 1 : 0;
+    *breach = (breached ? 1 : 0) | (cash_breached ? 2 : 0);
     *min_dscr = dscr_min;
     *extra_btc_out = extra_btc;
     *extra_draw_out = extra_draw;

@@ -19,3 +19,4 @@ class PathOutcomes:
     cash_usd: Any  # (k, T) for the first k paths of the chunk (0 after default)
     emergency_btc: Any  # (n,)
     emergency_draw_usd: Any  # (n,)
+    min_cash_breach: Any = None  # (n,) bool: cash below the minimum after recourse, alive

@@ -403,7 +403,7 @@ def stats_table(title: str, rows: dict[str, dict]) -> Table:
     """Value and risk per policy, in $M with one decimal and percentages (fits 80 columns)."""
     table = new_table(title)
     _name_column(table, "policy")
-    for col in ("objective", "mean", "± s.e.", "CVaR", "default", "breach"):
+    for col in ("objective", "mean", "± s.e.", "CVaR", "default", "breach", "cash<min"):
         table.add_column(col, justify="right", no_wrap=True)
     for name, st in rows.items():
         table.add_row(
@@ -414,11 +414,12 @@ def stats_table(title: str, rows: dict[str, dict]) -> Table:
             money_m(st["cvar_usd"]),
             f"{st['p_default']:.2%}",
             f"{st['p_breach']:.2%}",
+            f"{st.get('p_min_cash_breach', 0.0):.2%}",
         )
     table.caption = (
         "$M of discounted terminal equity: objective = mean − risk weight × CVaR, CVaR = mean "
-        "loss in the worst tail; default, breach: share of paths where cash falls below zero, "
-        "where a covenant breaks"
+        "loss in the worst tail; default, breach, cash<min: share of paths where cash falls "
+        "below zero, where a covenant breaks, where cash ends a quarter below the minimum"
     )
     return table
 
@@ -468,6 +469,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     summary = res.summary()
     s = summary["solver"]
     console.print(scenario_plan_table(res))
+    for line in summary["warnings"]:
+        console.print(f"[yellow]warning: {escape(line)}[/yellow]")
     console.print(
         f"solver: [bold]{s['status']}[/bold], objective {money_m(s['objective_usd'])} $M, "
         f"bound {money_m(s['bound_usd'])} $M, gap {s['gap']:.2%} (target {pct(s['target_gap'])})"
@@ -829,7 +832,16 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--plan", help="plan.json written by optimize (possibly edited)")
     group.add_argument(
-        "--policy", choices=("stay_mining", "convert_all", "greedy"), help="a baseline policy"
+        "--policy",
+        choices=(
+            "stay_mining",
+            "convert_all",
+            "greedy",
+            "expected_value",
+            "convert_all_expected_cash",
+            "greedy_expected_cash",
+        ),
+        help="a baseline policy (the *_expected_cash ones keep only expected cash: naive)",
     )
     _scenario_default(
         p.add_argument("--paths", type=positive_int, help="evaluation paths"), "eval_paths"

@@ -9,7 +9,8 @@ First-stage decisions (the plan, common to all scenarios)
     y[l] ∈ {0,1}, x[l,e] ∈ {0,1}     offer signed (1 if committed), campus (Σ_e x[l,e] = y[l])
     d[l,e,t] ≥ 0                     IT MW delivered (only in the lease's term)
     draw[f,t] ≥ 0                    only in the draw window; Σ_t draw[f,t] ≤ size_f
-    b[t] ∈ [0, max_sale]             BTC sold; Σ_t b[t] ≤ held₀ − floor
+    b[t] ∈ [0, max_sale]             BTC sold; Σ_t b[t] ≤ held₀ − floor; b[T−1] = 0 (a last-
+                                     period sale is valued at the terminal price: no decision)
 
 Conversion and capacity (``add_conversion_constraints``, ``add_capacity_constraints``)
     A[s,t] = A[s,t−1] − block_s·n[s,t],  A[s,−1] = asic_s             ASIC MW mining
@@ -32,13 +33,14 @@ Debt and treasury (``add_debt_constraints``)
 Cash per scenario (``add_cash_constraints``)
     OCF[k,t] = Σ_s (m[k,s,t] − fixed_s·Δ)·A[s,t] + Σ_l (rent[l,t]·surv[k,l,t] + μ[k,t]·relet[k,l,t])·D[l,t]
                + Σ_r ρ_rack[k,r,t]·K_r[t] + μ[k,t]·M[t] − IT opex[t] − Σ_l pen_l·(it_l·y_l − D[l,t])
-    cash[k,t] = (1 + i_c·Δ)·cash[k,t−1] + OCF[k,t] + FIN[t] + P[k,t]·b[t] ≥ min cash
+    cash[k,t] = (1 + i_c·Δ)·cash[k,t−1] + OCF[k,t] + FIN[t] + P[k,t]·b[t]
+    cash[k,t] ≥ min cash − Mc_kt·z_k   (the chance constraint's z_k; ``cash_big_m``)
 
 Covenants as chance constraints (``add_covenant_constraints``), t ≥ ppy−1, trailing year W_t
     TD[f] ≤ size_f·u_f, u_f ∈ {0,1};  δ_t ≥ u_f where t is in f's window (draw start..maturity)
     min_dscr·Σ_{W_t} DS_sched − Σ_{W_t} OCF[k,·] ≤ M_kt·z_k + G_kt·(1 − δ_t)
     Σ_f B[f,t] − λ_t·Σ_{W_t} OCF[k,·] ≤ λ_t·M_kt·z_k + G'_kt·(1 − δ_t),  λ_t = max_lev·ppy/|W_t|
-    Σ_k p_k·z_k ≤ 1 − confidence,  z_k ∈ {0,1}
+    Σ_k p_k·z_k ≤ 1 − confidence,  z_k ∈ {0,1}  (shared with minimum cash: ``add_chance_budget``)
     M_kt = the smallest Δ[k,j,t] left after dropping the lowest of weight ≤ 1 − confidence, with
     Δ[k,j,t] ≥ Σ_{W_t}(OCF[j,·] − OCF[k,·]) for every plan (``excuse_big_m``). The solver fixes
     u per regime (``covenant_regimes``): then δ is fixed where it matters and G drops out.
@@ -223,7 +225,12 @@ def add_variables(m: pyo.ConcreteModel, d: ModelData) -> None:
             sc.debt_facilities[f].size_usd / MONEY if d.draw_allowed[f, t] else 0,
         ),
     )
-    m.btc_sold = pyo.Var(m.T, bounds=(0, sc.treasury.max_btc_sale_per_period))
+    # a sale in the last period changes nothing (sold at the terminal valuation price): not a
+    # decision
+    last = d.n_periods - 1
+    m.btc_sold = pyo.Var(
+        m.T, bounds=lambda _, t: (0, sc.treasury.max_btc_sale_per_period if t < last else 0)
+    )
     m.asic = pyo.Var(m.S, m.T, within=pyo.NonNegativeReals)
     m.it_online = pyo.Var(m.S, m.T, within=pyo.NonNegativeReals)
     m.racks_active = pyo.Var(m.S, m.T, within=pyo.NonNegativeReals)
@@ -236,7 +243,9 @@ def add_variables(m: pyo.ConcreteModel, d: ModelData) -> None:
     m.financing = pyo.Var(m.T, within=pyo.Reals)
     m.it_opex = pyo.Var(m.T, within=pyo.NonNegativeReals)
     m.ocf = pyo.Var(m.K, m.T, within=pyo.Reals)
-    m.cash = pyo.Var(m.K, m.T, bounds=(sc.covenants.min_cash_usd / MONEY, None))
+    # minimum cash is a bound where it must hold in every scenario, else a chance row
+    hard = sc.covenants.confidence >= 1.0
+    m.cash = pyo.Var(m.K, m.T, bounds=(sc.covenants.min_cash_usd / MONEY if hard else None, None))
     m.equity = pyo.Var(m.K, within=pyo.Reals)
 
 
@@ -526,8 +535,22 @@ def _ocf_terms(m: pyo.ConcreteModel, d: ModelData, k: int, t: int, *, penalties:
     return coefs, terms
 
 
+def add_chance_budget(m: pyo.ConcreteModel, d: ModelData) -> None:
+    """The excused scenarios z_k of the chance constraint (minimum cash and covenants share
+    them) and their budget Σ_k p_k·z_k ≤ 1 − confidence; nothing when confidence is 1."""
+    cov = d.sc.covenants
+    if hasattr(m, "excused") or cov.confidence >= 1.0:
+        return
+    m.excused = pyo.Var(m.K, within=pyo.Binary, bounds=(0, 1))
+    m.chance_limit = pyo.Constraint(
+        rule=linear(0.0, d.weights, [m.excused[k] for k in m.K]) <= 1.0 - cov.confidence + 1e-12
+    )
+
+
 def add_cash_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
-    """Operating cash flow and cash balance per scenario (minimum cash is the variable bound)."""
+    """Operating cash flow and cash balance per scenario; minimum cash as a chance row
+    cash[k,t] ≥ min − Mc_kt·z_k (:func:`cash_big_m`), a plain bound where Mc_kt ≤ 0 or the
+    confidence is 1."""
 
     def ocf_rule(_, k, t):
         coefs, terms = _ocf_terms(m, d, k, t)
@@ -546,6 +569,30 @@ def add_cash_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
         return linear(0.0, coefs, terms) == (0.0 if t else growth * cash0)
 
     m.cash_balance = pyo.Constraint(m.K, m.T, rule=cash_rule)
+    if d.sc.covenants.confidence >= 1.0:
+        return
+    add_chance_budget(m, d)
+    floor = d.sc.covenants.min_cash_usd / MONEY
+    big_m = cash_big_m(d)
+    rows = []
+    for k in range(d.n_scenarios):
+        for t in range(d.n_periods):
+            if big_m[k, t] <= 0.0:
+                m.cash[k, t].setlb(floor)  # holds in every feasible plan
+            else:
+                rows.append((k, t))
+    m.min_cash_rows = pyo.Set(initialize=rows, dimen=2)
+    m.min_cash = pyo.Constraint(
+        m.min_cash_rows,
+        rule=lambda _, k, t: (
+            linear(
+                0.0,
+                [1.0, float(big_m[k, t]) * BIG_M_MARGIN + 1e-3],
+                [m.cash[k, t], m.excused[k]],
+            )
+            >= floor
+        ),
+    )
 
 
 def ocf_lower_bounds(d: ModelData) -> np.ndarray:
@@ -583,12 +630,19 @@ def debt_upper_bounds(d: ModelData) -> tuple[np.ndarray, np.ndarray]:
 def ocf_pairwise_bounds(d: ModelData) -> np.ndarray:
     """Upper bounds of OCF_j − OCF_k over any plan, on trailing years, (K, K, T) [M$].
 
-    Entry [k, j, t] bounds Σ_{W_t} (OCF[j,·] − OCF[k,·]). Debt, opex and penalties cancel in the
-    difference; what is left is linear in ASIC MW A and the IT MW put to leases, racks and the
-    market. Per site s and period u, converting c ∈ [0, convertible_s] MW leaves A = asic_s − c
-    and at most ρ_s·c IT MW, each earning at best the largest coefficient difference among the
-    site's uses (its eligible leases, racks of its region, the market), so the site adds at most
-    max(Δm·asic_s, Δm·(asic_s − convertible_s) + ρ_s·convertible_s·max(0, Δuse)).
+    Entry [k, j, t] bounds Σ_{W_t} (OCF[j,·] − OCF[k,·]) (the trailing sums of
+    :func:`ocf_pairwise_period_bounds`)."""
+    return trailing_sum(ocf_pairwise_period_bounds(d), d.ppy)
+
+
+def ocf_pairwise_period_bounds(d: ModelData) -> np.ndarray:
+    """Upper bounds of OCF[j,t] − OCF[k,t] over any plan, (K, K, T) [M$].
+    Debt, opex and penalties cancel in the
+       difference; what is left is linear in ASIC MW A and the IT MW put to leases, racks and the
+       market. Per site s and period u, converting c ∈ [0, convertible_s] MW leaves A = asic_s − c
+       and at most ρ_s·c IT MW, each earning at best the largest coefficient difference among the
+       site's uses (its eligible leases, racks of its region, the market), so the site adds at most
+       max(Δm·asic_s, Δm·(asic_s − convertible_s) + ρ_s·convertible_s·max(0, Δuse)).
     """
     sc = d.sc
     asic = np.array([s.asic_mw for s in sc.sites])
@@ -610,8 +664,40 @@ def ocf_pairwise_bounds(d: ModelData) -> np.ndarray:
             dm * (asic - conv)[None, :, None]
             + (d.rho * conv)[None, :, None] * np.maximum(use, 0.0),
         )
-        out[k] = trailing_sum(per_site.sum(axis=1), d.ppy)
+        out[k] = per_site.sum(axis=1)
     return out
+
+
+def _quantile_big_m(delta: np.ndarray, weights: np.ndarray, room: float) -> np.ndarray:
+    """Per (k, t), the smallest delta[k, j, t] left after dropping the lowest ones of total
+    weight ≤ ``room``: some scenario j held to its row has delta[k, j, t] at most this."""
+    order = np.argsort(delta, axis=1, kind="stable")
+    ranked = np.take_along_axis(delta, order, axis=1)
+    dropped = np.cumsum(weights[order], axis=1) <= room
+    first_kept = np.argmax(~dropped, axis=1)  # (k, t)
+    return np.take_along_axis(ranked, first_kept[:, None, :], axis=1)[:, 0, :]
+
+
+def cash_big_m(d: ModelData) -> np.ndarray:
+    """Big-M of the excused scenario in each minimum-cash row, (K, T) [M$].
+
+    Financing and capex are common to all scenarios, so cash[j,t] − cash[k,t] =
+    Σ_{u≤t} g^{t−u}·(OCF[j,u] − OCF[k,u] + (P[j,u] − P[k,u])·b[u]) ≤ Δc[k,j,t] with the OCF bounds
+    of :func:`ocf_pairwise_period_bounds` and b[u] ≤ max_sale; scenarios held to the minimum
+    weigh ≥ confidence, so cash[k,t] ≥ min − (the quantile of Δc[k,·,t] as in
+    :func:`excuse_big_m`). Rows where this is ≤ 0 hold in every feasible plan.
+    """
+    sc = d.sc
+    growth = 1.0 + sc.horizon.cash_interest_rate * sc.horizon.dt_years
+    sale = sc.treasury.max_btc_sale_per_period
+    dp = np.maximum(d.btc_price[None, :, :] - d.btc_price[:, None, :], 0.0) * sale  # [k, j, t]
+    step = ocf_pairwise_period_bounds(d) + dp
+    delta = np.zeros_like(step)
+    acc = np.zeros(step.shape[:2])
+    for t in range(d.n_periods):
+        acc = acc * growth + step[:, :, t]
+        delta[:, :, t] = acc
+    return _quantile_big_m(delta, d.weights, 1.0 - sc.covenants.confidence + 1e-12)
 
 
 def excuse_big_m(d: ModelData) -> np.ndarray:
@@ -626,12 +712,7 @@ def excuse_big_m(d: ModelData) -> np.ndarray:
     every feasible plan.
     """
     room = 1.0 - d.sc.covenants.confidence + 1e-12
-    delta = ocf_pairwise_bounds(d)  # (k, j, t)
-    order = np.argsort(delta, axis=1, kind="stable")
-    ranked = np.take_along_axis(delta, order, axis=1)
-    dropped = np.cumsum(d.weights[order], axis=1) <= room
-    first_kept = np.argmax(~dropped, axis=1)  # (k, t)
-    return np.take_along_axis(ranked, first_kept[:, None, :], axis=1)[:, 0, :]
+    return _quantile_big_m(ocf_pairwise_bounds(d), d.weights, room)
 
 
 def covenant_regimes(d: ModelData) -> list[tuple[bool, ...]]:
@@ -666,7 +747,9 @@ def add_covenant_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
         return
     m.covenant_periods = pyo.Set(initialize=tested)
     excusable = cov.confidence < 1.0
-    m.excused = pyo.Var(m.K, within=pyo.Binary, bounds=(0, 1 if excusable else 0))
+    add_chance_budget(m, d)
+    if not excusable:
+        m.excused = pyo.Var(m.K, within=pyo.Binary, bounds=(0, 0))
     m.covenant_facilities = pyo.Set(initialize=with_cov)
     m.facility_used = pyo.Var(m.covenant_facilities, within=pyo.Binary)
     m.covenants_live = pyo.Var(m.covenant_periods, bounds=(0, 1))
@@ -715,10 +798,6 @@ def add_covenant_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
         return relaxed(coefs, terms, k, t, g, scale * excuse_m[k, t])
 
     m.leverage_covenant = pyo.Constraint(m.K, m.covenant_periods, rule=leverage_rule)
-    if excusable:
-        m.chance_limit = pyo.Constraint(
-            rule=linear(0.0, d.weights, [m.excused[k] for k in m.K]) <= 1.0 - cov.confidence + 1e-12
-        )
 
 
 def add_objective(m: pyo.ConcreteModel, d: ModelData) -> None:

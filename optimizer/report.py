@@ -522,6 +522,7 @@ def _stats_rows(stats: dict) -> list[list[str]]:
             _money(st["cvar_usd"]),
             f"{st['p_default']:.2%}",
             f"{st['p_breach']:.2%}",
+            f"{st.get('p_min_cash_breach', 0.0):.2%}",
         ]
         for name, st in stats.items()
     ]
@@ -1092,10 +1093,13 @@ assumptions</a><a href="#solver">Solver</a></nav>
                 f"CVaR<sub>{alpha:g}</sub> of loss",
                 "P(default)",
                 "P(covenant breach)",
+                "P(cash below minimum)",
             ],
             _stats_rows(table),
         )
     }
+<p>Covenant breaches out of sample: <b>{_esc(sc.covenants.on_breach)}</b> (accelerate: the
+breaching facility's balance falls due, paid from cash then treasury BTC, else default).</p>
 <p class="small">CVaR<sub>{alpha:g}</sub> of loss: the average loss over the worst
 {1 - alpha:.0%} of paths (negative: even those paths end with positive equity). Objective:
 mean − {sc.risk.cvar_weight:g} × CVaR. In sample: on the optimizer's K scenarios, without

@@ -19,6 +19,7 @@ from pyomo.contrib.solver.solvers.highs import Highs
 
 from hashpivot.kernels.plan import Plan
 
+from .diagnose import undeliverable_offer_warnings
 from .model import MONEY, ModelData, build_model, covenant_regimes
 
 #: Threads HiGHS may use by default (CI and laptops have few cores).
@@ -121,6 +122,9 @@ class SolveResult:
     equity_usd: np.ndarray = field(default_factory=lambda: np.zeros(0))
     cvar_usd: float = 0.0
     excused: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    warnings: list[str] = field(default_factory=list)
+    """One line per thing the user should know that is not an error (an offer that cannot be
+    delivered by its hard deadline, left unsigned)."""
     target_gap: float = 0.0
     """Relative gap asked for [-]."""
 
@@ -178,9 +182,15 @@ def model_size(m: pyo.ConcreteModel) -> tuple[int, int, int]:
     return rows, cols, nnz
 
 
-def _warm_start(opt: Highs, m: pyo.ConcreteModel, plan: Plan, d: ModelData) -> None:
-    """Hand the integer decisions of ``plan`` to HiGHS as a (partial) MIP start."""
+def _warm_start(
+    opt: Highs, m: pyo.ConcreteModel, plan: Plan, d: ModelData, excused: np.ndarray | None = None
+) -> None:
+    """Hand the integer decisions of ``plan`` (and the excused scenarios, where known) to HiGHS
+    as a (partial) MIP start."""
     values: dict[int, float] = {}
+    if excused is not None and len(excused) and hasattr(m, "excused"):
+        for k, v in m.excused.items():
+            values[id(v)] = float(excused[k])
     for (s_, t), v in m.blocks.items():
         values[id(v)] = float(plan.blocks[s_, t])
     for (s_, t), v in m.racks_new.items():
@@ -255,18 +265,25 @@ def covenant_severity(d: ModelData, plan: Plan) -> np.ndarray:
     for the DSCR and (debt − max_leverage·OCF)/debt for leverage (trailing year, annualised);
     zero where both hold.
     """
-    from hashpivot.kernels.cashflow import cash_flows, covenant_terms  # noqa: PLC0415
+    from hashpivot.kernels.cashflow import (  # noqa: PLC0415
+        CASH_TOL_USD,
+        cash_flows,
+        covenant_terms,
+    )
 
     cf = cash_flows(d.sc, plan, d.red.coefficient_arrays())
     ct = covenant_terms(d.sc, plan, cf.schedule, np.asarray(cf.ocf_usd))
     tested = ct.tested
+    # a minimum-cash shortfall must be excused too: [M$] of shortfall on the same scale
+    short = np.maximum(d.sc.covenants.min_cash_usd - np.asarray(cf.cash_usd), 0.0).max(axis=1)
+    short = np.where(short > CASH_TOL_USD, short / MONEY, 0.0)
     if not tested.any():
-        return np.zeros(d.n_scenarios)
+        return short
     ocf = ct.ocf_trail_usd[:, tested]
     need, debt, cap = ct.required_ocf_usd[tested], ct.debt_usd[tested], ct.debt_cap_usd[:, tested]
     dscr = np.where(need > 0, (need[None] - ocf) / np.where(need > 0, need, 1.0)[None], 0.0)
     lev = np.where(debt > 0, (debt[None] - cap) / np.where(debt > 0, debt, 1.0)[None], 0.0)
-    return np.maximum(np.maximum(dscr, lev).max(axis=1), 0.0)
+    return np.maximum(np.maximum(np.maximum(dscr, lev).max(axis=1), 0.0), short)
 
 
 def excuse_worst(d: ModelData, severity: np.ndarray) -> np.ndarray:
@@ -291,11 +308,11 @@ def _regime_name(regime: tuple[bool, ...] | None) -> str:
     return "regime " + "".join("1" if on else "0" for on in regime)
 
 
-#: Components of the covenant family, switched off together for phase 1.
+#: Components of the covenant family, switched off together for phase 1 (the chance budget
+#: stays: minimum cash uses it too).
 COVENANT_COMPONENTS = (
     "dscr_covenant",
     "leverage_covenant",
-    "chance_limit",
     "facility_used_link",
     "covenants_live_link",
 )
@@ -497,6 +514,7 @@ class _Session:
         excuse: np.ndarray | None = None,
         regime: tuple[bool, ...] | None = None,
         cutoff: float | None = None,
+        start_excused: np.ndarray | None = None,
     ) -> _Run:
         """Solve with the changes asked for, then restore the model."""
         m, d, h = self.m, self.d, self.h
@@ -535,7 +553,7 @@ class _Session:
             # only plans better than the incumbent by more than the gap are worth finding
             h.changeRowBounds(self.cutoff_row, cutoff - self.offset, highspy.kHighsInf)
         if start is not None:
-            _warm_start(self.opt, m, start, d)
+            _warm_start(self.opt, m, start, d, start_excused)
         t1 = time.perf_counter()
         try:
             h.setOptionValue("time_limit", max(1.0, time_limit_s - (t1 - t0)))
@@ -566,7 +584,7 @@ class _Session:
                 run.cvar = float(pyo.value(m.cvar)) if hasattr(m, "cvar") else 0.0
                 run.excused = (
                     np.array([(m.excused[k].value or 0.0) > 0.5 for k in m.K])
-                    if covenants and hasattr(m, "excused")
+                    if hasattr(m, "excused")
                     else np.zeros(d.n_scenarios, bool)
                 )
         finally:
@@ -583,11 +601,29 @@ class _Session:
         return run
 
 
+def repair_financing(
+    d: ModelData, candidates: list[Plan], *, time_limit_s: float, threads: int = DEFAULT_THREADS
+) -> Plan | None:
+    """The first of ``candidates`` whose conversion, racks and leases can be financed under
+    every rule on ``d``'s scenarios, with that financing (draws, BTC sales) re-solved
+    (fix-and-optimize; the model is built once); None if none can."""
+    session = _Session(
+        d, mip_gap=d.sc.defaults.mip_gap, threads=threads, tee=False, hard_deadlines=True
+    )
+    for plan in candidates:
+        run = session.run("repair", time_limit_s=time_limit_s / len(candidates), fix=plan)
+        if run.plan is not None:
+            return run.plan
+    return None
+
+
 def _meets_covenants(d: ModelData, plan: Plan) -> bool:
-    from hashpivot.kernels.cashflow import cash_flows  # noqa: PLC0415
+    """Whether minimum cash and the covenants fail only in scenarios within the budget."""
+    from hashpivot.kernels.cashflow import CASH_TOL_USD, cash_flows  # noqa: PLC0415
 
     cf = cash_flows(d.sc, plan, d.red.coefficient_arrays())
-    share = float(d.weights[np.asarray(cf.covenant_breach)].sum())
+    short = (np.asarray(cf.cash_usd) < d.sc.covenants.min_cash_usd - CASH_TOL_USD).any(axis=1)
+    share = float(d.weights[np.asarray(cf.covenant_breach) | short].sum())
     return share <= 1.0 - d.sc.covenants.confidence + 1e-9
 
 
@@ -687,7 +723,7 @@ def solve(
                 best = repair
                 if within_gap(repair):
                     final = repair
-            if final is first and regimes == [None]:
+            if final is first:
                 # excuse heuristic (where the big-M model is solved whole): excuse the
                 # scenarios phase 1's plan breaks worst and hold the rest to the covenants, so
                 # the big-M rows become plain rows and the LP is tight
@@ -726,6 +762,7 @@ def solve(
                     regime=reg,
                     start=(best or first).plan,
                     cutoff=cutoff,
+                    start_excused=(best or first).excused,
                 )
                 runs.append(run)
                 full_runs.append(run)
@@ -775,6 +812,7 @@ def solve(
         equity_usd=final.equity * MONEY,
         cvar_usd=final.cvar * MONEY,
         excused=final.excused,
+        warnings=undeliverable_offer_warnings(d.sc),
         phases=len(runs),
         runs=[r.summary() for r in runs],
         target_gap=gap_tol,

@@ -107,6 +107,7 @@ def _add_ranges(schema: dict[str, object], model: type[BaseModel]) -> None:
             desc = str(prop.get("description", "")).rstrip()
             prop["description"] = f"{desc} Plausible range: {text}.".strip()
 
+
 #: Default dilution cost of a convertible [1/year of principal outstanding]: the Black–Scholes
 #: value of the conversion option per unit of principal and year,
 #: C(S=1, K=1+premium, σ, T, r)/((1+premium)·T), at a 42.5% premium and T = 6 y (IREN 0% 2031, domain_facts §3 'Converts'), σ = 40% equity
@@ -339,6 +340,17 @@ class Covenants(_Model):
     """Minimum cash balance at every period end [$]."""
     confidence: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95
     """Probability weight of scenarios in which the covenants must hold [0–1]."""
+    on_breach: Literal["accelerate", "waiver", "ignore"] = "accelerate"
+    """What a covenant breach does out of sample: ``accelerate`` (the lender's right: the
+    breaching facilities' balance falls due, paid from cash, then treasury BTC and open
+    facilities, else default), ``waiver`` (a fee and a rate step-up for the rest of the term) or
+    ``ignore`` (no consequence; for comparison only)."""
+    waiver_fee: Annotated[float, Field(ge=0.0, le=0.2)] = 0.01
+    """Waiver fee per breached test date, as a share of the breaching facilities' balance
+    [0–0.2]; amendment fees run 0.25–2% of the facility (typical range 0.0025–0.02)."""
+    waiver_step_up_bp: Annotated[float, Field(ge=0.0, le=2000.0)] = 200.0
+    """Interest-rate step-up after a waiver, for the rest of the facility's term [bp/year];
+    typical range 50–500 bp."""
 
 
 class Treasury(_Model):

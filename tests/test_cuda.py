@@ -170,15 +170,25 @@ EVAL_FLIP_SHARE = 0.005
 
 @needs_gxx
 @pytest.mark.parametrize(
-    ("name", "policy"), [("demo", "convert_all"), ("demo", "greedy"), ("texas_hybrid", "greedy")]
+    ("name", "policy", "rule"),
+    [
+        ("demo", "convert_all", "accelerate"),
+        ("demo", "greedy_expected_cash", "ignore"),
+        ("demo", "greedy_expected_cash", "accelerate"),
+        ("texas_hybrid", "greedy_expected_cash", "waiver"),
+        ("texas_hybrid", "greedy", "accelerate"),
+    ],
 )
-def test_host_evaluate_matches_numpy(host_lib: ctypes.CDLL, name: str, policy: str) -> None:
+def test_host_evaluate_matches_numpy(
+    host_lib: ctypes.CDLL, name: str, policy: str, rule: str
+) -> None:
     from hashpivot.kernels.cuda import market_arrays, pack_plan
     from hashpivot.kernels.evaluate import path_coefficients, simulate_plan
     from hashpivot.kernels.reduce import reduce_scenarios
     from hashpivot.optimizer.baselines import baseline
 
     sc = scenario(name)
+    sc = sc.model_copy(update={"covenants": sc.covenants.model_copy(update={"on_breach": rule})})
     plan = baseline(policy, sc, reduce_scenarios(sc, 800, 4, 1, backend="numpy", pilot_paths=800))
     n, keep, t_n = 2500, 50, sc.horizon.n_periods
     key = philox.seed_key(5, philox.TAG_EVALUATE)
@@ -199,7 +209,8 @@ def test_host_evaluate_matches_numpy(host_lib: ctypes.CDLL, name: str, policy: s
     ref = simulate_plan(sc, plan, path_coefficients(sc, key, np.arange(n)), keep=keep)
     same_default = default == ref.default_period
     assert np.mean(~same_default) <= EVAL_FLIP_SHARE
-    assert np.mean((breach > 0) != ref.breach) <= EVAL_FLIP_SHARE
+    assert np.mean(((breach & 1) > 0) != ref.breach) <= EVAL_FLIP_SHARE
+    assert np.mean(((breach & 2) > 0) != ref.min_cash_breach) <= EVAL_FLIP_SHARE
     scale = np.abs(ref.equity_usd).max()
     np.testing.assert_allclose(
         eq[same_default], ref.equity_usd[same_default], rtol=EVAL_RTOL, atol=1e-6 * scale
@@ -219,6 +230,8 @@ def test_host_evaluate_matches_numpy(host_lib: ctypes.CDLL, name: str, policy: s
     assert (
         ref.default_period < t_n
     ).any() or policy != "convert_all"  # recourse and default exercised
+    if rule != "ignore" and policy == "greedy_expected_cash":  # the breach rule is exercised
+        assert ref.breach.mean() > 0.5
 
 
 @pytest.mark.gpu

@@ -7,7 +7,7 @@ from functools import cache
 
 import numpy as np
 import pytest
-from helpers import tiny, tiny_data
+from helpers import deep_update, tiny, tiny_data
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +15,7 @@ from hashpivot.kernels.cashflow import CASH_TOL_USD, cash_flows, objective
 from hashpivot.kernels.plan import Plan, lease_terms, schedule
 from hashpivot.kernels.reduce import ReducedScenarios, reduce_scenarios
 from hashpivot.optimizer.checker import check_plan
-from hashpivot.optimizer.model import model_data
+from hashpivot.optimizer.model import build_model, model_data
 from hashpivot.optimizer.solve import NoSolutionError, Termination, solve
 from hashpivot.scenarios import Scenario, validate_data
 
@@ -85,33 +85,24 @@ def _best_continuation(sc: Scenario, plan: Plan, red: ReducedScenarios) -> float
         return p
 
     c0, c1 = cash_flows(sc, with_draw(0.0), co), cash_flows(sc, with_draw(size), co)
+    # minimum cash and the covenants are one chance constraint: the feasible draws are a union of
+    # intervals whose ends are where a scenario's cash meets the minimum or its covenants break
     slope = (c1.cash_usd - c0.cash_usd) / size
-    lo, hi = 0.0, size
     need = sc.covenants.min_cash_usd - c0.cash_usd
-    for (k, t), s in np.ndenumerate(slope):
-        if s > 0:
-            lo = max(lo, need[k, t] / s)
-        elif s < 0:
-            hi = min(hi, need[k, t] / s)
-        elif need[k, t] > CASH_TOL_USD:
-            return None
-    if lo > hi + 1e-6:
-        return None
-    cap = _covenant_cap(sc, c0, c1, red.weights, with_draw(size))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ends = (need / slope)[slope != 0]
+    thresholds = _covenant_thresholds(sc, c0, c1, with_draw(size))
     a = c0.terminal_equity_usd
     b = (c1.terminal_equity_usd - a) / size
-    top = min(hi, cap)
-    cands = {lo, top} | ({0.0} if lo <= 0.0 else set())
+    cands = {0.0, size} | {float(x) for x in np.concatenate([ends, thresholds])}
     for i, j in itertools.combinations(range(len(a)), 2):
         if abs(b[i] - b[j]) > 1e-18:
-            x = (a[j] - a[i]) / (b[i] - b[j])
-            if lo < x < top:
-                cands.add(x)
+            cands.add(float((a[j] - a[i]) / (b[i] - b[j])))
     best = None
     for x in cands:
-        if x > 0.0 and x > top:
-            continue  # drawing turns the covenants on and no positive draw keeps them
-        p = with_draw(min(max(x, lo), hi))
+        if not (0.0 <= x <= size) or not np.isfinite(x):
+            continue
+        p = with_draw(x)
         if not _feasible(sc, p, red):
             continue
         val = objective(sc, cash_flows(sc, p, co), red.weights)[0]
@@ -119,27 +110,24 @@ def _best_continuation(sc: Scenario, plan: Plan, red: ReducedScenarios) -> float
     return best
 
 
-def _covenant_cap(sc: Scenario, c0, c1, weights: np.ndarray, full: Plan) -> float:
-    """Largest draw x > 0 whose covenant breaches weigh at most 1 − confidence (scheduled debt
-    service and balances scale with x; OCF does not depend on it); −inf if none."""
+def _covenant_thresholds(sc: Scenario, c0, c1, full: Plan) -> np.ndarray:
+    """Per scenario, the draw x > 0 above which its covenants break (scheduled debt service and
+    balances scale with x; OCF does not depend on it); finite ones only."""
     from hashpivot.kernels.cashflow import covenant_terms  # noqa: PLC0415
 
     size = sc.debt_facilities[0].size_usd
     ct = covenant_terms(sc, full, c1.schedule, c0.ocf_usd)
     tested = ct.tested
     if not tested.any():
-        return np.inf
+        return np.zeros(0)
     ocf, limit = ct.ocf_trail_usd[:, tested], ct.debt_cap_usd[:, tested]
     need = ct.required_ocf_usd[tested] / size  # per $ drawn
     debt = ct.debt_usd[tested] / size
     with np.errstate(divide="ignore", invalid="ignore"):
         x_dscr = np.where(need > 0, ocf / need, np.where(ocf >= 0, np.inf, -np.inf))
         x_lev = np.where(debt > 0, limit / debt, np.where(limit >= 0, np.inf, -np.inf))
-    thresholds = np.minimum(x_dscr, x_lev).min(axis=1)  # a scenario breaks above its threshold
-    order = np.argsort(thresholds)
-    below = np.cumsum(weights[order]) - weights[order]  # weight of the lower thresholds
-    # x = the i-th threshold breaks only the scenarios below it
-    return float(thresholds[order][below <= 1.0 - sc.covenants.confidence + 1e-9].max())
+    thresholds = np.minimum(x_dscr, x_lev).min(axis=1)
+    return thresholds[np.isfinite(thresholds)]
 
 
 def brute_force(sc: Scenario, red: ReducedScenarios) -> float:
@@ -300,6 +288,10 @@ def test_impossible_offer_is_left_unsigned() -> None:
     sc = _too_soon(committed=False)
     res = solve(model_data(sc, reduced(sc)))
     assert not res.plan.lease_signed[0]
+    assert res.warnings == [
+        "offer left unsigned: lease 'too-soon' needs 40 IT MW by period 1; one eligible campus "
+        "can bring online at most 28"
+    ]
 
 
 def test_facility_drawn_only_when_cash_would_fall_short() -> None:
@@ -398,3 +390,55 @@ def test_convertible_dilution_in_milp_equals_evaluator() -> None:
     assert objective(sc, cf, red.weights)[0] == pytest.approx(res.objective_usd, rel=ENUM_RTOL)
     # drawn no more than needed: dilution makes every idle dollar cost something
     assert cf.cash_usd.min() == pytest.approx(sc.covenants.min_cash_usd, rel=1e-6)
+
+
+def test_last_period_btc_sale_is_not_a_decision() -> None:
+    sc = tiny(
+        n_sites=1, n_periods=4, treasury={"btc_held": 300.0, "max_btc_sale_per_period": 100.0}
+    )
+    m = build_model(model_data(sc, reduced(sc)))
+    assert m.btc_sold[3].ub == 0 and m.btc_sold[2].ub == 100.0
+
+
+def test_minimum_cash_is_excused_within_the_chance_budget() -> None:
+    """Staying as it is (no cash, BTC that may not be sold), the poorest scenario's cash falls
+    below a minimum set between the two lowest; no plan does better (converting costs capex).
+    At confidence 1 no plan is feasible and the reason names the scenarios, their weight and the
+    shortfall; at a confidence that excuses that scenario's weight the MILP returns a plan whose
+    only shortfall lies in that (excused) scenario."""
+    data = tiny_data(
+        n_sites=1,
+        n_periods=4,
+        horizon={"cash_interest_rate": 0.0},
+        treasury={"cash_usd": 0.0, "btc_held": 100.0, "max_btc_sale_per_period": 0.0},
+        covenants={"min_cash_usd": 0.0},
+    )
+    red = reduced(validate_data(data), k=6)
+    cash = np.asarray(
+        cash_flows(
+            validate_data(data), Plan.empty(validate_data(data)), red.coefficient_arrays()
+        ).cash_usd
+    )
+    low = cash.min(axis=1)
+    k_min = int(np.argmin(low))
+    first, second = np.sort(low)[:2]
+    assert second - first > 1e5  # a clear gap to put the minimum in
+    floor = 0.5 * (first + second)
+
+    def with_conf(conf: float) -> Scenario:
+        return validate_data(
+            deep_update(data, {"covenants": {"min_cash_usd": floor, "confidence": conf}})
+        )
+
+    strict = with_conf(1.0)
+    with pytest.raises(NoSolutionError) as info:
+        solve(model_data(strict, red), mip_gap=1e-6)
+    line = info.value.reasons[0]
+    assert f"by up to ${floor - first:,.0f} (scenario {k_min}, period" in line
+    assert f"in 1 of 6 scenarios, of weight {red.weights[k_min]:.3f}" in line
+    loose = with_conf(1.0 - red.weights[k_min] - 1e-6)
+    res = solve(model_data(loose, red), mip_gap=1e-6)
+    assert check_plan(loose, res.plan, red) == []
+    cf = cash_flows(loose, res.plan, red.coefficient_arrays())
+    short = (np.asarray(cf.cash_usd) < floor - CASH_TOL_USD).any(axis=1)
+    assert short[k_min] and short.sum() == 1 and res.excused[k_min]

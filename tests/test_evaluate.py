@@ -1,0 +1,93 @@
+"""Out-of-sample evaluator: priced covenant breaches on a hand example."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import tiny_data
+
+from hashpivot.kernels.evaluate import PathCoefficients, simulate_plan
+from hashpivot.kernels.plan import Plan
+from hashpivot.scenarios import validate_data
+
+#: Money tolerance of the hand checks [$].
+HAND_TOL_USD = 1e-3
+
+
+def _hand_case(rule: str):
+    """One site, five quarters, no interest on cash; a 100 M$ bullet loan at 8%/yr (2 M$ interest a
+    quarter from t = 1) pays a 112 M$ conversion block at t = 0; DSCR ≥ 1.5 tested at t = 3, 4.
+
+    Paths differ in the mining margin (OCF 4 M$ or 1 M$ a quarter on the 40 MW left) and the
+    BTC price at t = 3 (treasury 1,000 BTC, floor 0)."""
+    data = tiny_data(n_sites=1, n_periods=5, facility=True)
+    data["horizon"]["cash_interest_rate"] = 0.0
+    data["sites"][0]["asic_salvage_usd_per_mw"] = 0.0
+    data["debt_facilities"][0]["upfront_fee_share"] = 0.0
+    data["covenants"] = {
+        "min_dscr": 1.5,
+        "max_leverage": 1000.0,
+        "min_cash_usd": 0.0,
+        "confidence": 1.0,
+        "on_breach": rule,
+        "waiver_fee": 0.01,
+        "waiver_step_up_bp": 200.0,
+    }
+    data["treasury"] = {"btc_held": 1000.0, "btc_floor": 0.0, "cash_usd": 2.0e7}
+    sc = validate_data(data)
+    plan = Plan.empty(sc)
+    plan.blocks[0, 0] = 1  # 20 MW × 0.7 × 8 M$/IT MW = 112 M$ at t = 0
+    plan.draws_usd[0, 0] = 1.0e8
+    n, t_n, r_n = 3, 5, len(sc.market.power_regions)
+    margin = np.empty((n, 1, t_n))
+    margin[0] = 1.0e5  # OCF 4 M$ a quarter on 40 MW
+    margin[1:] = 2.5e4  # OCF 1 M$
+    btc = np.full((n, t_n), 5.0e4)
+    btc[2, 3] = 1.0e5
+    co = PathCoefficients(
+        margin_usd_per_mw=margin,
+        btc_price_usd=btc,
+        power_usd_per_mwh=np.full((n, r_n, t_n), 40.0),
+        lease_x_occupancy=np.zeros((n, t_n)),
+        gpu_hour_usd=np.zeros((n, t_n)),
+        tenant_survival=np.zeros((n, 0, t_n)),
+        tenant_relet=np.zeros((n, 0, t_n)),
+    )
+    return sc, plan, co
+
+
+def test_acceleration_by_hand() -> None:
+    # cash: t0 = 20 + 100 − 112 + OCF; then + OCF − 2 a quarter.
+    # path 0 (OCF 4): trailing OCF 16 ≥ 1.5 × 6 at t = 3 and ≥ 1.5 × 8 at t = 4: no breach.
+    # paths 1, 2 (OCF 1): cash 9, 8, 7, 6; at t = 3 trailing OCF 4 < 1.5 × 6 = 9: breach, the
+    # 100 M$ falls due: cash −94. Path 1 sells its 1,000 BTC at 50k (50 M$): −44 → default at
+    # t = 3. Path 2 sells 940 BTC at 100k: cash 0, the loan is gone, t = 4: cash 0 + 1 = 1.
+    sc, plan, co = _hand_case("accelerate")
+    o = simulate_plan(sc, plan, co)
+    np.testing.assert_array_equal(o.default_period, [5, 3, 5])
+    np.testing.assert_array_equal(o.breach, [False, True, True])
+    np.testing.assert_allclose(o.cash_usd[:, 3], [1.8e7, 0.0, 0.0], atol=HAND_TOL_USD)
+    np.testing.assert_allclose(o.cash_usd[:, 4], [2.0e7, 0.0, 1.0e6], atol=HAND_TOL_USD)
+    np.testing.assert_allclose(o.emergency_btc, [0.0, 1000.0, 940.0], atol=1e-9)
+    assert o.equity_usd[1] == 0.0
+    np.testing.assert_array_equal(o.min_cash_breach, [False, True, False])
+    # ignore: the same paths breach, nothing happens: cash 6 − 2 + 1 = 5 at t = 4
+    ig = simulate_plan(sc.model_copy(update={"covenants": _rule(sc, "ignore")}), plan, co)
+    np.testing.assert_array_equal(ig.default_period, [5, 5, 5])
+    np.testing.assert_array_equal(ig.breach, [False, True, True])
+    np.testing.assert_allclose(ig.cash_usd[:, 4], [2.0e7, 5.0e6, 5.0e6], atol=HAND_TOL_USD)
+    assert ig.equity_usd[0] == pytest.approx(o.equity_usd[0])
+
+
+def test_waiver_by_hand() -> None:
+    # t = 3: fee 1% × 100 = 1 → cash 6 − 1 = 5; the rate steps up to 10%/yr: 2.5 a quarter.
+    # t = 4: 5 + 1 − 2.5 = 3.5; trailing DS 8.5, 1.5 × 8.5 > 4: breached again, fee 1 → 2.5.
+    sc, plan, co = _hand_case("waiver")
+    o = simulate_plan(sc, plan, co)
+    np.testing.assert_array_equal(o.default_period, [5, 5, 5])
+    np.testing.assert_allclose(o.cash_usd[1, 3:], [5.0e6, 2.5e6], atol=HAND_TOL_USD)
+    np.testing.assert_allclose(o.cash_usd[0, 4], 2.0e7, atol=HAND_TOL_USD)
+
+
+def _rule(sc, rule: str):
+    return sc.covenants.model_copy(update={"on_breach": rule})
