@@ -295,13 +295,14 @@ def test_stats_table_fits_80_columns() -> None:
         "cvar_usd": -4_337.9e6,
         "p_default": 0.998,
         "p_breach": 1.0,
+        "p_min_cash_breach": 0.123,
     }
-    names = ["plan", "plan, in sample", "stay_mining", "convert_all", "greedy"]
+    names = ["plan", "plan, in sample", "stay_mining", "convert_all", "greedy", "expected_value"]
     text = _render(stats_table("Value and risk", dict.fromkeys(names, st)))
     _fits(text)
     for name in names:
         assert name in text
-    assert "-12,345.6" in text and "99.80%" in text and "100.00%" in text
+    assert "-12,345.6" in text and "99.8%" in text and "100.0%" in text and "12.3%" in text
 
 
 def _factor(values: list[float]) -> SimpleNamespace:
