@@ -64,6 +64,7 @@ def _periods(mp: MarketParams, rng: np.random.Generator, n: int):
     u = np.full(n, mp.occ_u0)
     ln_g = np.full(n, mp.ln_gpu0)
     past = np.zeros((mp.hash_lag + 1, n))
+    past_gap = np.zeros((mp.hash_lag + 1, n))
     for t in range(mp.n_periods):
         z = rng.standard_normal((nf + 1, n))
         eps = mp.chol @ z[:nf]
@@ -77,14 +78,20 @@ def _periods(mp: MarketParams, rng: np.random.Generator, n: int):
         ln_p = ln_p + ret
         past[t % (mp.hash_lag + 1)] = ret - mp.btc_mean_return
         lagged = past[(t - mp.hash_lag) % (mp.hash_lag + 1)] if t >= mp.hash_lag else 0.0
+        ln_c = np.log(mp.blocks_per_day * (mp.subsidy_btc[t] + mp.fees_btc) / 1000.0)
+        x_h = ln_h + mp.hash_drift_dt
+        gap = ln_c + ln_p - x_h - mp.hash_ln_breakeven[t]  # margin gap of the marginal fleet
+        past_gap[t % (mp.hash_lag + 1)] = gap
+        gap_lag = past_gap[(t - mp.hash_lag) % (mp.hash_lag + 1)] if t >= mp.hash_lag else None
         ln_h = (
-            ln_h
-            + mp.hash_drift_dt
+            x_h
+            + mp.hash_down * np.minimum(gap, 0.0)
+            + mp.hash_up * np.maximum(mp.hash_gap0 if gap_lag is None else gap_lag, 0.0)
             + mp.hash_vol_sqdt * eps[1]
             + mp.hash_beta * lagged
             + mp.halving_step * mp.halving_in_period[t]
         )
-        ln_hp = np.log(mp.blocks_per_day * (mp.subsidy_btc[t] + mp.fees_btc) / 1000.0) + ln_p - ln_h
+        ln_hp = ln_c + ln_p - ln_h
         x_pow = (
             mp.power_theta[:, None]
             + (x_pow - mp.power_theta[:, None]) * mp.power_a[:, None]
