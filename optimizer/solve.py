@@ -17,12 +17,19 @@ from .model import MONEY, ModelData, build_model, covenant_regimes
 
 #: Threads HiGHS may use by default (CI and laptops have few cores).
 DEFAULT_THREADS = 2
-#: Share of the time limit given to phase 1 (the model without covenant rows).
-PHASE1_SHARE = 0.4
-#: Share of the time limit given to the fix-and-optimize repair of phase 1's plan.
-REPAIR_SHARE = 0.2
-#: Share of the time limit given to the excuse heuristic (excused scenarios fixed).
-EXCUSE_SHARE = 0.1
+#: Branch-and-bound node budget of each run of the full model (one per regime) and of phase 1:
+#: a limit in solver work, so a solve stops at the same point on a quiet or a loaded machine.
+MAX_NODES = 2000
+#: Node budget of the fix-and-optimize repair and of the excuse heuristic (restricted models).
+HEURISTIC_MAX_NODES = 200
+#: HiGHS options set on every run. RINS and RENS sub-MIPs (and the root reduced-cost sub-MIP)
+#: spent 70–90 % of the root time on demo and texas_hybrid without closing the gap; the
+#: repair and excuse runs supply incumbents instead.
+HIGHS_OPTIONS: dict[str, object] = {
+    "mip_heuristic_run_rins": False,
+    "mip_heuristic_run_rens": False,
+    "mip_heuristic_run_root_reduced_cost": False,
+}
 #: A regime solved after the first must beat the incumbent by this share of the gap tolerance.
 CUTOFF_GAP_SHARE = 0.25
 
@@ -32,6 +39,7 @@ class Termination(StrEnum):
 
     OPTIMAL = "optimal"
     TIME_LIMIT = "time_limit"
+    WORK_LIMIT = "work_limit"
     INFEASIBLE = "infeasible"
     UNBOUNDED = "unbounded"
     INTERRUPTED = "interrupted"
@@ -43,8 +51,8 @@ class Termination(StrEnum):
         return {
             s.kOptimal: cls.OPTIMAL,
             s.kTimeLimit: cls.TIME_LIMIT,
-            s.kIterationLimit: cls.TIME_LIMIT,
-            s.kSolutionLimit: cls.TIME_LIMIT,
+            s.kIterationLimit: cls.WORK_LIMIT,
+            s.kSolutionLimit: cls.WORK_LIMIT,
             s.kObjectiveBound: cls.TIME_LIMIT,
             s.kObjectiveTarget: cls.TIME_LIMIT,
             s.kInfeasible: cls.INFEASIBLE,
@@ -65,7 +73,13 @@ class NoSolutionError(RuntimeError):
 
 @dataclass
 class SolveResult:
-    """A solved MILP: status, incumbent, bound, gap, timings and the plan."""
+    """A solved MILP: status, incumbent, bound, gap, timings and the plan.
+
+    ``status`` is OPTIMAL within the gap, WORK_LIMIT when node budgets ended the search above
+    it (the same result on any machine), TIME_LIMIT when the wall-clock safety net stopped a
+    run (``time_limited``; then the result may depend on machine load). ``nodes`` and
+    ``lp_iterations`` total the solver work of every run.
+    """
 
     status: Termination
     objective_usd: float
@@ -83,11 +97,14 @@ class SolveResult:
     equity_usd: np.ndarray = field(default_factory=lambda: np.zeros(0))
     cvar_usd: float = 0.0
     excused: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    nodes: int = 0
+    lp_iterations: int = 0
+    time_limited: bool = False
 
     @property
     def is_ok(self) -> bool:
-        """A plan is available (optimal within the gap, or the incumbent at a time limit)."""
-        return self.status in (Termination.OPTIMAL, Termination.TIME_LIMIT)
+        """A plan is available (optimal within the gap, or the incumbent at a limit)."""
+        return self.status in (Termination.OPTIMAL, Termination.TIME_LIMIT, Termination.WORK_LIMIT)
 
 
 def _values(var, shape: tuple[int, ...]) -> np.ndarray:
@@ -165,6 +182,8 @@ class _Run:
     equity: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (K,) [M$]
     cvar: float = 0.0  # [M$]
     excused: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    nodes: int = 0  # branch-and-bound nodes
+    lp_iterations: int = 0  # simplex iterations
 
     def regime_bound(self) -> float:
         """Upper bound of the model this run solved, cutoff aside [M$]: a run that found
@@ -184,6 +203,8 @@ class _Run:
             "cutoff_usd": None if self.cutoff is None else self.cutoff * MONEY,
             "transfer_seconds": self.transfer_seconds,
             "solve_seconds": self.solve_seconds,
+            "nodes": self.nodes,
+            "lp_iterations": self.lp_iterations,
         }
 
 
@@ -297,6 +318,8 @@ class _Session:
         h.setOptionValue("threads", threads)
         h.setOptionValue("mip_rel_gap", mip_gap)
         h.setOptionValue("output_flag", tee)
+        for key, value in HIGHS_OPTIONS.items():
+            h.setOptionValue(key, value)
         self.build_seconds = t1 - t0
         self.transfer_seconds = time.perf_counter() - t1
 
@@ -305,6 +328,7 @@ class _Session:
         name: str,
         *,
         time_limit_s: float,
+        max_nodes: int = MAX_NODES,
         covenants: bool = True,
         start: Plan | None = None,
         fix: Plan | None = None,
@@ -352,6 +376,7 @@ class _Session:
         t1 = time.perf_counter()
         try:
             h.setOptionValue("time_limit", max(1.0, time_limit_s - (t1 - t0)))
+            h.setOptionValue("mip_max_nodes", int(max_nodes))
             h.run()
             t2 = time.perf_counter()
             info = h.getInfo()
@@ -365,6 +390,8 @@ class _Session:
                 fixed=fix is not None or excuse is not None,
                 name=name,
                 cutoff=cutoff,
+                nodes=max(0, int(info.mip_node_count)),
+                lp_iterations=max(0, int(info.simplex_iteration_count)),
             )
             if info.primal_solution_status == 2:  # a feasible solution
                 x = np.asarray(h.getSolution().col_value)
@@ -413,8 +440,15 @@ def solve(
     tee: bool = False,
     covenants: bool = True,
     hard_deadlines: bool = True,
+    max_nodes: int | None = None,
 ) -> SolveResult:
     """Build and solve the MILP for ``d`` in phases.
+
+    Every run stops at the gap or at a budget of branch-and-bound nodes (``max_nodes``,
+    default :data:`MAX_NODES`; :data:`HEURISTIC_MAX_NODES` for the repair and the excuse
+    heuristic), so the same data give the same plan on any machine. The wall-clock
+    ``time_limit_s`` is only a safety net over the whole solve: when it stops a run, the result
+    says so (``time_limited``, status TIME_LIMIT) and may then depend on machine load.
 
     1. The model without covenant rows, a relaxation: if its optimum keeps the covenants at the
        required confidence it is optimal for the full model.
@@ -435,6 +469,7 @@ def solve(
     """
     limit = d.sc.defaults.solver_time_limit_s if time_limit_s is None else time_limit_s
     gap_tol = d.sc.defaults.mip_gap if mip_gap is None else mip_gap
+    node_budget = MAX_NODES if max_nodes is None else max_nodes
     two_phase = covenants and d.n_facilities > 0
     t_start = time.perf_counter()
     session = _Session(d, mip_gap=gap_tol, threads=threads, tee=tee, hard_deadlines=hard_deadlines)
@@ -445,7 +480,8 @@ def solve(
 
     first = session.run(
         "without covenants" if two_phase or not covenants else "full model",
-        time_limit_s=limit * PHASE1_SHARE if two_phase else left(),
+        time_limit_s=left(),
+        max_nodes=node_budget,
         covenants=not two_phase and covenants,
     )
     runs = [first]
@@ -465,7 +501,10 @@ def solve(
         if first.plan is not None:
             # fix-and-optimize: phase 1's conversion, racks and leases with the covenants back on
             repair = session.run(
-                "repair", time_limit_s=min(left(), limit * REPAIR_SHARE), fix=first.plan
+                "repair",
+                time_limit_s=left(),
+                max_nodes=HEURISTIC_MAX_NODES,
+                fix=first.plan,
             )
             runs.append(repair)
             bound1 = first.bound if first.bound is not None else np.inf
@@ -484,7 +523,8 @@ def solve(
                 excuse = excuse_worst(d, covenant_severity(d, first.plan))
                 heur = session.run(
                     "excuse heuristic",
-                    time_limit_s=min(left(), limit * EXCUSE_SHARE),
+                    time_limit_s=left(),
+                    max_nodes=HEURISTIC_MAX_NODES,
                     start=first.plan,
                     excuse=excuse,
                 )
@@ -512,7 +552,8 @@ def solve(
                 )
                 run = session.run(
                     _regime_name(reg),
-                    time_limit_s=left() / (len(regimes) - i),
+                    time_limit_s=left(),
+                    max_nodes=node_budget,
                     regime=reg,
                     start=(best or first).plan,
                     cutoff=cutoff,
@@ -530,6 +571,8 @@ def solve(
             reasons = [
                 f"no feasible plan found within the time limit ({limit:.0f} s); raise --time-limit"
             ]
+        elif status == Termination.WORK_LIMIT:
+            reasons = [f"no feasible plan found within {node_budget} branch-and-bound nodes"]
         else:
             reasons = (
                 explain_infeasibility(d)
@@ -546,9 +589,14 @@ def solve(
     bound = min(bounds) if bounds else final.objective
     obj = final.objective
     gap = max(0.0, bound - obj) / max(abs(obj), 1e-9)
-    # above the gap, only the time limit can have stopped the search (a repair run is optimal
-    # within its fixed integers, which says nothing of the full model)
-    status = Termination.OPTIMAL if gap <= gap_tol + 1e-12 else Termination.TIME_LIMIT
+    # above the gap, only a limit can have stopped the search (a repair run is optimal within
+    # its fixed integers, which says nothing of the full model): the wall clock where it
+    # stopped any run, else the node budgets
+    time_limited = any(r.status == Termination.TIME_LIMIT for r in runs)
+    if gap <= gap_tol + 1e-12:
+        status = Termination.OPTIMAL
+    else:
+        status = Termination.TIME_LIMIT if time_limited else Termination.WORK_LIMIT
     rows, cols, nnz = model_size(session.m)
     return SolveResult(
         status=status,
@@ -567,4 +615,7 @@ def solve(
         excused=final.excused,
         phases=len(runs),
         runs=[r.summary() for r in runs],
+        nodes=sum(r.nodes for r in runs),
+        lp_iterations=sum(r.lp_iterations for r in runs),
+        time_limited=time_limited,
     )

@@ -20,6 +20,7 @@ from hashpivot.optimizer.solve import (
     _Session,
     covenant_severity,
     excuse_worst,
+    solve,
 )
 
 
@@ -104,3 +105,38 @@ def test_a_regime_pruned_by_its_cutoff_is_bounded_by_it() -> None:
     assert found.regime_bound() == 7.0
     unbounded = _Run(Termination.TIME_LIMIT, None, None, None, 0.0, 0.0)
     assert unbounded.regime_bound() == np.inf  # no bound known: nothing can be claimed
+
+
+def _small_demo():
+    sc = scenario("demo")
+    return model_data(sc, reduce_scenarios(sc, 1000, 4, seed=7, backend="numpy"))
+
+
+def _same_result(a, b) -> None:
+    assert a.status == b.status and a.objective_usd == b.objective_usd and a.gap == b.gap
+    assert (a.nodes, a.lp_iterations) == (b.nodes, b.lp_iterations)
+    np.testing.assert_array_equal(a.plan.blocks, b.plan.blocks)
+    np.testing.assert_array_equal(a.plan.racks_new, b.plan.racks_new)
+    np.testing.assert_array_equal(a.plan.lease_signed, b.plan.lease_signed)
+    np.testing.assert_array_equal(a.plan.draws_usd, b.plan.draws_usd)
+    np.testing.assert_array_equal(a.plan.btc_sold, b.plan.btc_sold)
+
+
+def test_the_same_data_give_the_same_plan_and_the_time_limit_is_only_a_safety_net() -> None:
+    d = _small_demo()
+    once = solve(d, time_limit_s=120)
+    assert once.status == Termination.OPTIMAL and not once.time_limited
+    assert once.nodes > 0 and once.lp_iterations > 0
+    _same_result(once, solve(d, time_limit_s=120))  # run to run
+    _same_result(once, solve(d, time_limit_s=3600))  # a generous vs a very generous limit
+
+
+def test_a_node_budget_ends_the_search_as_a_work_limit_with_a_valid_bound() -> None:
+    d = _small_demo()
+    full = solve(d, time_limit_s=120)
+    cut = solve(d, time_limit_s=120, max_nodes=1)
+    assert cut.status == Termination.WORK_LIMIT and not cut.time_limited
+    assert cut.gap > full.gap
+    assert cut.objective_usd <= full.objective_usd * (1 + 1e-9)  # an incumbent, not better
+    assert cut.bound_usd >= full.objective_usd * (1 - 1e-9)  # still an upper bound
+    _same_result(cut, solve(d, time_limit_s=120, max_nodes=1))
