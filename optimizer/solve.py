@@ -329,6 +329,7 @@ class _Session:
         *,
         time_limit_s: float,
         max_nodes: int = MAX_NODES,
+        relaxation: bool = False,
         covenants: bool = True,
         start: Plan | None = None,
         fix: Plan | None = None,
@@ -377,6 +378,7 @@ class _Session:
         try:
             h.setOptionValue("time_limit", max(1.0, time_limit_s - (t1 - t0)))
             h.setOptionValue("mip_max_nodes", int(max_nodes))
+            h.setOptionValue("solve_relaxation", relaxation)
             h.run()
             t2 = time.perf_counter()
             info = h.getInfo()
@@ -458,8 +460,9 @@ def solve(
        the scenarios phase 1's plan breaks worst (:func:`excuse_worst`) and holds the others to
        the covenants. The first within the gap of phase 1's bound is returned.
     3. The full model, once per regime of drawn facilities with covenants
-       (:func:`~hashpivot.optimizer.model.covenant_regimes`), phase 1's regime first,
-       warm-started from the best plan so far; after the first regime, a cutoff row asks for a
+       (:func:`~hashpivot.optimizer.model.covenant_regimes`), the regime with the best LP
+       relaxation first (an infeasible LP skips its regime), warm-started from the best plan
+       so far; after the first regime, a cutoff row asks for a
        plan better than the incumbent by ``CUTOFF_GAP_SHARE`` of the gap, so regimes that
        cannot win end at their root.
 
@@ -535,12 +538,22 @@ def solve(
                         final = heur
         if final is first:
             # the full model, one regime of drawn covenant facilities at a time where few
-            if first.plan is not None and regimes != [None]:
-                # phase 1's regime first: it holds the relaxation's optimum, and its incumbent
-                # gives the cutoff that prunes the others
-                drawn = first.plan.draws_usd.sum(axis=1) > 0
-                own = tuple(bool(drawn[f]) for f in session.m.facility_used)
-                regimes.sort(key=lambda r: r != own)
+            if len(regimes) > 1:
+                # best LP bound first (ties: fewest covenant facilities): the regime most
+                # likely to hold the optimum gives the cutoff that prunes the others at their
+                # root; a regime whose LP is infeasible holds no plan and is skipped
+                lp_bound: dict[tuple[bool, ...] | None, float] = {}
+                for reg in regimes:
+                    lp = session.run(
+                        f"{_regime_name(reg)} LP", time_limit_s=left(), regime=reg, relaxation=True
+                    )
+                    lp.plan, lp.bound = None, None  # a fractional point, not a plan
+                    runs.append(lp)
+                    if lp.status == Termination.OPTIMAL and lp.objective is not None:
+                        lp_bound[reg] = lp.objective
+                    elif lp.status != Termination.INFEASIBLE:
+                        lp_bound[reg] = np.inf  # unknown: keep it, first
+                regimes = sorted(lp_bound, key=lambda r: -lp_bound[r]) or regimes[:1]
             for i, reg in enumerate(regimes):
                 # after the first regime, only plans that beat the incumbent by part of the gap
                 # are worth finding: a regime whose bound is below that is pruned at its root

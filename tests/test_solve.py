@@ -112,6 +112,12 @@ def _small_demo():
     return model_data(sc, reduce_scenarios(sc, 1000, 4, seed=7, backend="numpy"))
 
 
+@pytest.fixture(scope="module")
+def small_demo():
+    d = _small_demo()
+    return d, solve(d, time_limit_s=120)
+
+
 def _same_result(a, b) -> None:
     assert a.status == b.status and a.objective_usd == b.objective_usd and a.gap == b.gap
     assert (a.nodes, a.lp_iterations) == (b.nodes, b.lp_iterations)
@@ -122,18 +128,28 @@ def _same_result(a, b) -> None:
     np.testing.assert_array_equal(a.plan.btc_sold, b.plan.btc_sold)
 
 
-def test_the_same_data_give_the_same_plan_and_the_time_limit_is_only_a_safety_net() -> None:
-    d = _small_demo()
-    once = solve(d, time_limit_s=120)
+def test_the_same_data_give_the_same_plan_and_the_time_limit_is_only_a_safety_net(
+    small_demo,
+) -> None:
+    d, once = small_demo
     assert once.status == Termination.OPTIMAL and not once.time_limited
     assert once.nodes > 0 and once.lp_iterations > 0
     _same_result(once, solve(d, time_limit_s=120))  # run to run
     _same_result(once, solve(d, time_limit_s=3600))  # a generous vs a very generous limit
 
 
-def test_a_node_budget_ends_the_search_as_a_work_limit_with_a_valid_bound() -> None:
-    d = _small_demo()
-    full = solve(d, time_limit_s=120)
+def test_regimes_are_solved_best_lp_bound_first(small_demo) -> None:
+    _, res = small_demo
+    lp = {r["run"][: -len(" LP")]: r["objective_usd"] for r in res.runs if r["run"].endswith(" LP")}
+    assert len(lp) == 2  # demo: one facility with covenants, drawn or not
+    mips = [r for r in res.runs if r["run"] in lp]
+    assert mips[0]["run"] == max(lp, key=lp.get)
+    for r in mips:  # an LP relaxation bounds its regime's MIP
+        assert r["objective_usd"] is None or r["objective_usd"] <= lp[r["run"]] * (1 + 1e-9)
+
+
+def test_a_node_budget_ends_the_search_as_a_work_limit_with_a_valid_bound(small_demo) -> None:
+    d, full = small_demo
     cut = solve(d, time_limit_s=120, max_nodes=1)
     assert cut.status == Termination.WORK_LIMIT and not cut.time_limited
     assert cut.gap > full.gap
