@@ -30,6 +30,8 @@ HIGHS_OPTIONS: dict[str, object] = {
     "mip_heuristic_run_rens": False,
     "mip_heuristic_run_root_reduced_cost": False,
 }
+#: IT MW below which a lease's delivery at a site is solver noise (warm starts) [MW].
+DELIVERED_TOL_MW = 1e-6
 #: A regime solved after the first must beat the incumbent by this share of the gap tolerance.
 CUTOFF_GAP_SHARE = 0.25
 
@@ -150,8 +152,13 @@ def model_size(m: pyo.ConcreteModel) -> tuple[int, int, int]:
     return rows, cols, nnz
 
 
-def _warm_start(opt: Highs, m: pyo.ConcreteModel, plan: Plan, d: ModelData) -> None:
-    """Hand the integer decisions of ``plan`` to HiGHS as a (partial) MIP start."""
+def start_values(m: pyo.ConcreteModel, plan: Plan) -> dict[int, float]:
+    """Values of the integer decisions of ``plan`` for a MIP start, keyed by ``id(var)``.
+
+    Campus: the site delivering most (solver noise can leave tiny deliveries elsewhere, and
+    Σ_e x = y allows one campus per signed lease); a signed lease with nothing delivered yet
+    and continuous campus shares are left to the solver.
+    """
     values: dict[int, float] = {}
     for (s_, t), v in m.blocks.items():
         values[id(v)] = float(plan.blocks[s_, t])
@@ -159,9 +166,16 @@ def _warm_start(opt: Highs, m: pyo.ConcreteModel, plan: Plan, d: ModelData) -> N
         values[id(v)] = float(plan.racks_new[s_, t])
     for l, v in m.sign.items():
         values[id(v)] = float(plan.lease_signed[l])
-    used = plan.lease_it_mw.sum(axis=2) > 0
+    total = plan.lease_it_mw.sum(axis=2)
     for (l, e), v in m.campus.items():
-        values[id(v)] = float(plan.lease_signed[l] and used[l, e])
+        if v.is_binary() and (not plan.lease_signed[l] or total[l].max() > DELIVERED_TOL_MW):
+            values[id(v)] = float(plan.lease_signed[l] and e == int(total[l].argmax()))
+    return values
+
+
+def _warm_start(opt: Highs, m: pyo.ConcreteModel, plan: Plan) -> None:
+    """Hand the integer decisions of ``plan`` to HiGHS as a (partial) MIP start."""
+    values = start_values(m, plan)
     index = opt._pyomo_var_to_solver_var_map
     idx = np.array([index[k] for k in values if k in index], dtype=np.int32)
     val = np.array([values[k] for k in values if k in index], dtype=np.float64)
@@ -373,7 +387,7 @@ class _Session:
             # only plans better than the incumbent by more than the gap are worth finding
             h.changeRowBounds(self.cutoff_row, cutoff - self.offset, highspy.kHighsInf)
         if start is not None:
-            _warm_start(self.opt, m, start, d)
+            _warm_start(self.opt, m, start)
         t1 = time.perf_counter()
         try:
             h.setOptionValue("time_limit", max(1.0, time_limit_s - (t1 - t0)))

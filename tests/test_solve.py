@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,7 +13,7 @@ from hashpivot.kernels.cashflow import cash_flows
 from hashpivot.kernels.plan import Plan
 from hashpivot.kernels.reduce import reduce_scenarios
 from hashpivot.optimizer.checker import check_plan
-from hashpivot.optimizer.model import covenant_regimes, model_data
+from hashpivot.optimizer.model import build_model, covenant_regimes, model_data
 from hashpivot.optimizer.solve import (
     DEFAULT_THREADS,
     Termination,
@@ -21,6 +22,7 @@ from hashpivot.optimizer.solve import (
     covenant_severity,
     excuse_worst,
     solve,
+    start_values,
 )
 
 
@@ -156,3 +158,20 @@ def test_a_node_budget_ends_the_search_as_a_work_limit_with_a_valid_bound(small_
     assert cut.objective_usd <= full.objective_usd * (1 + 1e-9)  # an incumbent, not better
     assert cut.bound_usd >= full.objective_usd * (1 - 1e-9)  # still an upper bound
     _same_result(cut, solve(d, time_limit_s=120, max_nodes=1))
+
+
+def test_a_warm_start_names_one_campus_per_signed_lease_despite_solver_noise(small_demo) -> None:
+    d, full = small_demo
+    m = build_model(d)
+    plan = copy.deepcopy(full.plan)
+    plan.lease_signed[0] = True
+    plan.lease_it_mw[0] = 0.0
+    plan.lease_it_mw[0, 1, -1] = 10.0  # the second eligible site delivers
+    plan.lease_it_mw[0, 0, -1] = 1e-9  # noise at the first
+    values = start_values(m, plan)
+    campus = [values[id(v)] for (l, _), v in m.campus.items() if l == 0]
+    assert campus == [0.0, 1.0]  # Σ_e x = y = 1, at the delivering site
+    plan.lease_it_mw[0] = 0.0  # signed, nothing delivered yet: the campus is left free
+    values = start_values(m, plan)
+    assert not any(id(v) in values for (l, _), v in m.campus.items() if l == 0)
+    assert values[id(m.sign[0])] == 1.0
