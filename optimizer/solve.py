@@ -30,6 +30,9 @@ HIGHS_OPTIONS: dict[str, object] = {
     "mip_heuristic_run_rens": False,
     "mip_heuristic_run_root_reduced_cost": False,
 }
+#: Simplex iterations allowed to the LP relaxation that ranks a regime; past it the regime's
+#: LP bound counts as unknown and it is solved first (a limit in work, not seconds).
+REGIME_LP_MAX_ITERATIONS = 5000
 #: IT MW below which a lease's delivery at a site is solver noise (warm starts) [MW].
 DELIVERED_TOL_MW = 1e-6
 #: A regime solved after the first must beat the incumbent by this share of the gap tolerance.
@@ -329,6 +332,7 @@ class _Session:
         self.columns = [
             (v, self.col[id(v)]) for v in m.component_data_objects(pyo.Var) if id(v) in self.col
         ]
+        self.iteration_limit = int(h.getOptionValue("simplex_iteration_limit")[1])
         h.setOptionValue("threads", threads)
         h.setOptionValue("mip_rel_gap", mip_gap)
         h.setOptionValue("output_flag", tee)
@@ -393,6 +397,8 @@ class _Session:
             h.setOptionValue("time_limit", max(1.0, time_limit_s - (t1 - t0)))
             h.setOptionValue("mip_max_nodes", int(max_nodes))
             h.setOptionValue("solve_relaxation", relaxation)
+            if relaxation:
+                h.setOptionValue("simplex_iteration_limit", REGIME_LP_MAX_ITERATIONS)
             h.run()
             t2 = time.perf_counter()
             info = h.getInfo()
@@ -427,6 +433,8 @@ class _Session:
                 )
         finally:
             t2 = time.perf_counter()
+            if relaxation:
+                h.setOptionValue("simplex_iteration_limit", self.iteration_limit)
             if len(idx):
                 h.changeColsBounds(len(idx), idx, self.col_lower[idx], self.col_upper[idx])
             if free:
@@ -555,7 +563,8 @@ def solve(
             if len(regimes) > 1:
                 # best LP bound first (ties: fewest covenant facilities): the regime most
                 # likely to hold the optimum gives the cutoff that prunes the others at their
-                # root; a regime whose LP is infeasible holds no plan and is skipped
+                # root; a regime whose LP is infeasible holds no plan and is skipped, one whose
+                # LP needs more than REGIME_LP_MAX_ITERATIONS is ranked first (bound unknown)
                 lp_bound: dict[tuple[bool, ...] | None, float] = {}
                 for reg in regimes:
                     lp = session.run(
