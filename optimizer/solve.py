@@ -34,8 +34,9 @@ HIGHS_OPTIONS: dict[str, object] = {
     "mip_pscost_minreliable": 2,
 }
 #: Simplex iterations allowed to the LP relaxation that ranks a regime; past it the regime's
-#: LP bound counts as unknown and it is solved first (a limit in work, not seconds). texas_hybrid's
-#: LPs take ~5k iterations, the 50-site synthetic fleet's ~44k (more than its whole MIP).
+#: LP bound counts as unknown and it is solved first (a limit in work, not seconds).
+#: texas_hybrid's LPs take ~5k iterations, the 50-site synthetic fleet's ~44k (more than its
+#: whole MIP).
 REGIME_LP_MAX_ITERATIONS = 20_000
 #: IT MW below which a lease's delivery at a site is solver noise (warm starts) [MW].
 DELIVERED_TOL_MW = 1e-6
