@@ -63,6 +63,9 @@ def main() -> None:
                         "columns": res.columns,
                         "nonzeros": res.nonzeros,
                         "phases": res.phases,
+                        "nodes": res.nodes,
+                        "lp_iterations": res.lp_iterations,
+                        "time_limited": res.time_limited,
                         "runs": res.runs,
                     }
                 )

@@ -334,6 +334,9 @@ class OptimizeResult:
                     "rows": s.rows,
                     "columns": s.columns,
                     "nonzeros": s.nonzeros,
+                    "nodes": s.nodes,
+                    "lp_iterations": s.lp_iterations,
+                    "time_limited": s.time_limited,
                     "runs": s.runs,
                 },
                 "plan": {

@@ -24,12 +24,29 @@ from .model import MONEY, ModelData, build_model, covenant_regimes
 
 #: Threads HiGHS may use by default (CI and laptops have few cores).
 DEFAULT_THREADS = 2
-#: Share of the time limit given to phase 1 (the model without covenant rows).
-PHASE1_SHARE = 0.4
-#: Share of the time limit given to the fix-and-optimize repair of phase 1's plan.
-REPAIR_SHARE = 0.2
-#: Share of the time limit given to the excuse heuristic (excused scenarios fixed).
-EXCUSE_SHARE = 0.1
+#: Branch-and-bound node budget of each run of the full model (one per regime) and of phase 1:
+#: a limit in solver work, so a solve stops at the same point on a quiet or a loaded machine.
+MAX_NODES = 2000
+#: Node budget of the fix-and-optimize repair and of the excuse heuristic (restricted models).
+HEURISTIC_MAX_NODES = 200
+#: HiGHS options set on every run. RINS and RENS sub-MIPs (and the root reduced-cost sub-MIP)
+#: spent 70–90 % of the root time on demo and texas_hybrid without closing the gap; the
+#: repair and excuse runs supply incumbents instead. Pseudo-costs count as reliable after 2
+#: strong-branching samples (HiGHS: 8): strong branching was 75 % of texas_hybrid's LP
+#: iterations; with 2, its covenant regime takes 62k iterations instead of 90k.
+HIGHS_OPTIONS: dict[str, object] = {
+    "mip_heuristic_run_rins": False,
+    "mip_heuristic_run_rens": False,
+    "mip_heuristic_run_root_reduced_cost": False,
+    "mip_pscost_minreliable": 2,
+}
+#: Simplex iterations allowed to the LP relaxation that ranks a regime; past it the regime's
+#: LP bound counts as unknown and it is solved first (a limit in work, not seconds).
+#: texas_hybrid's LPs take ~5k iterations, the 50-site synthetic fleet's ~44k (more than its
+#: whole MIP).
+REGIME_LP_MAX_ITERATIONS = 20_000
+#: IT MW below which a lease's delivery at a site is solver noise (warm starts) [MW].
+DELIVERED_TOL_MW = 1e-6
 #: A regime solved after the first must beat the incumbent by this share of the gap tolerance.
 CUTOFF_GAP_SHARE = 0.25
 #: Rounding slack when comparing a final gap with its target [-].
@@ -71,6 +88,7 @@ class Termination(StrEnum):
 
     OPTIMAL = "optimal"
     TIME_LIMIT = "time_limit"
+    WORK_LIMIT = "work_limit"
     INFEASIBLE = "infeasible"
     UNBOUNDED = "unbounded"
     INTERRUPTED = "interrupted"
@@ -82,8 +100,8 @@ class Termination(StrEnum):
         return {
             s.kOptimal: cls.OPTIMAL,
             s.kTimeLimit: cls.TIME_LIMIT,
-            s.kIterationLimit: cls.TIME_LIMIT,
-            s.kSolutionLimit: cls.TIME_LIMIT,
+            s.kIterationLimit: cls.WORK_LIMIT,
+            s.kSolutionLimit: cls.WORK_LIMIT,
             s.kObjectiveBound: cls.TIME_LIMIT,
             s.kObjectiveTarget: cls.TIME_LIMIT,
             s.kInfeasible: cls.INFEASIBLE,
@@ -104,7 +122,13 @@ class NoSolutionError(RuntimeError):
 
 @dataclass
 class SolveResult:
-    """A solved MILP: status, incumbent, bound, gap, timings and the plan."""
+    """A solved MILP: status, incumbent, bound, gap, timings and the plan.
+
+    ``status`` is OPTIMAL within the gap, WORK_LIMIT when node budgets ended the search above
+    it (the same result on any machine), TIME_LIMIT when the wall-clock safety net stopped a
+    run (``time_limited``; then the result may depend on machine load). ``nodes`` and
+    ``lp_iterations`` total the solver work of every run.
+    """
 
     status: Termination
     objective_usd: float
@@ -122,6 +146,9 @@ class SolveResult:
     equity_usd: np.ndarray = field(default_factory=lambda: np.zeros(0))
     cvar_usd: float = 0.0
     excused: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    nodes: int = 0
+    lp_iterations: int = 0
+    time_limited: bool = False
     warnings: list[str] = field(default_factory=list)
     """One line per thing the user should know that is not an error (an offer that cannot be
     delivered by its hard deadline, left unsigned)."""
@@ -135,8 +162,8 @@ class SolveResult:
 
     @property
     def is_ok(self) -> bool:
-        """A plan is available (optimal within the gap, or the incumbent at a time limit)."""
-        return self.status in (Termination.OPTIMAL, Termination.TIME_LIMIT)
+        """A plan is available (optimal within the gap, or the incumbent at a limit)."""
+        return self.status in (Termination.OPTIMAL, Termination.TIME_LIMIT, Termination.WORK_LIMIT)
 
 
 def _values(var, shape: tuple[int, ...]) -> np.ndarray:
@@ -182,11 +209,16 @@ def model_size(m: pyo.ConcreteModel) -> tuple[int, int, int]:
     return rows, cols, nnz
 
 
-def _warm_start(
-    opt: Highs, m: pyo.ConcreteModel, plan: Plan, d: ModelData, excused: np.ndarray | None = None
-) -> None:
-    """Hand the integer decisions of ``plan`` (and the excused scenarios, where known) to HiGHS
-    as a (partial) MIP start."""
+def start_values(
+    m: pyo.ConcreteModel, plan: Plan, excused: np.ndarray | None = None
+) -> dict[int, float]:
+    """Values of the integer decisions of ``plan`` (and the excused scenarios, where known) for
+    a MIP start, keyed by ``id(var)``.
+
+    Campus: the site delivering most (solver noise can leave tiny deliveries elsewhere, and
+    Σ_e x = y allows one campus per signed lease); a signed lease with nothing delivered yet
+    and continuous campus shares are left to the solver.
+    """
     values: dict[int, float] = {}
     if excused is not None and len(excused) and hasattr(m, "excused"):
         for k, v in m.excused.items():
@@ -197,9 +229,19 @@ def _warm_start(
         values[id(v)] = float(plan.racks_new[s_, t])
     for l, v in m.sign.items():
         values[id(v)] = float(plan.lease_signed[l])
-    used = plan.lease_it_mw.sum(axis=2) > 0
+    total = plan.lease_it_mw.sum(axis=2)
     for (l, e), v in m.campus.items():
-        values[id(v)] = float(plan.lease_signed[l] and used[l, e])
+        if v.is_binary() and (not plan.lease_signed[l] or total[l].max() > DELIVERED_TOL_MW):
+            values[id(v)] = float(plan.lease_signed[l] and e == int(total[l].argmax()))
+    return values
+
+
+def _warm_start(
+    opt: Highs, m: pyo.ConcreteModel, plan: Plan, excused: np.ndarray | None = None
+) -> None:
+    """Hand the integer decisions of ``plan`` (and the excused scenarios, where known) to HiGHS
+    as a (partial) MIP start."""
+    values = start_values(m, plan, excused)
     index = opt._pyomo_var_to_solver_var_map
     idx = np.array([index[k] for k in values if k in index], dtype=np.int32)
     val = np.array([values[k] for k in values if k in index], dtype=np.float64)
@@ -220,6 +262,8 @@ class _Run:
     equity: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (K,) [M$]
     cvar: float = 0.0  # [M$]
     excused: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    nodes: int = 0  # branch-and-bound nodes
+    lp_iterations: int = 0  # simplex iterations
 
     def regime_bound(self) -> float:
         """Upper bound of the model this run solved, cutoff aside [M$]: a run that found
@@ -239,6 +283,8 @@ class _Run:
             "cutoff_usd": None if self.cutoff is None else self.cutoff * MONEY,
             "transfer_seconds": self.transfer_seconds,
             "solve_seconds": self.solve_seconds,
+            "nodes": self.nodes,
+            "lp_iterations": self.lp_iterations,
         }
 
 
@@ -376,6 +422,7 @@ class _Session:
         self.columns = [
             (v, self.col[id(v)]) for v in m.component_data_objects(pyo.Var) if id(v) in self.col
         ]
+        self.iteration_limit = int(h.getOptionValue("simplex_iteration_limit")[1])
         h.setOptionValue("threads", threads)
         h.setOptionValue("mip_rel_gap", mip_gap)
         # the log goes through a callback, labelled by phase (never straight to the terminal,
@@ -383,6 +430,8 @@ class _Session:
         h.setOptionValue("output_flag", tee)
         h.setOptionValue("log_to_console", log is None and tee)
         self._subscribe(tee)
+        for key, value in HIGHS_OPTIONS.items():
+            h.setOptionValue(key, value)
         self.build_seconds = t1 - t0
         self.transfer_seconds = time.perf_counter() - t1
 
@@ -508,6 +557,8 @@ class _Session:
         name: str,
         *,
         time_limit_s: float,
+        max_nodes: int = MAX_NODES,
+        relaxation: bool = False,
         covenants: bool = True,
         start: Plan | None = None,
         fix: Plan | None = None,
@@ -553,10 +604,14 @@ class _Session:
             # only plans better than the incumbent by more than the gap are worth finding
             h.changeRowBounds(self.cutoff_row, cutoff - self.offset, highspy.kHighsInf)
         if start is not None:
-            _warm_start(self.opt, m, start, d, start_excused)
+            _warm_start(self.opt, m, start, start_excused)
         t1 = time.perf_counter()
         try:
             h.setOptionValue("time_limit", max(1.0, time_limit_s - (t1 - t0)))
+            h.setOptionValue("mip_max_nodes", int(max_nodes))
+            h.setOptionValue("solve_relaxation", relaxation)
+            if relaxation:
+                h.setOptionValue("simplex_iteration_limit", REGIME_LP_MAX_ITERATIONS)
             self._run_highs()
             t2 = time.perf_counter()
             info = h.getInfo()
@@ -570,6 +625,8 @@ class _Session:
                 fixed=fix is not None or excuse is not None,
                 name=name,
                 cutoff=cutoff,
+                nodes=max(0, int(info.mip_node_count)),
+                lp_iterations=max(0, int(info.simplex_iteration_count)),
             )
             if info.primal_solution_status == 2:  # a feasible solution
                 x = np.asarray(h.getSolution().col_value)
@@ -589,6 +646,8 @@ class _Session:
                 )
         finally:
             t2 = time.perf_counter()
+            if relaxation:
+                h.setOptionValue("simplex_iteration_limit", self.iteration_limit)
             if len(idx):
                 h.changeColsBounds(len(idx), idx, self.col_lower[idx], self.col_upper[idx])
             if free:
@@ -639,8 +698,15 @@ def solve(
     progress: ProgressCallback | None = None,
     log: LogCallback | None = None,
     hard_stop: Callable[[], None] | None = None,
+    max_nodes: int | None = None,
 ) -> SolveResult:
     """Build and solve the MILP for ``d`` in phases.
+
+    Every run stops at the gap or at a budget of branch-and-bound nodes (``max_nodes``,
+    default :data:`MAX_NODES`; :data:`HEURISTIC_MAX_NODES` for the repair and the excuse
+    heuristic), so the same data give the same plan on any machine. The wall-clock
+    ``time_limit_s`` is only a safety net over the whole solve: when it stops a run, the result
+    says so (``time_limited``, status TIME_LIMIT) and may then depend on machine load.
 
     1. The model without covenant rows, a relaxation: if its optimum keeps the covenants at the
        required confidence it is optimal for the full model.
@@ -650,8 +716,9 @@ def solve(
        the scenarios phase 1's plan breaks worst (:func:`excuse_worst`) and holds the others to
        the covenants. The first within the gap of phase 1's bound is returned.
     3. The full model, once per regime of drawn facilities with covenants
-       (:func:`~hashpivot.optimizer.model.covenant_regimes`), phase 1's regime first,
-       warm-started from the best plan so far; after the first regime, a cutoff row asks for a
+       (:func:`~hashpivot.optimizer.model.covenant_regimes`), the regime with the best LP
+       relaxation first (an infeasible LP skips its regime), warm-started from the best plan
+       so far; after the first regime, a cutoff row asks for a
        plan better than the incumbent by ``CUTOFF_GAP_SHARE`` of the gap, so regimes that
        cannot win end at their root.
 
@@ -671,6 +738,7 @@ def solve(
     gap_tol = d.sc.defaults.mip_gap if mip_gap is None else mip_gap
     if not 0.0 <= gap_tol < 1.0:  # a gap of 1 would call any plan optimal
         raise ValueError(f"mip_gap must be in [0, 1), got {gap_tol!r}")
+    node_budget = MAX_NODES if max_nodes is None else max_nodes
     two_phase = covenants and d.n_facilities > 0
     t_start = time.perf_counter()
     session = _Session(
@@ -691,7 +759,8 @@ def solve(
 
     first = session.run(
         "without covenants" if two_phase or not covenants else "full model",
-        time_limit_s=limit * PHASE1_SHARE if two_phase else left(),
+        time_limit_s=left(),
+        max_nodes=node_budget,
         covenants=not two_phase and covenants,
     )
     runs = [first]
@@ -711,7 +780,10 @@ def solve(
         if first.plan is not None:
             # fix-and-optimize: phase 1's conversion, racks and leases with the covenants back on
             repair = session.run(
-                "repair", time_limit_s=min(left(), limit * REPAIR_SHARE), fix=first.plan
+                "repair",
+                time_limit_s=left(),
+                max_nodes=HEURISTIC_MAX_NODES,
+                fix=first.plan,
             )
             runs.append(repair)
             bound1 = first.bound if first.bound is not None else np.inf
@@ -730,7 +802,8 @@ def solve(
                 excuse = excuse_worst(d, covenant_severity(d, first.plan))
                 heur = session.run(
                     "excuse heuristic",
-                    time_limit_s=min(left(), limit * EXCUSE_SHARE),
+                    time_limit_s=left(),
+                    max_nodes=HEURISTIC_MAX_NODES,
                     start=first.plan,
                     excuse=excuse,
                 )
@@ -741,12 +814,23 @@ def solve(
                         final = heur
         if final is first:
             # the full model, one regime of drawn covenant facilities at a time where few
-            if first.plan is not None and regimes != [None]:
-                # phase 1's regime first: it holds the relaxation's optimum, and its incumbent
-                # gives the cutoff that prunes the others
-                drawn = first.plan.draws_usd.sum(axis=1) > 0
-                own = tuple(bool(drawn[f]) for f in session.m.facility_used)
-                regimes.sort(key=lambda r: r != own)
+            if len(regimes) > 1:
+                # best LP bound first (ties: fewest covenant facilities): the regime most
+                # likely to hold the optimum gives the cutoff that prunes the others at their
+                # root; a regime whose LP is infeasible holds no plan and is skipped, one whose
+                # LP needs more than REGIME_LP_MAX_ITERATIONS is ranked first (bound unknown)
+                lp_bound: dict[tuple[bool, ...] | None, float] = {}
+                for reg in regimes:
+                    lp = session.run(
+                        f"{_regime_name(reg)} LP", time_limit_s=left(), regime=reg, relaxation=True
+                    )
+                    lp.plan, lp.bound = None, None  # a fractional point, not a plan
+                    runs.append(lp)
+                    if lp.status == Termination.OPTIMAL and lp.objective is not None:
+                        lp_bound[reg] = lp.objective
+                    elif lp.status != Termination.INFEASIBLE:
+                        lp_bound[reg] = np.inf  # unknown: keep it, first
+                regimes = sorted(lp_bound, key=lambda r: -lp_bound[r]) or regimes[:1]
             for i, reg in enumerate(regimes):
                 # after the first regime, only plans that beat the incumbent by part of the gap
                 # are worth finding: a regime whose bound is below that is pruned at its root
@@ -758,7 +842,8 @@ def solve(
                 )
                 run = session.run(
                     _regime_name(reg),
-                    time_limit_s=left() / (len(regimes) - i),
+                    time_limit_s=left(),
+                    max_nodes=node_budget,
                     regime=reg,
                     start=(best or first).plan,
                     cutoff=cutoff,
@@ -777,6 +862,8 @@ def solve(
             reasons = [
                 f"no feasible plan found within the time limit ({limit:.0f} s); raise --time-limit"
             ]
+        elif status == Termination.WORK_LIMIT:
+            reasons = [f"no feasible plan found within {node_budget} branch-and-bound nodes"]
         else:
             reasons = (
                 explain_infeasibility(d)
@@ -793,9 +880,14 @@ def solve(
     bound = min(bounds) if bounds else final.objective
     obj = final.objective
     gap = max(0.0, bound - obj) / max(abs(obj), 1e-9)
-    # above the gap, only the time limit can have stopped the search (a repair run is optimal
-    # within its fixed integers, which says nothing of the full model)
-    status = Termination.OPTIMAL if gap <= gap_tol + GAP_SLACK else Termination.TIME_LIMIT
+    # above the gap, only a limit can have stopped the search (a repair run is optimal within
+    # its fixed integers, which says nothing of the full model): the wall clock where it
+    # stopped any run, else the node budgets
+    time_limited = any(r.status == Termination.TIME_LIMIT for r in runs)
+    if gap <= gap_tol + GAP_SLACK:
+        status = Termination.OPTIMAL
+    else:
+        status = Termination.TIME_LIMIT if time_limited else Termination.WORK_LIMIT
     rows, cols, nnz = model_size(session.m)
     return SolveResult(
         status=status,
@@ -816,4 +908,7 @@ def solve(
         phases=len(runs),
         runs=[r.summary() for r in runs],
         target_gap=gap_tol,
+        nodes=sum(r.nodes for r in runs),
+        lp_iterations=sum(r.lp_iterations for r in runs),
+        time_limited=time_limited,
     )

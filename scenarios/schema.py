@@ -556,7 +556,7 @@ class RunDefaults(_Model):
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 20260101
     """Random seed."""
     solver_time_limit_s: Annotated[float, Field(gt=0.0, le=604_800.0)] = 60.0
-    """HiGHS time limit [s]."""
+    """Wall-clock safety net of the MILP solve [s]; the solve itself stops on node budgets."""
     mip_gap: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.001
     """Relative MIP gap at which HiGHS stops [-]."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import threading
@@ -16,7 +17,7 @@ from hashpivot.kernels.cashflow import cash_flows
 from hashpivot.kernels.plan import Plan
 from hashpivot.kernels.reduce import reduce_scenarios
 from hashpivot.optimizer.checker import check_plan
-from hashpivot.optimizer.model import covenant_regimes, model_data
+from hashpivot.optimizer.model import build_model, covenant_regimes, model_data
 from hashpivot.optimizer.solve import (
     DEFAULT_THREADS,
     INTERRUPT_GRACE_S,
@@ -29,6 +30,7 @@ from hashpivot.optimizer.solve import (
     covenant_severity,
     excuse_worst,
     solve,
+    start_values,
 )
 
 
@@ -236,3 +238,71 @@ def test_demo_with_no_cash_and_no_debt_gets_a_plan() -> None:
     with pytest.raises(NoSolutionError) as info:
         solve(model_data(strict, red), time_limit_s=120)
     assert "short of minimum cash $80,000,000 by up to $" in info.value.reasons[0]
+
+
+def _small_demo():
+    sc = scenario("demo")
+    return model_data(sc, reduce_scenarios(sc, 1000, 4, seed=7, backend="numpy"))
+
+
+@pytest.fixture(scope="module")
+def small_demo():
+    d = _small_demo()
+    return d, solve(d, time_limit_s=120)
+
+
+def _same_result(a, b) -> None:
+    assert a.status == b.status and a.objective_usd == b.objective_usd and a.gap == b.gap
+    assert (a.nodes, a.lp_iterations) == (b.nodes, b.lp_iterations)
+    np.testing.assert_array_equal(a.plan.blocks, b.plan.blocks)
+    np.testing.assert_array_equal(a.plan.racks_new, b.plan.racks_new)
+    np.testing.assert_array_equal(a.plan.lease_signed, b.plan.lease_signed)
+    np.testing.assert_array_equal(a.plan.draws_usd, b.plan.draws_usd)
+    np.testing.assert_array_equal(a.plan.btc_sold, b.plan.btc_sold)
+
+
+def test_the_same_data_give_the_same_plan_and_the_time_limit_is_only_a_safety_net(
+    small_demo,
+) -> None:
+    d, once = small_demo
+    assert once.status == Termination.OPTIMAL and not once.time_limited
+    assert once.nodes > 0 and once.lp_iterations > 0
+    _same_result(once, solve(d, time_limit_s=120))  # run to run
+    _same_result(once, solve(d, time_limit_s=3600))  # a generous vs a very generous limit
+
+
+def test_regimes_are_solved_best_lp_bound_first(small_demo) -> None:
+    _, res = small_demo
+    lp = {r["run"][: -len(" LP")]: r["objective_usd"] for r in res.runs if r["run"].endswith(" LP")}
+    assert len(lp) == 2  # demo: one facility with covenants, drawn or not
+    mips = [r for r in res.runs if r["run"] in lp]
+    assert mips[0]["run"] == max(lp, key=lp.get)
+    for r in mips:  # an LP relaxation bounds its regime's MIP
+        assert r["objective_usd"] is None or r["objective_usd"] <= lp[r["run"]] * (1 + 1e-9)
+
+
+def test_a_node_budget_ends_the_search_as_a_work_limit_with_a_valid_bound(small_demo) -> None:
+    d, full = small_demo
+    cut = solve(d, time_limit_s=120, max_nodes=1)
+    assert cut.status == Termination.WORK_LIMIT and not cut.time_limited
+    assert cut.gap > full.gap
+    assert cut.objective_usd <= full.objective_usd * (1 + 1e-9)  # an incumbent, not better
+    assert cut.bound_usd >= full.objective_usd * (1 - 1e-9)  # still an upper bound
+    _same_result(cut, solve(d, time_limit_s=120, max_nodes=1))
+
+
+def test_a_warm_start_names_one_campus_per_signed_lease_despite_solver_noise(small_demo) -> None:
+    d, full = small_demo
+    m = build_model(d)
+    plan = copy.deepcopy(full.plan)
+    plan.lease_signed[0] = True
+    plan.lease_it_mw[0] = 0.0
+    plan.lease_it_mw[0, 1, -1] = 10.0  # the second eligible site delivers
+    plan.lease_it_mw[0, 0, -1] = 1e-9  # noise at the first
+    values = start_values(m, plan)
+    campus = [values[id(v)] for (l, _), v in m.campus.items() if l == 0]
+    assert campus == [0.0, 1.0]  # Σ_e x = y = 1, at the delivering site
+    plan.lease_it_mw[0] = 0.0  # signed, nothing delivered yet: the campus is left free
+    values = start_values(m, plan)
+    assert not any(id(v) in values for (l, _), v in m.campus.items() if l == 0)
+    assert values[id(m.sign[0])] == 1.0
