@@ -257,13 +257,14 @@ def test_output_files_have_no_float_noise_or_negative_zero(demo_run) -> None:
 
 @pytest.mark.slow
 def test_tiny_time_limit_warns_in_the_summary(tmp_path: Path) -> None:
-    """A 1 s solve of demo with 4 scenarios and 500 evaluation paths: the terminal summary and
-    summary.json warn about the gap (with what to do), the scenarios and the paths."""
+    """A 1 s solve of texas_hybrid (whose node budgets need far longer) with 4 scenarios and 500
+    evaluation paths: the terminal summary and summary.json warn about the gap (with what to
+    do), the scenarios and the paths."""
     out = tmp_path / "quick"
     proc = subprocess.run(
         CLI
-        + ["optimize", "demo", "--out", str(out), "--backend", "numpy", "--paths", "2000"]
-        + ["--scenarios", "4", "--eval-paths", "500", "--time-limit", "1"],
+        + ["optimize", "texas_hybrid", "--out", str(out), "--backend", "numpy"]
+        + ["--paths", "2000", "--scenarios", "4", "--eval-paths", "500", "--time-limit", "1"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -271,13 +272,18 @@ def test_tiny_time_limit_warns_in_the_summary(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     s = json.loads((out / "summary.json").read_text())
     assert s["solver"]["gap_ok"] is False and s["solver"]["status"] == "time_limit"
-    assert s["solver"]["gap"] > s["solver"]["target_gap"] == 0.001
+    target = load_scenario("texas_hybrid").defaults.mip_gap
+    assert s["solver"]["gap"] > s["solver"]["target_gap"] == target
+    assert s["solver"]["time_limited"] is True
     text = " ".join(s["warnings"])
     assert "raise --time-limit" in text and "--scenarios 10 or more" in text
     assert "--eval-paths 1000 or more" in text
     flat = " ".join(proc.stdout.split())
     assert "warning: the solver stopped at a gap of" in flat and "raise --time-limit" in flat
     assert "warning: 4 reduced scenarios are too few" in " ".join(proc.stderr.split())
+    page = (out / "report.html").read_text(encoding="utf-8")
+    top = page[: page.index("What this means")]  # the warning box comes before everything else
+    assert "id='gap-warning'" in top and "the plan may be far from the best" in top
 
 
 @pytest.mark.slow
