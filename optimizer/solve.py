@@ -364,6 +364,25 @@ COVENANT_COMPONENTS = (
 )
 
 
+#: Threads of HiGHS's process-wide task scheduler, once a solve has started it.
+_scheduler_threads: int | None = None
+
+
+def _use_threads(threads: int) -> None:
+    """Make HiGHS's global scheduler serve ``threads`` threads.
+
+    HiGHS starts one task scheduler per process with the first solve's thread count and
+    refuses (model status error) any later solve asking for another count, so a process that
+    solves with ``threads=1`` and then ``threads=2`` (a sweep worker, the Python API, the test
+    suite) would see every later run fail. A different count resets the scheduler first; solves
+    in one process run one at a time, so none is using it then.
+    """
+    global _scheduler_threads
+    if _scheduler_threads is not None and _scheduler_threads != threads:
+        highspy.Highs.resetGlobalScheduler(True)
+    _scheduler_threads = threads
+
+
 class _Session:
     """One Pyomo model with every row, handed to HiGHS once; runs change bounds in HiGHS.
 
@@ -423,6 +442,7 @@ class _Session:
             (v, self.col[id(v)]) for v in m.component_data_objects(pyo.Var) if id(v) in self.col
         ]
         self.iteration_limit = int(h.getOptionValue("simplex_iteration_limit")[1])
+        _use_threads(threads)
         h.setOptionValue("threads", threads)
         h.setOptionValue("mip_rel_gap", mip_gap)
         # the log goes through a callback, labelled by phase (never straight to the terminal,
@@ -864,6 +884,8 @@ def solve(
             ]
         elif status == Termination.WORK_LIMIT:
             reasons = [f"no feasible plan found within {node_budget} branch-and-bound nodes"]
+        elif status == Termination.ERROR and all(r.status == Termination.ERROR for r in runs):
+            reasons = ["HiGHS stopped with an error on every run (rerun with --solver-log)"]
         else:
             reasons = (
                 explain_infeasibility(d)

@@ -306,3 +306,14 @@ def test_a_warm_start_names_one_campus_per_signed_lease_despite_solver_noise(sma
     values = start_values(m, plan)
     assert not any(id(v) in values for (l, _), v in m.campus.items() if l == 0)
     assert values[id(m.sign[0])] == 1.0
+
+
+def test_solves_with_different_thread_counts_in_one_process() -> None:
+    """HiGHS keeps one task scheduler per process: a solve with threads=1 followed by one with
+    threads=2 must not fail (it did: every run of the second ended in a model-status error,
+    reported as infeasible)."""
+    _, _, d = _tight_covenants()
+    first = solve(d, time_limit_s=60, threads=1)
+    second = solve(d, time_limit_s=60, threads=2)
+    assert first.status == second.status == Termination.OPTIMAL
+    assert second.objective_usd == pytest.approx(first.objective_usd, rel=1e-6)
