@@ -55,6 +55,7 @@ from .cashflow import CASH_TOL_USD, operating_flows, terminal_value_usd, trailin
 from .market import iter_periods, market_params, mining_margin, tenant_default_periods
 from .plan import Plan, covenant_windows, debt_terms, schedule
 from .results import PathOutcomes
+from .stats import ObjectiveAccumulator
 
 #: Outcomes kept per plan for distribution charts.
 KEEP_PATHS = 20_000
@@ -311,6 +312,8 @@ class EvalStats:
     emergency_draw_mean_usd: float = 0.0
     p_min_cash_breach: float = 0.0
     """Share of paths whose cash ends a period below the minimum after recourse (alive)."""
+    objective_stderr_usd: float = math.nan
+    """Standard error of the objective, CVaR term included (influence function) [$]."""
 
     def to_json(self) -> dict[str, float]:
         """The STATS object of ``summary.json``."""
@@ -318,6 +321,7 @@ class EvalStats:
             "objective_usd": self.objective_usd,
             "mean_equity_usd": self.mean_equity_usd,
             "stderr_usd": self.stderr_usd,
+            "objective_stderr_usd": self.objective_stderr_usd,
             "cvar_usd": self.cvar_usd,
             "p_default": self.p_default,
             "p_breach": self.p_breach,
@@ -330,7 +334,7 @@ class Evaluation:
     """Statistics of every plan and the paired differences between them."""
 
     stats: dict[str, EvalStats]
-    paired: dict[tuple[str, str], tuple[float, float]]  # (a, b) → (mean of W_a − W_b, stderr)
+    paired: dict[tuple[str, str], tuple[float, float]]  # (a, b) → (J_a − J_b, its s.e.) [$]
     paths: int
     seed: int
     backend: str
@@ -437,7 +441,9 @@ def evaluate_plans(
     chunk = int(chunk_paths or default_chunk)
     accs = {name: _Accumulator(sc.risk.cvar_alpha, paths, n_t) for name in plans}
     names = list(plans)
-    pair_sums = {(names[0], b): [0.0, 0.0] for b in names[1:]}
+    # objectives with their CVaR term on common paths: paired standard errors by the influence
+    # function (kernels/stats.py), not the mean-equity difference's alone
+    objectives = ObjectiveAccumulator(names, sc.risk.cvar_alpha, sc.risk.cvar_weight, paths)
     start = time.perf_counter()
     done = 0
     if be.is_gpu:
@@ -461,21 +467,19 @@ def evaluate_plans(
             }
         for name, o in outs.items():
             accs[name].add(o, n_t)
-        w0 = to_numpy(outs[names[0]].equity_usd)
-        for (_, b), s in pair_sums.items():
-            diff = w0 - to_numpy(outs[b].equity_usd)
-            s[0] += float(diff.sum())
-            s[1] += float((diff * diff).sum())
+        objectives.add(np.stack([to_numpy(outs[nm].equity_usd) for nm in names], axis=1), done)
         done += n
         if progress:
             progress(done, paths)
     lam = sc.risk.cvar_weight
     stats = {name: acc.stats(paths, lam) for name, acc in accs.items()}
+    est = objectives.result()
+    for i, name in enumerate(names):
+        stats[name].objective_stderr_usd = float(est.stderr_usd[i])
     paired = {}
-    for (a, b), (s1, s2) in pair_sums.items():
-        mean = s1 / paths
-        var = max(0.0, (s2 - paths * mean * mean) / max(paths - 1, 1))
-        # objective difference: mean difference less λ times the CVaR difference
-        diff = stats[a].objective_usd - stats[b].objective_usd
-        paired[(a, b)] = (diff, math.sqrt(var / paths))
+    for b in names[1:]:
+        # objective difference (mean difference less λ times the CVaR difference) and its
+        # standard error with the CVaR term
+        diff = stats[names[0]].objective_usd - stats[b].objective_usd
+        paired[(names[0], b)] = (diff, est.diff(names[0], b)[1])
     return Evaluation(stats, paired, paths, seed, be.name, be.device, time.perf_counter() - start)

@@ -87,6 +87,11 @@ def money_m(x_usd: float) -> str:
     return f"{x_usd / 1e6:,.1f}"
 
 
+def _se(x_usd: float | None) -> str:
+    """A standard error in $M, or a dash where there is none (in-sample numbers)."""
+    return "—" if x_usd is None or x_usd != x_usd else money_m(x_usd)
+
+
 def new_table(title: str) -> Table:
     """A table in the CLI's style: a rule under the header, two spaces between columns."""
     return Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
@@ -411,7 +416,7 @@ def stats_table(title: str, rows: dict[str, dict]) -> Table:
             escape(name),
             money_m(st["objective_usd"]),
             money_m(st["mean_equity_usd"]),
-            money_m(st["stderr_usd"]),
+            _se(st.get("objective_stderr_usd")),
             money_m(st["cvar_usd"]),
             # one decimal: the standard error of a share over 20,000 paths is ~0.2 points
             f"{st['p_default']:.1%}",
@@ -420,8 +425,10 @@ def stats_table(title: str, rows: dict[str, dict]) -> Table:
         )
     table.caption = (
         "$M of discounted terminal equity: objective = mean − risk weight × CVaR, CVaR = mean "
-        "loss in the worst tail; default, breach, cash<min: share of paths where cash falls "
-        "below zero, where a covenant breaks, where cash ends a quarter below the minimum"
+        "loss in the worst tail; s.e.: of the objective, CVaR term included (none in sample: K "
+        "weighted scenarios are not a sample); default, breach, cash<min: share of paths where "
+        "cash falls below zero, where a covenant breaks, where cash ends a quarter below the "
+        "minimum"
     )
     return table
 

@@ -199,12 +199,9 @@ def in_sample_stats(sc: Scenario, plan: Plan, red: ReducedScenarios) -> dict[str
     """STATS of a plan on the MILP's own reduced scenarios (no recourse)."""
     cf = cash_flows(sc, plan, red.coefficient_arrays())
     obj, mean, risk = objective(sc, cf, red.weights)
-    w = np.asarray(cf.terminal_equity_usd)
-    var = float(red.weights @ (w - mean) ** 2)
-    return {
+    return {  # no standard error: the K weighted scenarios are not a sample of paths
         "objective_usd": obj,
         "mean_equity_usd": mean,
-        "stderr_usd": float(np.sqrt(var / max(red.paths, 1))),
         "cvar_usd": risk,
         "p_default": float(red.weights[(np.asarray(cf.cash_usd) < 0).any(axis=1)].sum()),
         "p_breach": float(red.weights[np.asarray(cf.covenant_breach)].sum()),

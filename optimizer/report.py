@@ -518,7 +518,11 @@ def _stats_rows(stats: dict) -> list[list[str]]:
         [
             _esc(name),
             _money(st["objective_usd"]),
-            f"{_money(st['mean_equity_usd'])} ± {_money(st['stderr_usd'])}",
+            (
+                f"{_money(st['mean_equity_usd'])} ± {_money(st['stderr_usd'])}"
+                if st.get("stderr_usd") is not None
+                else _money(st["mean_equity_usd"])
+            ),
             _money(st["cvar_usd"]),
             f"{st['p_default']:.2%}",
             f"{st['p_breach']:.2%}",

@@ -63,7 +63,7 @@ def variant_row(
     """The table row of a finished variant, from its summary and plan (JSON content)."""
     oos = summary["plan"]["out_of_sample"]
     m = int(summary["eval_paths"])
-    se = float(oos["stderr_usd"])
+    se = float(oos.get("objective_stderr_usd", oos["stderr_usd"]))  # CVaR term included
     breaches = round(float(oos["p_breach"]) * m)
     blocks = np.asarray(plan["blocks"], dtype=float)
     block_mw = np.array([s.conversion.block_mw for s in sc.sites])

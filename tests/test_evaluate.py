@@ -91,3 +91,31 @@ def test_waiver_by_hand() -> None:
 
 def _rule(sc, rule: str):
     return sc.covenants.model_copy(update={"on_breach": rule})
+
+
+def test_paired_standard_errors_include_the_cvar_term() -> None:
+    """The evaluator's paired s.e. of J_a − J_b (streamed over chunks) equals the influence-
+    function s.e. computed from every path's equity at once, and differs from the s.e. of the
+    mean difference alone; chunking does not change it."""
+    from hashpivot.kernels.evaluate import evaluate_plans
+    from hashpivot.kernels.reduce import reduce_scenarios
+    from hashpivot.kernels.stats import objective_influence
+    from hashpivot.optimizer.baselines import baseline
+    from hashpivot.scenarios import load_scenario
+
+    sc = load_scenario("demo")
+    red = reduce_scenarios(sc, 1000, 4, 3, backend="numpy", pilot_paths=1000)
+    plans = {"a": baseline("convert_all_expected_cash", sc, red), "b": Plan.empty(sc)}
+    m = 3000  # below KEEP_PATHS: every path's equity is kept
+    ev = evaluate_plans(sc, plans, m, 9, backend="numpy", chunk_paths=700)
+    alpha, lam = sc.risk.cvar_alpha, sc.risk.cvar_weight
+    wa, wb = ev.stats["a"].equity_sample_usd, ev.stats["b"].equity_sample_usd
+    ja, pa = objective_influence(wa, alpha, lam)
+    jb, pb = objective_influence(wb, alpha, lam)
+    diff, se = ev.paired[("a", "b")]
+    assert diff == pytest.approx(ja - jb, rel=1e-9)
+    assert se == pytest.approx((pa - pb).std(ddof=1) / np.sqrt(m), rel=1e-9)
+    assert ev.stats["a"].objective_stderr_usd == pytest.approx(pa.std(ddof=1) / np.sqrt(m))
+    assert abs(se - (wa - wb).std(ddof=1) / np.sqrt(m)) > 1e-3 * se
+    again = evaluate_plans(sc, plans, m, 9, backend="numpy", chunk_paths=1024)
+    assert again.paired[("a", "b")][1] == se
