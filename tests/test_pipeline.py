@@ -485,3 +485,26 @@ def test_evaluate_summary_warns_about_few_paths() -> None:
     res = evaluate("demo", policy="stay_mining", eval_paths=200, seed=2, backend="numpy")
     assert res.summary()["warnings"] == [eval_paths_warning(200, "--paths")]
     assert "use --paths 1000 or more" in res.summary()["warnings"][0]
+
+
+@pytest.mark.slow
+def test_a_strong_btc_drift_does_not_convert_more() -> None:
+    """Issue 10: hashrate answers to miners' margins, so an 80% BTC drift raises hashrate rather
+    than hashprice, and the plan converts no more MW than at demo's base drift."""
+    import copy
+
+    from hashpivot.scenarios import validate_data
+    from hashpivot.scenarios.loader import read_source
+
+    data, _ = read_source("demo")
+    mw = {}
+    for drift in (data["market"]["btc"]["drift_per_year"], 0.8):
+        d = copy.deepcopy(data)
+        d["market"]["btc"]["drift_per_year"] = drift
+        sc = validate_data(d)
+        res = optimize(sc, paths=4000, n_scenarios=16, eval_paths=500, backend="numpy")
+        assert res.solve.gap_ok
+        mw[drift] = sum(
+            res.plan.blocks[i].sum() * s.conversion.block_mw for i, s in enumerate(sc.sites)
+        )
+    assert mw[0.8] <= mw[data["market"]["btc"]["drift_per_year"]]
