@@ -474,7 +474,10 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         except NoSolutionError as exc:
             lines = [f"no feasible plan ({exc.status}):"] + [f"  {r}" for r in exc.reasons]
             raise UserError(lines) from None
-    write_optimize_outputs(res, out, overwrite=args.overwrite)
+        display.count("report", 0, 1, "charts, tables, report.html…")
+        t_report = time.perf_counter()
+        write_optimize_outputs(res, out, overwrite=args.overwrite)
+        display.count("report", 1, 1, f"written in {time.perf_counter() - t_report:.1f} s")
     summary = res.summary()
     s = summary["solver"]
     console.print(scenario_plan_table(res))
