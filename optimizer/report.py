@@ -50,9 +50,24 @@ COLORS = {
     "stay_mining": "#7f7f7f",
     "convert_all": "#d62728",
     "greedy": "#2ca02c",
+    "expected_value": "#9467bd",
+    "convert_all_expected_cash": "#ff7f0e",
+    "greedy_expected_cash": "#8c564b",
 }
-MARKERS = {"plan": "o", "stay_mining": "s", "convert_all": "^", "greedy": "D"}
-LINESTYLES = {"plan": "-", "stay_mining": "--", "convert_all": "-.", "greedy": ":"}
+MARKERS = {
+    "plan": "o",
+    "stay_mining": "s",
+    "convert_all": "^",
+    "greedy": "D",
+    "expected_value": "v",
+}
+LINESTYLES = {
+    "plan": "-",
+    "stay_mining": "--",
+    "convert_all": "-.",
+    "greedy": ":",
+    "expected_value": (0, (5, 1, 1, 1)),
+}
 #: Paired z above which the plan is called better than a baseline ("3 standard errors").
 Z_SURE = 3.0
 #: Weighted quantiles of the covenant ratios across the K scenarios.
