@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 from hashpivot.scenarios import Scenario, parse_yaml, shipped_path, validate_data
@@ -149,3 +151,19 @@ def tiny_data(
 
 def tiny(**kwargs: Any) -> Scenario:
     return validate_data(tiny_data(**kwargs))
+
+
+def snapshot(root: Path) -> dict[str, bytes | str]:
+    """Every entry under ``root`` (hidden ones included) with its bytes or link target."""
+    out: dict[str, bytes | str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            rel = str(p.relative_to(root))
+            if p.is_symlink():
+                out[rel] = "-> " + os.readlink(p)
+            elif p.is_file():
+                out[rel] = p.read_bytes()
+            else:
+                out[rel] = "dir"
+    return out

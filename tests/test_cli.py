@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from helpers import snapshot
 from rich.console import Console
 
 from hashpivot.optimizer.cli import (
@@ -64,20 +65,6 @@ HUGE = {
 #: Seconds within which a refused --out exits, imports included, on a loaded 2-core machine
 #: (about 1 s on a quiet one); the HUGE sizes would take minutes had any work started.
 REFUSAL_S = 15.0
-
-
-def snapshot(root: Path) -> dict[str, bytes | str]:
-    """Every entry under ``root`` (hidden ones included) with its bytes or link target."""
-    out: dict[str, bytes | str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            rel = str(p.relative_to(root))
-            if p.is_symlink():
-                out[rel] = "-> " + os.readlink(p)
-            else:
-                out[rel] = p.read_bytes() if p.is_file() else "dir"
-    return out
 
 
 def user_tree(root: Path) -> None:

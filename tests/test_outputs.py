@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import snapshot
 
 from hashpivot.optimizer.outputs import (
     MANIFEST_NAME,
@@ -27,22 +28,6 @@ from hashpivot.optimizer.outputs import (
 
 #: sha256 of b"bee" (``printf bee | sha256sum``).
 SHA256_BEE = "62cb81b5904a262ffaeed02abef36bfc540b09f964b8b0b636662f77ffce6714"
-
-
-def snapshot(root: Path) -> dict[str, bytes | str]:
-    """Every entry under ``root`` (hidden ones included) with its bytes or link target."""
-    out: dict[str, bytes | str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            rel = str(p.relative_to(root))
-            if p.is_symlink():
-                out[rel] = "-> " + os.readlink(p)
-            elif p.is_file():
-                out[rel] = p.read_bytes()
-            else:
-                out[rel] = "dir"
-    return out
 
 
 def write_output(target: Path, files: dict[str, str], **kw) -> None:
