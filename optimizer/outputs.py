@@ -628,6 +628,20 @@ def atomic_output_dir(
                     d.rmdir()
 
 
+def replace_file(path: Path, data: bytes) -> None:
+    """Write the file ``path`` whole or not at all: a temporary sibling (mode under the user's
+    umask) renamed over it. For files inside a directory hashpivot owns (a sweep's table)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{TMP_TAG}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write JSON with a trailing newline (floats as Python prints them)."""
     path.write_text(json.dumps(data, indent=2, allow_nan=True) + "\n", encoding="utf-8")
@@ -643,6 +657,7 @@ __all__ = [
     "foreign_entries",
     "prepare_output",
     "read_manifest",
+    "replace_file",
     "write_json",
     "write_manifest",
 ]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -32,7 +31,7 @@ import pandas as pd
 from hashpivot.kernels.stats import clopper_pearson_upper
 from hashpivot.scenarios.sweep_spec import ExpandedSweep, VariantSpec, load_sweep
 
-from .outputs import OutputError, prepare_output
+from .outputs import OutputError, prepare_output, replace_file
 
 #: Two-sided normal quantile of the objective's 95% interval.
 Z95 = 1.959963984540054
@@ -219,26 +218,7 @@ def _write_marker(folder: Path, name: str, files: list[str]) -> None:
         "updated": datetime.now(UTC).isoformat(timespec="seconds"),
         "files": files,
     }
-    _replace_file(folder / SWEEP_MARKER, (json.dumps(data, indent=2) + "\n").encode())
-
-
-def _replace_file(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all (a temporary sibling renamed over it)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.hashpivot-tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    replace_file(folder / SWEEP_MARKER, (json.dumps(data, indent=2) + "\n").encode())
 
 
 def write_sweep_outputs(frame: pd.DataFrame, folder: Path, ex: ExpandedSweep) -> list[str]:
@@ -247,10 +227,10 @@ def write_sweep_outputs(frame: pd.DataFrame, folder: Path, ex: ExpandedSweep) ->
 
     written = []
     for fname, data in sweep_table_bytes(frame).items():
-        _replace_file(folder / fname, data)
+        replace_file(folder / fname, data)
         written.append(fname)
     page = sweep_report_html(frame, ex.sweep.name, ex.sweep.description)
-    _replace_file(folder / "sweep_report.html", page.encode("utf-8"))
+    replace_file(folder / "sweep_report.html", page.encode("utf-8"))
     written.append("sweep_report.html")
     _write_marker(folder, ex.sweep.name, written)
     return written
