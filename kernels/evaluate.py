@@ -55,7 +55,7 @@ from .cashflow import CASH_TOL_USD, operating_flows, terminal_value_usd, trailin
 from .market import iter_periods, market_params, mining_margin, tenant_default_periods
 from .plan import Plan, covenant_windows, debt_terms, schedule
 from .results import PathOutcomes
-from .stats import ObjectiveAccumulator
+from .stats import ObjectiveAccumulator, ObjectiveEstimate
 
 #: Outcomes kept per plan for distribution charts.
 KEEP_PATHS = 20_000
@@ -343,12 +343,11 @@ class Evaluation:
 
 
 class _Accumulator:
-    def __init__(self, alpha: float, paths: int, n_t: int) -> None:
-        self.tail_n = max(1, math.ceil((1.0 - alpha) * paths))
-        self.alpha = alpha
-        self.sum = self.sumsq = 0.0
+    """Per-plan counts, samples and sums over time; the objective, its mean, CVaR and standard
+    errors come from the plans' shared :class:`~hashpivot.kernels.stats.ObjectiveAccumulator`."""
+
+    def __init__(self, n_t: int) -> None:
         self.defaults = self.breaches = self.cash_breaches = 0
-        self.worst = np.empty(0)
         self.sample: list[np.ndarray] = []
         self.kept = 0
         self.cash_sample: list[np.ndarray] = []
@@ -359,15 +358,10 @@ class _Accumulator:
 
     def add(self, o: PathOutcomes, n_t: int) -> None:
         w = to_numpy(o.equity_usd)
-        self.sum += float(w.sum())
-        self.sumsq += float((w * w).sum())
         self.defaults += int((to_numpy(o.default_period) < n_t).sum())
         self.breaches += int(to_numpy(o.breach).sum())
         if o.min_cash_breach is not None:
             self.cash_breaches += int(to_numpy(o.min_cash_breach).sum())
-        self.worst = np.partition(
-            np.concatenate([self.worst, w]), min(self.tail_n, len(self.worst) + len(w)) - 1
-        )[: self.tail_n]
         take = max(0, min(len(w), KEEP_PATHS - self.kept))
         if take:
             self.sample.append(w[:take])
@@ -379,21 +373,15 @@ class _Accumulator:
         self.extra_btc += float(to_numpy(o.emergency_btc).sum())
         self.extra_draw += float(to_numpy(o.emergency_draw_usd).sum())
 
-    def stats(self, paths: int, lam: float) -> EvalStats:
-        mean = self.sum / paths
-        var = max(0.0, (self.sumsq - paths * mean * mean) / max(paths - 1, 1))
-        worst = np.sort(self.worst)
-        tail = (1.0 - self.alpha) * paths
-        full = int(math.floor(tail))
-        loss = -worst[:full].sum() - (tail - full) * (worst[full] if full < len(worst) else 0.0)
-        cvar = float(loss / tail)
+    def stats(self, paths: int, est: ObjectiveEstimate, i: int) -> EvalStats:
         cash = np.concatenate(self.cash_sample)
         dscr = np.concatenate(self.dscr)
         return EvalStats(
-            objective_usd=mean - lam * cvar,
-            mean_equity_usd=mean,
-            stderr_usd=math.sqrt(var / paths),
-            cvar_usd=cvar,
+            objective_usd=float(est.objective_usd[i]),
+            mean_equity_usd=float(est.mean_usd[i]),
+            stderr_usd=float(est.mean_stderr_usd[i]),
+            cvar_usd=float(est.cvar_usd[i]),
+            objective_stderr_usd=float(est.stderr_usd[i]),
             p_default=self.defaults / paths,
             p_breach=self.breaches / paths,
             equity_sample_usd=np.concatenate(self.sample),
@@ -439,7 +427,7 @@ def evaluate_plans(
     width = n_t * (len(sc.sites) + len(sc.market.power_regions) + 4 + 2 * len(sc.lease_offers))
     default_chunk = GPU_EVAL_CHUNK if be.is_gpu else max(256, CHUNK_ELEMENTS // max(width, 1))
     chunk = int(chunk_paths or default_chunk)
-    accs = {name: _Accumulator(sc.risk.cvar_alpha, paths, n_t) for name in plans}
+    accs = {name: _Accumulator(n_t) for name in plans}
     names = list(plans)
     # objectives with their CVaR term on common paths: paired standard errors by the influence
     # function (kernels/stats.py), not the mean-equity difference's alone
@@ -471,11 +459,8 @@ def evaluate_plans(
         done += n
         if progress:
             progress(done, paths)
-    lam = sc.risk.cvar_weight
-    stats = {name: acc.stats(paths, lam) for name, acc in accs.items()}
     est = objectives.result()
-    for i, name in enumerate(names):
-        stats[name].objective_stderr_usd = float(est.stderr_usd[i])
+    stats = {name: accs[name].stats(paths, est, i) for i, name in enumerate(names)}
     paired = {}
     for b in names[1:]:
         # objective difference (mean difference less λ times the CVaR difference) and its
