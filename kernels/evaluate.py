@@ -340,6 +340,8 @@ class Evaluation:
     backend: str
     device: str
     seconds: float
+    objectives: ObjectiveEstimate | None = None
+    """Every plan's objective with paired standard errors for any two plans (``diff``)."""
 
 
 class _Accumulator:
@@ -467,4 +469,6 @@ def evaluate_plans(
         # standard error with the CVaR term
         diff = stats[names[0]].objective_usd - stats[b].objective_usd
         paired[(names[0], b)] = (diff, est.diff(names[0], b)[1])
-    return Evaluation(stats, paired, paths, seed, be.name, be.device, time.perf_counter() - start)
+    return Evaluation(
+        stats, paired, paths, seed, be.name, be.device, time.perf_counter() - start, est
+    )

@@ -374,3 +374,36 @@ def reduce_scenarios(
         full_means=full,
         **means,
     )
+
+
+def sample_scenarios(
+    scenario: Scenario,
+    n: int,
+    seed: int,
+    *,
+    tag: int,
+    backend: str | Backend | None = None,
+) -> ReducedScenarios:
+    """``n`` i.i.d. paths as equally weighted scenarios (no clustering): an unbiased sample
+    for statistical validation (SAA batches, wait-and-see), keyed by ``tag`` apart from the
+    simulation and evaluation paths."""
+    if n < 1:
+        raise ValueError("n must be >= 1")
+    be = backend if isinstance(backend, Backend) else get_backend(backend)
+    xp = be.xp
+    mp = market_params(scenario)
+    ppy = scenario.horizon.periods_per_year
+    gap = scenario.market.ai_lease.releasing_gap_periods
+    _, _, co = _features_and_coefficients(
+        mp, philox.seed_key(seed, tag), xp.arange(n, dtype=xp.int64), gap, ppy, xp
+    )
+    arrays = {name: to_numpy(arr) for name, arr in co.items()}
+    return ReducedScenarios(
+        weights=np.full(n, 1.0 / n),
+        is_tail=np.zeros(n, bool),
+        path_counts=np.ones(n, np.int64),
+        paths=n,
+        seed=seed,
+        full_means={name: a.mean(axis=0) for name, a in arrays.items()},
+        **arrays,
+    )

@@ -54,20 +54,35 @@ class SerialExecutor:
 
 
 class ProcessExecutor:
-    """A local pool of ``workers`` processes, started with ``spawn``."""
+    """A local pool of ``workers`` processes, started with ``spawn`` on the first map that has
+    more than one task and kept for the next maps (workers import the project once); call
+    :meth:`close` (or use it as a context manager) to end it."""
 
     name = "processes"
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or available_cores()
+        self._pool: ProcessPoolExecutor | None = None
 
     def map(self, fn: Callable[[T], R], items: Iterable[T], **resources: float) -> list[R]:
         items = list(items)
         if self.workers <= 1 or len(items) <= 1:
             return [fn(x) for x in items]
-        ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(min(self.workers, len(items)), mp_context=ctx) as pool:
-            return list(pool.map(fn, items))
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+        return list(self._pool.map(fn, items))
+
+    def close(self) -> None:
+        """End the worker processes (a later map starts new ones)."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> ProcessExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class DaskExecutor:

@@ -20,14 +20,17 @@ from hashpivot.kernels.backend import Backend, get_backend
 from hashpivot.kernels.cashflow import CASH_TOL_USD, cash_flows, objective
 from hashpivot.kernels.evaluate import EvalStats, Evaluation, evaluate_plans
 from hashpivot.kernels.plan import BTC_DECIMALS, MW_DECIMALS, USD_DECIMALS, Plan, schedule
-from hashpivot.kernels.reduce import ReducedScenarios, reduce_scenarios
+from hashpivot.kernels.reduce import ReducedScenarios, reduce_scenarios, sample_scenarios
 from hashpivot.kernels.simulate import SimulationResult, simulate
 from hashpivot.scenarios import Scenario, load_scenario
 
+from . import validation as V
 from .baselines import POLICIES, baseline
 from .checker import check_plan
+from .executor import Executor, available_cores, get_executor, run_all
 from .model import model_data
 from .solve import LogCallback, ProgressCallback, SolveResult, solve
+from .validation import Settings, Validation
 
 Progress = Callable[[str, int, int], None]
 
@@ -237,6 +240,8 @@ class OptimizeResult:
     baseline_rules: dict[str, list[str]] = field(default_factory=dict)
     """Per baseline, the checker's lines on the reduced scenarios (empty: it keeps minimum cash
     and the covenants at the scenario's confidence, as the plan must)."""
+    validation: Validation | None = None
+    """Replications, calibration, the gap interval, the covenant guarantee, VSS and EVPI."""
 
     @property
     def out_of_sample(self) -> EvalStats:
@@ -252,11 +257,20 @@ class OptimizeResult:
         return treasury_frame(self.scenario, self.plan)
 
     def warnings(self) -> list[str]:
-        """Warnings in words: unreliable settings, undeliverable offers, a gap above the target."""
+        """Warnings in words: unreliable settings, undeliverable offers, a gap above the target,
+        a covenant guarantee that does not hold."""
         out = input_warnings(self.scenario, self.n_scenarios, self.eval_paths)
         out += list(self.solve.warnings)  # offers no site can deliver, in words
         gap = gap_warning(self.solve, self.time_limit_s)
-        return out + ([gap] if gap else [])
+        out += [gap] if gap else []
+        cov = self.validation.covenant if self.validation else None
+        if cov and not cov["holds"]:
+            out.append(
+                f"the covenant guarantee does not hold: {cov['why']}; with 95% confidence the "
+                f"plan breaches a covenant or minimum cash on up to {cov['upper95']:.1%} of "
+                f"paths (limit {cov['target']:.0%})"
+            )
+        return out
 
     def baseline_winner(self) -> tuple[str, str] | None:
         """The best rule-abiding baseline and why, when one is not beaten by 3 standard errors
@@ -351,6 +365,7 @@ class OptimizeResult:
                     for name in POLICIES
                     for lines in [self.baseline_rules.get(name, [])]
                 },
+                "validation": self.validation.to_json(self.scenario) if self.validation else None,
                 "timings_seconds": self.timings,
                 "warnings": self.warnings(),
             }
@@ -373,11 +388,19 @@ def optimize(
     mip_gap: float | None = None,
     threads: int = 2,
     tee: bool = False,
+    replications: int | None = None,
+    batches: int | None = None,
+    calibration_rounds: int | None = None,
+    validate: bool = True,
+    batch_scenarios: int | None = None,
+    ws_scenarios: int | None = None,
+    executor: Executor | None = None,
     progress: Progress | None = None,
     solve_progress: ProgressCallback | None = None,
     solver_log: LogCallback | None = None,
     on_solved: Callable[[SolveResult], None] | None = None,
     hard_stop: Callable[[], None] | None = None,
+    validation_progress: Callable[[str, int, int, str], None] | None = None,
 ) -> OptimizeResult:
     """Run the whole pipeline on a scenario (a :class:`Scenario`, a YAML path or a shipped name).
 
@@ -385,7 +408,16 @@ def optimize(
     plan is feasible, with the reasons in words. ``progress`` gets (stage, done, total) for
     simulate, reduce and evaluate; ``solve_progress`` and ``solver_log`` go to
     :func:`~hashpivot.optimizer.solve.solve` (as ``progress``, ``log``; ``hard_stop`` too);
-    ``on_solved`` gets the solve's result.
+    ``on_solved`` gets the first solve's result; ``validation_progress`` gets (stage, done,
+    total, detail) for the validation stages.
+
+    Validation (:mod:`hashpivot.optimizer.validation`): ``replications`` independent scenario
+    sets are solved and the best plan on common selection paths is kept; ``calibration_rounds``
+    re-solves (0: none) tighten the in-sample chance constraint until the out-of-sample breach
+    bound holds; with ``validate``, ``batches`` Mak–Morton–Wood batches bound the optimality
+    gap (``batch_scenarios`` i.i.d. scenarios each), and VSS and EVPI are estimated (EVPI on
+    ``ws_scenarios`` wait-and-see solves). The repeated solves run on ``executor`` (default: a
+    local process pool); every number depends only on the seed, not on the executor.
     """
     sc = _resolve(scenario)
     be = backend if isinstance(backend, Backend) else get_backend(backend)
@@ -394,40 +426,134 @@ def optimize(
     k = n_scenarios or d.scenarios
     m = eval_paths or d.eval_paths
     seed = d.seed if seed is None else seed
+    settings = Settings(
+        replications=V.REPLICATIONS if replications is None else replications,
+        batches=V.BATCHES if batches is None else batches,
+        calibration_rounds=V.CALIBRATION_ROUNDS
+        if calibration_rounds is None
+        else calibration_rounds,
+        batch_scenarios=batch_scenarios or V.BATCH_SCENARIOS,
+        ws_scenarios=ws_scenarios or V.WS_SCENARIOS,
+        validate=validate,
+        selection_paths=max(MIN_EVAL_PATHS, m // 2),
+    )
+    if settings.replications < 1 or settings.calibration_rounds < 0:
+        raise ValueError("replications must be >= 1 and calibration_rounds >= 0")
+    if validate and (settings.batches < 2 or settings.ws_scenarios < 2):
+        raise ValueError("batches and ws_scenarios must be >= 2")
     timings: dict[str, float] = {}
 
     def stage(name: str) -> Callable[[int, int], None] | None:
         return (lambda a, b: progress(name, a, b)) if progress else None
 
-    t = time.perf_counter()
-    sim = simulate(sc, paths, seed, backend=be, progress=stage("simulate"))
-    timings["simulate"] = time.perf_counter() - t
-    t = time.perf_counter()
-    red = reduce_scenarios(sc, paths, k, seed, backend=be, progress=stage("reduce"))
-    timings["reduce"] = time.perf_counter() - t
-    data = model_data(sc, red)
-    limit = d.solver_time_limit_s if time_limit_s is None else time_limit_s
-    res = solve(
-        data,
-        time_limit_s=limit,
-        mip_gap=mip_gap,
-        threads=threads,
-        tee=tee,
-        progress=solve_progress,
-        log=solver_log,
-        hard_stop=hard_stop,
-    )
-    if on_solved is not None:
-        on_solved(res)
-    timings["build"] = res.build_seconds + res.transfer_seconds
-    timings["solve"] = res.solve_seconds
-    t = time.perf_counter()
-    plans = {"plan": res.plan}
-    for name in POLICIES:
-        plans[name] = baseline(name, sc, red)
-    rules = {name: check_plan(sc, plans[name], red) for name in POLICIES}
-    ev = evaluate_plans(sc, plans, m, seed, backend=be, progress=stage("evaluate"))
-    timings["evaluate"] = time.perf_counter() - t
+    def note(name: str, done: int, total: int, detail: str) -> None:
+        if validation_progress is not None:
+            validation_progress(name, done, total, detail)
+
+    own = executor is None
+    pool: Executor = get_executor(None if available_cores() > 1 else 1) if own else executor
+    try:
+        t = time.perf_counter()
+        sim = simulate(sc, paths, seed, backend=be, progress=stage("simulate"))
+        timings["simulate"] = time.perf_counter() - t
+        t = time.perf_counter()
+        red = reduce_scenarios(sc, paths, k, seed, backend=be, progress=stage("reduce"))
+        timings["reduce"] = time.perf_counter() - t
+        limit = d.solver_time_limit_s if time_limit_s is None else time_limit_s
+        res = solve(
+            model_data(sc, red),
+            time_limit_s=limit,
+            mip_gap=mip_gap,
+            threads=threads,
+            tee=tee,
+            progress=solve_progress,
+            log=solver_log,
+            hard_stop=hard_stop,
+        )
+        if on_solved is not None:
+            on_solved(res)
+        timings["build"] = res.build_seconds + res.transfer_seconds
+        timings["solve"] = res.solve_seconds
+        solve_kwargs = {"time_limit_s": limit, "mip_gap": mip_gap}
+
+        # SAA replications and the wait-and-see solves: independent of the plan, one map
+        t = time.perf_counter()
+        candidates = [V.Candidate(0, seed, red, res)]
+        tasks: list[tuple] = [
+            ("replication", (sc, paths, k, V.derived_seed(seed, V._REPLICATION, r), mip_gap, limit))
+            for r in range(1, settings.replications)
+        ]
+        ws_sample = None
+        if validate:
+            ws_sample = sample_scenarios(
+                sc, settings.ws_scenarios, V.derived_seed(seed, V._WS), tag=0
+            )
+            tasks += [("ws", (sc, ws_sample, j, limit)) for j in range(settings.ws_scenarios)]
+        if tasks:
+            note("replicate", 0, len(tasks), f"{len(tasks)} solves on {pool.workers} workers")
+        done = run_all(pool, V.run_task, tasks)
+        n_rep = settings.replications - 1
+        for r, (red_r, res_r) in enumerate(done[:n_rep], start=1):
+            candidates.append(V.Candidate(r, V.derived_seed(seed, V._REPLICATION, r), red_r, res_r))
+        ws = done[n_rep:]
+        if tasks:
+            note("replicate", len(tasks), len(tasks), f"{len(tasks)} solves")
+        timings["replicate"] = time.perf_counter() - t
+
+        # selection on common paths, then calibration of the chance constraint
+        t = time.perf_counter()
+        chosen, sel = V.select_candidate(
+            sc, candidates, settings.selection_paths, seed, be, progress=stage("select")
+        )
+        red = candidates[chosen].reduced
+        timings["select"] = time.perf_counter() - t
+        t = time.perf_counter()
+        rounds, kept, why = V.calibrate(
+            sc,
+            red,
+            candidates[chosen].solve,
+            sel.stats[f"r{chosen}"],
+            settings.calibration_rounds,
+            settings.selection_paths,
+            seed,
+            be,
+            solve_kwargs | {"threads": threads},
+            progress=lambda i, n: note("calibrate", i, n, f"round {i}/{n}"),
+        )
+        res = rounds[kept].solve
+        timings["calibrate"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        plans = {"plan": res.plan}
+        for name in POLICIES:
+            plans[name] = baseline(name, sc, red)
+        rules = {name: check_plan(sc, plans[name], red) for name in POLICIES}
+        ev = evaluate_plans(sc, plans, m, seed, backend=be, progress=stage("evaluate"))
+        timings["evaluate"] = time.perf_counter() - t
+
+        val = V.Validation(
+            candidates=candidates,
+            chosen=chosen,
+            selection_paths=settings.selection_paths,
+            rounds=rounds,
+            calibration_why=why,
+            covenant=V.covenant_bound(sc, ev.stats["plan"], why),
+        )
+        if validate:
+            t = time.perf_counter()
+            note("gap", 0, settings.batches, f"{settings.batches} batches")
+            val.gap = V.gap_interval(
+                sc, res.plan, ev.stats["plan"].objective_usd, settings, seed, pool, solve_kwargs
+            )
+            note("gap", settings.batches, settings.batches, "done")
+            val.vss = V.vss_interval(ev)
+            val.evpi = V.evpi_interval(sc, res.plan, ws_sample, ws)
+            timings["gap_ci"] = time.perf_counter() - t
+    finally:
+        if own:
+            close = getattr(pool, "close", None)
+            if close is not None:
+                close()
     timings["report"] = 0.0
     return OptimizeResult(
         scenario=sc,
@@ -447,6 +573,7 @@ def optimize(
         timings=timings,
         time_limit_s=limit,
         baseline_rules=rules,
+        validation=val,
     )
 
 

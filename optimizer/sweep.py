@@ -31,6 +31,7 @@ import pandas as pd
 from hashpivot.kernels.stats import clopper_pearson_upper
 from hashpivot.scenarios.sweep_spec import ExpandedSweep, VariantSpec, load_sweep
 
+from .executor import SerialExecutor
 from .outputs import OutputError, prepare_output, replace_file
 
 #: Two-sided normal quantile of the objective's 95% interval.
@@ -95,6 +96,15 @@ def variant_row(
             "eval_paths": m,
         }
     )
+    val = summary.get("validation") or {}
+    cov, gap = val.get("covenant_bound") or {}, val.get("gap_ci") or {}
+    if cov:  # the guarantee's own bound: breaches of a covenant or minimum cash
+        row["p_breach_any"] = float(cov["p_breach"])
+        row["p_breach_any_upper95"] = float(cov["upper95"])
+        row["guarantee_holds"] = bool(cov["holds"])
+    if "upper95_usd" in gap:
+        row["gap_upper95_usd"] = float(gap["upper95_usd"])
+        row["gap_upper95_rel"] = float(gap["upper95_rel"])
     for stage, sec in summary.get("timings_seconds", {}).items():
         row[f"seconds:{stage}"] = float(sec)
     return row
@@ -122,7 +132,7 @@ def run_variant(task: VariantTask) -> dict[str, Any]:
     spec = task.spec
     t0 = time.perf_counter()
     try:
-        res = optimize(spec.scenario, **task.options)
+        res = optimize(spec.scenario, executor=SerialExecutor(), **task.options)
         summary = res.summary()
         if task.out_dir is not None:
             write_optimize_outputs(res, Path(task.out_dir) / spec.name, overwrite=task.overwrite)
@@ -146,6 +156,10 @@ def pipeline_options(ex: ExpandedSweep) -> dict[str, Any]:
         "time_limit_s": o.time_limit_s,
         "mip_gap": o.mip_gap,
         "threads": o.threads,
+        "replications": o.replications,
+        "batches": o.batches,
+        "calibration_rounds": o.calibration_rounds,
+        "validate": o.validate,
         "backend": "numpy",
     }
 

@@ -61,6 +61,14 @@ class SweepOptions(_Model):
     """Relative MIP gap to stop at [range 0–1, exclusive]."""
     threads: Annotated[int, Field(ge=1, le=256)] = 1
     """HiGHS threads per variant (one per Dask worker process by default) [range 1–256]."""
+    replications: Annotated[int, Field(ge=1, le=64)] | None = None
+    """SAA replications per variant (default: ``optimize``'s) [range 1–64]."""
+    batches: Annotated[int, Field(ge=2, le=256)] | None = None
+    """Mak–Morton–Wood batches of the optimality-gap interval [range 2–256]."""
+    calibration_rounds: Annotated[int, Field(ge=0, le=32)] | None = None
+    """Calibration rounds of the covenant chance constraint (0: none) [range 0–32]."""
+    validate: bool = True
+    """Estimate the optimality-gap interval, VSS and EVPI (false: the fast path)."""
 
 
 class Variant(_Model):

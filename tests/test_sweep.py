@@ -25,6 +25,9 @@ OPTIONS = {
     "seed": 11,
     "time_limit_s": 120,
     "mip_gap": 0.01,
+    "replications": 1,
+    "calibration_rounds": 1,
+    "validate": False,
 }
 SPEC = {
     "name": "demo-small",
@@ -92,6 +95,9 @@ def test_rows_equal_optimize_run_directly(swept):
         time_limit_s=OPTIONS["time_limit_s"],
         mip_gap=OPTIONS["mip_gap"],
         threads=1,
+        replications=OPTIONS["replications"],
+        calibration_rounds=OPTIONS["calibration_rounds"],
+        validate=OPTIONS["validate"],
         backend="numpy",
     )
     row = frame.set_index("variant").loc["flat-btc"]

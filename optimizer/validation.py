@@ -1,0 +1,551 @@
+r"""Statistical validation of a plan: SAA replications, calibration of the covenant chance
+constraint, the optimality-gap interval, the out-of-sample covenant guarantee, VSS and EVPI.
+
+Notation: J(x) = E[W(x)] − λ·CVaR_α(−W(x)), the objective of plan x (:mod:`hashpivot.kernels.stats`);
+ε = 1 − covenants.confidence, the share of paths allowed to breach a covenant or minimum cash.
+Every random stream below has its own seed derived from the run's seed (:func:`derived_seed`),
+so the numbers depend only on the seed, never on the executor or its number of workers.
+
+Replications (Kleywegt, Shapiro & Homem-de-Mello 2002)
+    R independent path sets (replication 0 is the run's own) are reduced to K scenarios each
+    and solved: R candidate plans. All are judged on the same M_sel *selection* paths (a stream
+    apart from the evaluation paths) and the best objective is kept. Choosing on the evaluation
+    paths would bias the reported objective upward (the winner's curse); the final evaluation
+    uses paths no decision has seen.
+
+Calibration of the chance constraint
+    The MILP keeps the covenants and minimum cash in all but a weight ε of its K scenarios; a
+    finite reduced sample underrates the tail, so out of sample the plan may breach more often.
+    Let u(x) be the Clopper–Pearson one-sided 95% upper bound on P(breach) of x from its
+    breaches on the selection paths. Round 0 is the plan as solved. While u > ε, round 1
+    re-solves with the in-sample confidence c' = 1 (no scenario excused); if that holds, the
+    remaining rounds bisect c' on [confidence, 1] for the least conservative plan that holds.
+    The plan kept is the best selection objective among rounds that hold (else the round with
+    the lowest bound, and the summary says the guarantee was not reached and why).
+
+Out-of-sample guarantee
+    On the M evaluation paths (which calibration never saw): Clopper–Pearson one-sided 95%
+    upper bounds on P(breach) — any (a covenant or minimum cash: what the chance constraint
+    bounds), per covenant, per facility — and on P(default). It holds when the bound on "any"
+    is ≤ ε.
+
+Optimality gap (Mak, Morton & Wood 1999), for a chance-constrained maximisation
+    B batches of N i.i.d. equally weighted scenarios. On batch b the MILP is solved with the
+    risk level relaxed to γ = q/N, q the (1 − δ) quantile of Binomial(N, ε): an optimal plan
+    x* with P(breach) ≤ ε breaches at most q of N i.i.d. scenarios with probability ≥ 1 − δ,
+    so x* is feasible for the batch problem and its optimum v̂_b ≥ Ĵ_b(x*) (Pagnoncelli, Ahmed &
+    Shapiro 2009, §3; Luedtke & Ahmed 2008). v̂_b is the solver's dual bound, valid even where
+    the node budget stops the search. The chosen plan x̂ is scored on the same scenarios with
+    its CVaR threshold η̂ fixed in advance (the VaR of −W(x̂) on ``ETA_SCENARIOS`` further i.i.d.
+    scenarios): Ĵ_b(x̂; η̂) = mean W − λ·(η̂ + mean (−W − η̂)⁺/(1 − α)) is unbiased for
+    J(x̂; η̂) ≤ J(x̂) (Rockafellar–Uryasev: J(x) = max_η J(x; η)). Hence
+    E[G_b] = E[v̂_b − Ĵ_b(x̂; η̂)] ≥ J(x*) − J(x̂) up to the δ event, and the one-sided bound
+    Ḡ + t_{0.95, B−1}·s/√B (s with ddof = 1) covers the gap with about 95% confidence. The gap
+    is that of the MILP's own model of cash (no recourse); it is expressed relative to the
+    plan's out-of-sample objective.
+
+VSS and EVPI (Birge 1982), under the same objective
+    RP = J(plan) and EEV = J(expected-value plan), both out of sample with recourse on common
+    paths: VSS = RP − EEV with the paired standard error (CVaR term included).
+    WS: each of n i.i.d. scenarios solved alone (K = 1, perfect foresight, covenants kept in it);
+    WS = Ĵ of those optima, RP on the same scenarios = Ĵ of the plan's W, both by the plug-in
+    objective; EVPI = WS − RP with the paired standard error of the influence functions.
+    Intervals are two-sided 95% (t with n − 1 degrees of freedom for EVPI, normal for VSS).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats as _st
+
+from hashpivot.kernels.cashflow import CASH_TOL_USD, cash_flows
+from hashpivot.kernels.evaluate import EvalStats, Evaluation, evaluate_plans
+from hashpivot.kernels.plan import Plan
+from hashpivot.kernels.reduce import ReducedScenarios, reduce_scenarios, sample_scenarios
+from hashpivot.kernels.stats import (
+    CONFIDENCE,
+    clopper_pearson_upper,
+    mmw_gap_interval,
+    objective_influence,
+)
+from hashpivot.scenarios import Scenario
+
+from .executor import Executor, run_all
+from .model import model_data
+from .solve import NoSolutionError, SolveResult, solve
+
+#: Default SAA replications (independent scenario sets solved; the best is kept).
+REPLICATIONS = 2
+#: Default Mak–Morton–Wood batches.
+BATCHES = 5
+#: I.i.d. scenarios per batch.
+BATCH_SCENARIOS = 16
+#: Risk δ that the optimum breaches more than q of a batch's N scenarios (γ = q/N).
+BATCH_FEASIBILITY_RISK = 0.05
+#: Default calibration rounds after round 0 (the first tries in-sample confidence 1).
+CALIBRATION_ROUNDS = 3
+#: I.i.d. scenarios solved alone for the wait-and-see value.
+WS_SCENARIOS = 12
+#: I.i.d. scenarios fixing the plan's CVaR threshold η̂ in the batches.
+ETA_SCENARIOS = 4000
+#: Node budget of a batch or wait-and-see solve (the dual bound stays valid at the budget).
+VALIDATION_MAX_NODES = 500
+#: HiGHS threads per validation solve: fixed, so results do not depend on the executor.
+VALIDATION_THREADS = 1
+#: Two-sided 95% normal quantile.
+Z95 = 1.959963984540054
+
+# purposes of derived seeds
+_REPLICATION, _SELECT, _BATCH, _ETA, _WS = 1, 2, 3, 4, 5
+
+
+def derived_seed(seed: int, purpose: int, index: int = 0) -> int:
+    """A 63-bit seed for stream ``purpose`` (and ``index``) of a run's ``seed``."""
+    words = np.random.SeedSequence([int(seed) & (2**63 - 1), purpose, index]).generate_state(2)
+    return (int(words[0]) | (int(words[1]) << 32)) & (2**63 - 1)
+
+
+def with_confidence(sc: Scenario, confidence: float) -> Scenario:
+    """``sc`` with the covenants' in-sample confidence replaced (the MILP's chance budget)."""
+    cov = sc.covenants.model_copy(update={"confidence": float(confidence)})
+    return sc.model_copy(update={"covenants": cov})
+
+
+def subset(red: ReducedScenarios, idx: np.ndarray) -> ReducedScenarios:
+    """Scenarios ``idx`` of ``red``, reweighted to sum to one."""
+    arrays = {k: v[idx] for k, v in red.coefficient_arrays().items()}
+    w = red.weights[idx]
+    return ReducedScenarios(
+        weights=w / w.sum(),
+        is_tail=red.is_tail[idx],
+        path_counts=red.path_counts[idx],
+        paths=int(red.path_counts[idx].sum()),
+        seed=red.seed,
+        **arrays,
+    )
+
+
+def terminal_equity(sc: Scenario, plan: Plan, red: ReducedScenarios) -> np.ndarray:
+    """W of ``plan`` in each scenario of ``red`` (the MILP's model of cash, no recourse) [$]."""
+    return np.asarray(cash_flows(sc, plan, red.coefficient_arrays()).terminal_equity_usd)
+
+
+def in_sample_breach(sc: Scenario, plan: Plan, red: ReducedScenarios) -> float:
+    """Weight of ``red``'s scenarios where ``plan`` breaches a covenant or minimum cash."""
+    cf = cash_flows(sc, plan, red.coefficient_arrays())
+    short = (np.asarray(cf.cash_usd) < sc.covenants.min_cash_usd - CASH_TOL_USD).any(axis=1)
+    return float(red.weights[np.asarray(cf.covenant_breach) | short].sum())
+
+
+def fixed_eta_objective(sc: Scenario, w: np.ndarray, eta_usd: float) -> float:
+    """Ĵ(x; η) = mean W − λ·(η + mean (−W − η)⁺/(1 − α)) with the threshold η fixed [$]."""
+    a, lam = sc.risk.cvar_alpha, sc.risk.cvar_weight
+    return float(w.mean() - lam * (eta_usd + np.maximum(-w - eta_usd, 0.0).mean() / (1.0 - a)))
+
+
+def batch_confidence(sc: Scenario, n: int) -> tuple[float, int]:
+    """(in-sample confidence 1 − q/n, q) of a batch of ``n`` i.i.d. scenarios (γ = q/n)."""
+    eps = 1.0 - sc.covenants.confidence
+    q = int(_st.binom.ppf(1.0 - BATCH_FEASIBILITY_RISK, n, eps)) if eps > 0 else 0
+    return 1.0 - q / n, q
+
+
+# --------------------------------------------------------------------------- tasks
+def replication_task(
+    sc: Scenario, paths: int, k: int, seed: int, mip_gap: float | None, time_limit_s: float
+) -> tuple[ReducedScenarios, SolveResult]:
+    """Reduce an independent path set and solve it (one SAA replication)."""
+    red = reduce_scenarios(sc, paths, k, seed)
+    res = solve(
+        model_data(sc, red),
+        mip_gap=mip_gap,
+        time_limit_s=time_limit_s,
+        threads=VALIDATION_THREADS,
+    )
+    return red, res
+
+
+def batch_task(
+    sc: Scenario, plan: Plan, n: int, seed: int, mip_gap: float | None, time_limit_s: float
+) -> dict[str, Any]:
+    """Solve one MMW batch at the relaxed risk level; the plan's W on the same scenarios."""
+    batch = sample_scenarios(sc, n, seed, tag=0)
+    conf, q = batch_confidence(sc, n)
+    out: dict[str, Any] = {"w_plan": terminal_equity(sc, plan, batch), "excusable": q}
+    try:
+        res = solve(
+            model_data(with_confidence(sc, conf), batch),
+            mip_gap=mip_gap,
+            time_limit_s=time_limit_s,
+            threads=VALIDATION_THREADS,
+            max_nodes=VALIDATION_MAX_NODES,
+        )
+    except NoSolutionError as e:  # the relaxed batch problem has no plan: no bound from it
+        return out | {"bound_usd": None, "error": str(e)}
+    return out | {
+        "bound_usd": res.bound_usd,
+        "objective_usd": res.objective_usd,
+        "status": str(res.status),
+        "time_limited": res.time_limited,
+    }
+
+
+def wait_and_see_task(
+    sc: Scenario, sample: ReducedScenarios, index: int, time_limit_s: float
+) -> tuple[float, bool]:
+    """(W of the perfect-foresight optimum of scenario ``index``, whether its covenants could be
+    kept); where no plan keeps them, the optimum without covenants."""
+    one = subset(sample, np.array([index]))
+    try:
+        res = solve(
+            model_data(sc, one),
+            time_limit_s=time_limit_s,
+            threads=VALIDATION_THREADS,
+            max_nodes=VALIDATION_MAX_NODES,
+        )
+        kept = True
+    except NoSolutionError:
+        res = solve(
+            model_data(sc, one),
+            time_limit_s=time_limit_s,
+            threads=VALIDATION_THREADS,
+            max_nodes=VALIDATION_MAX_NODES,
+            covenants=False,
+        )
+        kept = False
+    return float(terminal_equity(sc, res.plan, one)[0]), kept
+
+
+# --------------------------------------------------------------------------- results
+@dataclass
+class Candidate:
+    """One SAA replication's plan."""
+
+    replication: int
+    seed: int
+    reduced: ReducedScenarios = field(repr=False)
+    solve: SolveResult = field(repr=False)
+    selection_objective_usd: float = math.nan
+    selection_stderr_usd: float = math.nan
+    diff_vs_chosen_usd: float = 0.0
+    diff_stderr_usd: float = 0.0
+
+    def to_json(self, sc: Scenario) -> dict[str, Any]:
+        plan = self.solve.plan
+        block_mw = np.array([s.conversion.block_mw for s in sc.sites])
+        return {
+            "replication": self.replication,
+            "seed": self.seed,
+            "in_sample_objective_usd": self.solve.objective_usd,
+            "selection_objective_usd": self.selection_objective_usd,
+            "selection_stderr_usd": self.selection_stderr_usd,
+            "diff_vs_chosen_usd": self.diff_vs_chosen_usd,
+            "diff_stderr_usd": self.diff_stderr_usd,
+            "converted_mw": float((plan.blocks.sum(axis=1) * block_mw).sum()),
+            "leases_signed": [
+                lo.name for lo, y in zip(sc.lease_offers, plan.lease_signed, strict=True) if y
+            ],
+            "gap": self.solve.gap,
+        }
+
+
+@dataclass
+class CalibrationRound:
+    """One solve of the calibration: its in-sample confidence and out-of-sample breaches."""
+
+    round: int
+    in_sample_confidence: float
+    in_sample_p_breach: float
+    oos_events: int
+    paths: int
+    oos_upper95: float
+    objective_usd: float
+    plan: Plan = field(repr=False)
+    solve: SolveResult = field(repr=False)
+    accepted: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "round": self.round,
+            "in_sample_confidence": self.in_sample_confidence,
+            "excuse_budget": 1.0 - self.in_sample_confidence,
+            "in_sample_p_breach": self.in_sample_p_breach,
+            "oos_p_breach": self.oos_events / self.paths,
+            "oos_upper95": self.oos_upper95,
+            "paths": self.paths,
+            "objective_usd": self.objective_usd,
+            "accepted": self.accepted,
+        }
+
+
+def breach_events(st: EvalStats) -> int:
+    """Paths that breached a covenant or minimum cash (what the chance constraint bounds)."""
+    return int(st.breach_events["any"])
+
+
+def covenant_bound(sc: Scenario, st: EvalStats, why: str | None = None) -> dict[str, Any]:
+    """The Clopper–Pearson guarantee block of ``summary.json`` from out-of-sample stats."""
+    m = st.paths
+    target = 1.0 - sc.covenants.confidence
+
+    def entry(events: int) -> dict[str, float]:
+        return {"p": events / m, "upper95": clopper_pearson_upper(events, m)}
+
+    ev = st.breach_events
+    upper = clopper_pearson_upper(ev["any"], m)
+    holds = upper <= target + 1e-12
+    if not holds and why is None:
+        why = (
+            f"out of sample the plan breaches on {ev['any'] / m:.1%} of {m:,} paths; the 95% "
+            f"bound {upper:.1%} exceeds the {target:.0%} allowed"
+        )
+    return {
+        "confidence": CONFIDENCE,
+        "target": target,
+        "paths": m,
+        "p_breach": ev["any"] / m,
+        "upper95": upper,
+        "per_covenant": {k: entry(ev[k]) for k in ("dscr", "leverage", "min_cash")},
+        "per_facility": {name: entry(n) for name, n in st.facility_breach_events.items()},
+        "p_default": st.default_events / m,
+        "p_default_upper95": clopper_pearson_upper(st.default_events, m),
+        "holds": holds,
+        "why": None if holds else why,
+    }
+
+
+def interval(diff: float, se: float, q: float) -> dict[str, float]:
+    """{estimate, s.e., lower and upper bound} of a two-sided interval with quantile ``q``."""
+    return {"stderr_usd": se, "lower95_usd": diff - q * se, "upper95_usd": diff + q * se}
+
+
+@dataclass
+class Validation:
+    """What ``summary.json``'s ``validation`` block says (see the module docstring)."""
+
+    candidates: list[Candidate]
+    chosen: int
+    selection_paths: int
+    rounds: list[CalibrationRound]
+    calibration_why: str | None = None
+    covenant: dict[str, Any] | None = None
+    gap: dict[str, Any] | None = None
+    vss: dict[str, Any] | None = None
+    evpi: dict[str, Any] | None = None
+    skipped: list[str] = field(default_factory=list)
+
+    def to_json(self, sc: Scenario) -> dict[str, Any]:
+        sel = [c.selection_objective_usd for c in self.candidates]
+        finite = [v for v in sel if math.isfinite(v)]
+        return {
+            "replications": {
+                "count": len(self.candidates),
+                "chosen": self.chosen,
+                "selection_paths": self.selection_paths,
+                "spread_usd": (max(finite) - min(finite)) if finite else 0.0,
+                "candidates": [c.to_json(sc) for c in self.candidates],
+            },
+            "gap_ci": self.gap,
+            "covenant_bound": self.covenant,
+            "calibration_rounds": [r.to_json() for r in self.rounds],
+            "vss": self.vss,
+            "evpi": self.evpi,
+        }
+
+
+# --------------------------------------------------------------------------- stages
+@dataclass
+class Settings:
+    """How much validation work a run does (``optimize``'s keywords)."""
+
+    replications: int = REPLICATIONS
+    batches: int = BATCHES
+    batch_scenarios: int = BATCH_SCENARIOS
+    calibration_rounds: int = CALIBRATION_ROUNDS
+    ws_scenarios: int = WS_SCENARIOS
+    validate: bool = True
+    selection_paths: int = 0
+
+
+def select_candidate(
+    sc: Scenario,
+    candidates: list[Candidate],
+    paths: int,
+    seed: int,
+    backend: Any,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[int, Evaluation]:
+    """Judge every candidate on the same selection paths; the index of the best."""
+    plans = {f"r{c.replication}": c.solve.plan for c in candidates}
+    ev = evaluate_plans(
+        sc, plans, paths, derived_seed(seed, _SELECT), backend=backend, progress=progress
+    )
+    names = list(plans)
+    est = ev.objectives
+    best = int(np.argmax(est.objective_usd))
+    for i, c in enumerate(candidates):
+        c.selection_objective_usd = float(est.objective_usd[i])
+        c.selection_stderr_usd = float(est.stderr_usd[i])
+        c.diff_vs_chosen_usd, c.diff_stderr_usd = est.diff(names[i], names[best])
+    return best, ev
+
+
+def calibrate(
+    sc: Scenario,
+    red: ReducedScenarios,
+    first: SolveResult,
+    first_stats: EvalStats,
+    rounds: int,
+    paths: int,
+    seed: int,
+    backend: Any,
+    solve_kwargs: dict[str, Any],
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[CalibrationRound], int, str | None]:
+    """Calibration rounds (module docstring); returns them, the index kept and why not held."""
+    target = 1.0 - sc.covenants.confidence
+    sel_seed = derived_seed(seed, _SELECT)
+
+    def record(i: int, conf: float, res: SolveResult, st: EvalStats) -> CalibrationRound:
+        ev = breach_events(st)
+        return CalibrationRound(
+            round=i,
+            in_sample_confidence=conf,
+            in_sample_p_breach=in_sample_breach(sc, res.plan, red),
+            oos_events=ev,
+            paths=st.paths,
+            oos_upper95=clopper_pearson_upper(ev, st.paths),
+            objective_usd=st.objective_usd,
+            plan=res.plan,
+            solve=res,
+        )
+
+    out = [record(0, sc.covenants.confidence, first, first_stats)]
+    holds = out[0].oos_upper95 <= target
+    lo, hi = sc.covenants.confidence, 1.0
+    why = None
+    for i in range(1, rounds + 1):
+        if holds and i == 1:
+            break  # the plan as solved keeps its guarantee: nothing to calibrate
+        conf = 1.0 if i == 1 else 0.5 * (lo + hi)
+        try:
+            res = solve(model_data(with_confidence(sc, conf), red), **solve_kwargs)
+        except NoSolutionError as e:
+            why = f"no plan keeps the covenants at in-sample confidence {conf:.4g}: {e}"
+            break
+        ev = evaluate_plans(sc, {"c": res.plan}, paths, sel_seed, backend=backend)
+        rnd = record(i, conf, res, ev.stats["c"])
+        out.append(rnd)
+        if progress:
+            progress(i, rounds)
+        if rnd.oos_upper95 <= target:
+            hi = conf
+        elif i == 1:
+            why = (
+                f"even with every scenario kept to the covenants in sample (confidence 1), "
+                f"the plan breaches on {rnd.oos_events / rnd.paths:.1%} of fresh paths "
+                f"(95% bound {rnd.oos_upper95:.1%} > {target:.0%}): the {red.n_scenarios} "
+                "reduced scenarios underrate the tail; raise --scenarios"
+            )
+            break
+        else:
+            lo = conf
+    ok = [r for r in out if r.oos_upper95 <= target]
+    kept = max(ok, key=lambda r: r.objective_usd) if ok else min(out, key=lambda r: r.oos_upper95)
+    kept.accepted = True
+    if not ok and why is None:
+        why = f"not reached within {rounds} calibration rounds (raise --calibration-rounds)"
+    return out, out.index(kept), why
+
+
+def gap_interval(
+    sc: Scenario,
+    plan: Plan,
+    objective_usd: float,
+    settings: Settings,
+    seed: int,
+    executor: Executor,
+    solve_kwargs: dict[str, Any],
+) -> dict[str, Any]:
+    """The Mak–Morton–Wood block of ``summary.json`` (module docstring)."""
+    eta_sample = sample_scenarios(sc, ETA_SCENARIOS, derived_seed(seed, _ETA), tag=0)
+    w_eta = terminal_equity(sc, plan, eta_sample)
+    eta = float(np.quantile(-w_eta, sc.risk.cvar_alpha, method="inverted_cdf"))
+    n = settings.batch_scenarios
+    args = [
+        (
+            sc,
+            plan,
+            n,
+            derived_seed(seed, _BATCH, b),
+            solve_kwargs.get("mip_gap"),
+            solve_kwargs["time_limit_s"],
+        )
+        for b in range(settings.batches)
+    ]
+    rows = run_all(executor, batch_task, args)
+    ok = [r for r in rows if r["bound_usd"] is not None]
+    if len(ok) < 2:
+        return {"error": "fewer than 2 batches had a feasible plan", "batches": len(ok)}
+    v = np.array([r["bound_usd"] for r in ok])
+    f = np.array([fixed_eta_objective(sc, r["w_plan"], eta) for r in ok])
+    gi = mmw_gap_interval(v, f, objective_usd)
+    conf, q = batch_confidence(sc, n)
+    return gi.to_json() | {
+        "batch_scenarios": n,
+        "batch_excusable": q,
+        "eta_usd": eta,
+        "per_batch_usd": [float(x) for x in v - f],
+        "time_limited": any(r.get("time_limited") for r in ok),
+    }
+
+
+def evpi_interval(
+    sc: Scenario, plan: Plan, sample: ReducedScenarios, ws: list[tuple[float, bool]]
+) -> dict[str, Any]:
+    """EVPI = WS − RP on the wait-and-see sample, paired by influence functions."""
+    a, lam = sc.risk.cvar_alpha, sc.risk.cvar_weight
+    w_ws = np.array([w for w, _ in ws])
+    w_rp = terminal_equity(sc, plan, sample)
+    j_ws, psi_ws = objective_influence(w_ws, a, lam)
+    j_rp, psi_rp = objective_influence(w_rp, a, lam)
+    n = len(w_ws)
+    se = float(np.std(psi_ws - psi_rp, ddof=1) / math.sqrt(n))
+    diff = j_ws - j_rp
+    return {
+        "ws_usd": j_ws,
+        "rp_usd": j_rp,
+        "evpi_usd": diff,
+        **interval(diff, se, float(_st.t.ppf(0.975, n - 1))),
+        "scenarios": n,
+        "covenants_unkeepable": int(sum(not k for _, k in ws)),
+    }
+
+
+def vss_interval(ev: Evaluation, plan: str = "plan", eev: str = "expected_value") -> dict:
+    """VSS = RP − EEV out of sample on common paths, with its paired standard error."""
+    diff, se = ev.paired[(plan, eev)]
+    return {
+        "rp_usd": ev.stats[plan].objective_usd,
+        "eev_usd": ev.stats[eev].objective_usd,
+        "vss_usd": diff,
+        **interval(diff, se, Z95),
+    }
+
+
+#: The validation tasks by kind (one executor map can mix them).
+TASKS: dict[str, Callable[..., Any]] = {
+    "replication": replication_task,
+    "batch": batch_task,
+    "ws": wait_and_see_task,
+}
+
+
+def run_task(kind: str, args: tuple) -> Any:
+    """Run validation task ``kind`` with ``args`` (picklable: a module-level function)."""
+    return TASKS[kind](*args)

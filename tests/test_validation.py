@@ -1,0 +1,127 @@
+"""Statistical validation (optimizer/validation.py): against binomial tables, hand-computed
+objectives, and a small end-to-end run whose numbers must not depend on the executor."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from hashpivot.kernels.reduce import sample_scenarios
+from hashpivot.kernels.stats import objective_influence
+from hashpivot.optimizer import validation as V
+from hashpivot.optimizer.executor import ProcessExecutor, SerialExecutor
+from hashpivot.optimizer.pipeline import optimize
+from hashpivot.scenarios import load_scenario
+
+#: Floating-point tolerance of hand-computed dollar values [$].
+USD_TOL = 1e-6
+
+
+def test_derived_seeds_are_stable_distinct_and_63_bit() -> None:
+    seeds = {V.derived_seed(7, p, i) for p in range(1, 6) for i in range(4)}
+    assert len(seeds) == 20
+    assert all(0 <= s < 2**63 for s in seeds)
+    assert V.derived_seed(7, 3, 2) == V.derived_seed(7, 3, 2)
+    assert V.derived_seed(7, 3, 2) != V.derived_seed(8, 3, 2)
+
+
+@pytest.mark.parametrize(("n", "eps", "q"), [(16, 0.10, 4), (32, 0.10, 6), (100, 0.05, 9)])
+def test_batch_risk_level_is_the_binomial_quantile(n: int, eps: float, q: int) -> None:
+    """q = smallest count with P(Binomial(n, ε) ≤ q) ≥ 1 − δ (values from the binomial CDF:
+    P(Bin(16, .1) ≤ 3) = 0.932, ≤ 4 = 0.983)."""
+    sc = V.with_confidence(load_scenario("demo"), 1.0 - eps)
+    conf, got = V.batch_confidence(sc, n)
+    assert got == q
+    assert math.isclose(conf, 1.0 - q / n)
+    assert st.binom.cdf(q, n, eps) >= 1.0 - V.BATCH_FEASIBILITY_RISK
+    assert st.binom.cdf(q - 1, n, eps) < 1.0 - V.BATCH_FEASIBILITY_RISK
+
+
+def test_fixed_threshold_objective_by_hand_and_below_plug_in() -> None:
+    """W = (−10, 0, 10, 20), α = 0.75, λ = 0.5: CVaR of −W is the worst quarter, 10, so the
+    plug-in objective is 5 − 0.5·10 = 0; any fixed η gives at most that (Rockafellar–Uryasev),
+    η = 20 gives 5 − 0.5·20 = −5."""
+    sc = load_scenario("demo")
+    risk = sc.risk.model_copy(update={"cvar_alpha": 0.75, "cvar_weight": 0.5})
+    sc = sc.model_copy(update={"risk": risk})
+    w = np.array([-10.0, 0.0, 10.0, 20.0])
+    j, _ = objective_influence(w, 0.75, 0.5)
+    assert abs(j - 0.0) < USD_TOL
+    assert abs(V.fixed_eta_objective(sc, w, 20.0) + 5.0) < USD_TOL
+    for eta in np.linspace(-30, 30, 61):
+        assert V.fixed_eta_objective(sc, w, eta) <= j + USD_TOL
+    assert abs(V.fixed_eta_objective(sc, w, 10.0) - j) < USD_TOL  # at the VaR
+
+
+def test_subset_reweights_and_keeps_coefficients() -> None:
+    sc = load_scenario("demo")
+    red = sample_scenarios(sc, 6, 3, tag=0)
+    one = V.subset(red, np.array([2, 4]))
+    assert np.allclose(one.weights, [0.5, 0.5])
+    assert np.array_equal(one.btc_price_usd, red.btc_price_usd[[2, 4]])
+    assert one.n_scenarios == 2
+
+
+def test_evpi_by_hand_on_a_risk_neutral_scenario() -> None:
+    """λ = 0: EVPI is the mean of W*(ξ) − W(x̂, ξ); its s.e. the sample s.e. of that difference."""
+    sc = load_scenario("demo")
+    sc = sc.model_copy(update={"risk": sc.risk.model_copy(update={"cvar_weight": 0.0})})
+    sample = sample_scenarios(sc, 4, 11, tag=0)
+    from hashpivot.kernels.plan import Plan  # noqa: PLC0415
+
+    plan = Plan.empty(sc)
+    w_rp = V.terminal_equity(sc, plan, sample)
+    gain = np.array([1.0e6, 3.0e6, 0.0, 4.0e6])
+    out = V.evpi_interval(
+        sc, plan, sample, [(w + g, True) for w, g in zip(w_rp, gain, strict=True)]
+    )
+    assert math.isclose(out["evpi_usd"], gain.mean(), rel_tol=1e-9)
+    assert math.isclose(out["stderr_usd"], gain.std(ddof=1) / 2.0, rel_tol=1e-9)
+    half = st.t.ppf(0.975, 3) * out["stderr_usd"]
+    assert math.isclose(out["upper95_usd"] - out["evpi_usd"], half, rel_tol=1e-9)
+
+
+SMALL = {
+    "paths": 2000,
+    "n_scenarios": 8,
+    "eval_paths": 2000,
+    "replications": 2,
+    "batches": 2,
+    "batch_scenarios": 6,
+    "ws_scenarios": 3,
+    "calibration_rounds": 2,
+    "backend": "numpy",
+}
+
+
+@pytest.mark.slow
+def test_validation_block_is_complete_and_independent_of_the_executor() -> None:
+    """The same seed gives the same validation numbers in one process and on a pool of two."""
+    a = optimize("demo", executor=SerialExecutor(), **SMALL)
+    with ProcessExecutor(2) as pool:
+        b = optimize("demo", executor=pool, **SMALL)
+    va, vb = a.summary()["validation"], b.summary()["validation"]
+    assert json.dumps(va, sort_keys=True) == json.dumps(vb, sort_keys=True)
+    assert va["replications"]["count"] == 2
+    assert len(va["replications"]["candidates"]) == 2
+    chosen = va["replications"]["candidates"][va["replications"]["chosen"]]
+    assert chosen["selection_objective_usd"] == max(
+        c["selection_objective_usd"] for c in va["replications"]["candidates"]
+    )
+    gap = va["gap_ci"]
+    assert gap["batches"] == 2 and len(gap["per_batch_usd"]) == 2
+    g = np.array(gap["per_batch_usd"])
+    assert math.isclose(gap["gbar_usd"], g.mean(), rel_tol=1e-12)
+    assert gap["upper95_usd"] >= gap["gbar_usd"]
+    cov = va["covenant_bound"]
+    assert cov["upper95"] >= cov["p_breach"]
+    assert cov["holds"] == (cov["upper95"] <= cov["target"])
+    assert set(cov["per_covenant"]) == {"dscr", "leverage", "min_cash"}
+    assert va["calibration_rounds"][0]["round"] == 0
+    assert sum(r["accepted"] for r in va["calibration_rounds"]) == 1
+    assert va["vss"]["lower95_usd"] <= va["vss"]["vss_usd"] <= va["vss"]["upper95_usd"]
+    assert va["evpi"]["scenarios"] == 3
