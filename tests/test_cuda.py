@@ -14,7 +14,16 @@ from helpers import scenario
 
 from hashpivot.kernels import philox
 from hashpivot.kernels.accumulate import HIST_BINS
-from hashpivot.kernels.cuda import kernel_source, pack_params
+from hashpivot.kernels.cuda import (
+    MarketConstants,
+    PlanPack,
+    evaluate_smem_bytes,
+    kernel_source,
+    outcomes_from_kernel,
+    pack_params,
+    scratch_rows,
+    simulate_smem_bytes,
+)
 from hashpivot.kernels.market import market_params
 from hashpivot.kernels.simulate import (
     factor_values_from_logs,
@@ -29,6 +38,10 @@ FP32_MEAN_RTOL = 1e-4
 GPU_CHUNK_RTOL = 1e-6
 
 needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+#: Partial-sum rows ("warps" of one path each) of the emulated hp_simulate: any number works.
+HOST_PARTIAL_ROWS = 7
+#: Doubles of the emulation's shared memory (HP_HOST_SMEM_DOUBLES in market.cu).
+HOST_SMEM_BYTES = 8 * 16384
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +57,25 @@ def host_lib(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
     )
     lib = ctypes.CDLL(str(so))
     vp, u32, i32 = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int
-    lib.hp_simulate.argtypes = [vp, vp, u32, u32, ctypes.c_longlong, i32, vp, vp, vp, i32]
+    ll = ctypes.c_longlong
+    lib.hp_simulate.argtypes = [u32, u32, ll, i32, i32, vp, vp, vp, i32]
     lib.hp_philox.argtypes = [vp, u32, u32, vp, i32]
-    lib.hp_evaluate.argtypes = [vp, vp, vp, vp, u32, u32, ctypes.c_longlong, i32] + [vp] * 9 + [i32]
+    lib.hp_evaluate.argtypes = [vp, vp, i32, u32, u32, ll, i32, vp, i32] + [vp] * 9 + [i32]
     return lib
+
+
+_CTYPES = {np.float32: ctypes.c_float, np.float64: ctypes.c_double, np.int32: ctypes.c_int}
+
+
+def set_constants(lib: ctypes.CDLL, mc: MarketConstants, pack: PlanPack | None = None) -> None:
+    """Copy the constant arrays into the emulation's globals (cuda.py: _upload on a GPU)."""
+    arrays = {"hp_cf": mc.cf, "hp_ci": mc.ci, "hp_cd": mc.cd}
+    if pack is not None:
+        arrays |= {"hp_ce": pack.ce, "hp_ced": pack.ced}
+    for name, a in arrays.items():
+        a = np.ascontiguousarray(a)
+        dst = (_CTYPES[a.dtype.type] * a.size).in_dll(lib, name)
+        ctypes.memmove(dst, a.ctypes.data, a.nbytes)
 
 
 def _ptr(a: np.ndarray) -> int:
@@ -58,16 +86,18 @@ def host_simulate(lib: ctypes.CDLL, sc, paths: int, seed: int, feature_paths: in
     mp = market_params(sc)
     shift = factor_values_from_logs(start_logs(mp)[:, None].copy())[:, 0]
     groups = feature_groups(mp, sc.horizon.periods_per_year)
-    par, ipar = pack_params(mp, shift, groups)
+    mc = pack_params(mp, shift, groups)
+    assert simulate_smem_bytes(mc, threads=1) <= HOST_SMEM_BYTES
+    set_constants(lib, mc)
     f = 6 + mp.n_regions
-    sums = np.zeros((mp.n_periods, 2 * f + 2 * mp.n_sites))
+    part = np.zeros((HOST_PARTIAL_ROWS, mp.n_periods, 2 * f + 2 * mp.n_sites))
     hist = np.zeros((mp.n_periods, f, HIST_BINS), dtype=np.uint32)
     feat = np.zeros((max(feature_paths, 1), int(groups.max()) + 1, 4 + mp.n_regions), np.float32)
     k0, k1 = philox.seed_key(seed)
     lib.hp_simulate(
-        _ptr(par), _ptr(ipar), k0, k1, 0, paths, _ptr(sums), _ptr(hist), _ptr(feat), feature_paths
+        k0, k1, 0, paths, HOST_PARTIAL_ROWS, _ptr(part), _ptr(hist), _ptr(feat), feature_paths
     )
-    return sums, hist, feat[:feature_paths], shift
+    return part.sum(axis=0), hist, feat[:feature_paths], shift
 
 
 @needs_gxx
@@ -168,70 +198,107 @@ EVAL_RTOL = 1e-4
 EVAL_FLIP_SHARE = 0.005
 
 
+def host_evaluate(lib: ctypes.CDLL, sc, plans: list, key: tuple[int, int], n: int, keep: int):
+    """Every plan of ``plans`` on paths 0..n in one emulated ``hp_evaluate`` pass."""
+    from hashpivot.kernels.cuda import market_constants, pack_plans
+
+    mc = market_constants(sc)
+    pack = pack_plans(sc, plans, mc)
+    assert evaluate_smem_bytes(mc, pack, threads=1) <= HOST_SMEM_BYTES
+    set_constants(lib, mc, pack)
+    n_p, t_n = len(plans), sc.horizon.n_periods
+    scratch = np.full(scratch_rows(pack) * n, np.nan)  # every slot read is written first
+    eq, dscr, btc, draw = (np.zeros((n_p, n)) for _ in range(4))
+    default, mask = np.zeros((n_p, n), np.int32), np.zeros((n_p, n), np.int32)
+    part_ai, part_debt = np.zeros((n, n_p, t_n)), np.zeros((n, n_p, t_n))
+    cash = np.zeros((n_p, keep, t_n))
+    lib.hp_evaluate(
+        _ptr(pack.qd),
+        _ptr(pack.qf),
+        n_p,
+        key[0],
+        key[1],
+        0,
+        n,
+        _ptr(scratch),
+        n,
+        *(_ptr(a) for a in (eq, default, mask, dscr, btc, draw, part_ai, part_debt, cash)),
+        keep,
+    )
+    ai, debt = part_ai.sum(axis=0), part_debt.sum(axis=0)
+    return [
+        outcomes_from_kernel(
+            mask[p], eq[p], default[p], dscr[p], btc[p], draw[p], ai[p], debt[p], cash[p]
+        )
+        for p in range(n_p)
+    ]
+
+
 @needs_gxx
 @pytest.mark.parametrize(
-    ("name", "policy", "rule"),
+    ("name", "policies", "rule"),
     [
-        ("demo", "convert_all", "accelerate"),
-        ("demo", "greedy_expected_cash", "ignore"),
-        ("demo", "greedy_expected_cash", "accelerate"),
-        ("texas_hybrid", "greedy_expected_cash", "waiver"),
-        ("texas_hybrid", "greedy", "accelerate"),
+        ("demo", ("convert_all", "greedy_expected_cash"), "accelerate"),
+        ("demo", ("greedy_expected_cash",), "ignore"),
+        ("texas_hybrid", ("greedy_expected_cash", "greedy", "convert_all"), "waiver"),
+        ("texas_hybrid", ("greedy", "greedy_expected_cash"), "accelerate"),
     ],
 )
 def test_host_evaluate_matches_numpy(
-    host_lib: ctypes.CDLL, name: str, policy: str, rule: str
+    host_lib: ctypes.CDLL, name: str, policies: tuple[str, ...], rule: str
 ) -> None:
-    from hashpivot.kernels.cuda import market_arrays, pack_plan
+    """All plans in one pass over the same market paths, each against the NumPy evaluator."""
     from hashpivot.kernels.evaluate import path_coefficients, simulate_plan
     from hashpivot.kernels.reduce import reduce_scenarios
     from hashpivot.optimizer.baselines import baseline
 
     sc = scenario(name)
     sc = sc.model_copy(update={"covenants": sc.covenants.model_copy(update={"on_breach": rule})})
-    plan = baseline(policy, sc, reduce_scenarios(sc, 800, 4, 1, backend="numpy", pilot_paths=800))
+    red = reduce_scenarios(sc, 800, 4, 1, backend="numpy", pilot_paths=800)
+    plans = [baseline(policy, sc, red) for policy in policies]
     n, keep, t_n = 2500, 50, sc.horizon.n_periods
     key = philox.seed_key(5, philox.TAG_EVALUATE)
-    par, ipar = market_arrays(sc)
-    q, qi = pack_plan(sc, plan)
-    eq, dscr, btc, draw = (np.zeros(n) for _ in range(4))
-    default, breach = np.zeros(n, np.int32), np.zeros(n, np.int32)
-    ai, debt, cash = np.zeros(t_n), np.zeros(t_n), np.zeros((keep, t_n))
-    host_lib.hp_evaluate(
-        *(_ptr(a) for a in (par, ipar, q, qi)),
-        key[0],
-        key[1],
-        0,
-        n,
-        *(_ptr(a) for a in (eq, default, breach, dscr, btc, draw, ai, debt, cash)),
-        keep,
-    )
-    ref = simulate_plan(sc, plan, path_coefficients(sc, key, np.arange(n)), keep=keep)
-    same_default = default == ref.default_period
-    assert np.mean(~same_default) <= EVAL_FLIP_SHARE
-    assert np.mean(((breach & 1) > 0) != ref.breach) <= EVAL_FLIP_SHARE
-    assert np.mean(((breach & 2) > 0) != ref.min_cash_breach) <= EVAL_FLIP_SHARE
-    scale = np.abs(ref.equity_usd).max()
-    np.testing.assert_allclose(
-        eq[same_default], ref.equity_usd[same_default], rtol=EVAL_RTOL, atol=1e-6 * scale
-    )
-    np.testing.assert_allclose(ai, ref.ai_share_sum, rtol=EVAL_RTOL, atol=1e-3)
-    np.testing.assert_allclose(
-        debt, ref.debt_sum_usd, rtol=EVAL_RTOL, atol=1e-6 * max(debt.max(), 1)
-    )
-    np.testing.assert_allclose(
-        cash, ref.cash_usd, rtol=EVAL_RTOL, atol=1e-6 * np.abs(ref.cash_usd).max()
-    )
-    # a draw is a shortfall, a difference of large cash flows: compare it on their scale
-    flows = np.abs(ref.cash_usd).max()
-    np.testing.assert_allclose(
-        draw[same_default], ref.emergency_draw_usd[same_default], rtol=EVAL_RTOL, atol=1e-5 * flows
-    )
-    assert (
-        ref.default_period < t_n
-    ).any() or policy != "convert_all"  # recourse and default exercised
-    if rule != "ignore" and policy == "greedy_expected_cash":  # the breach rule is exercised
-        assert ref.breach.mean() > 0.5
+    outs = host_evaluate(host_lib, sc, plans, key, n, keep)
+    co = path_coefficients(sc, key, np.arange(n))
+    for policy, plan, got in zip(policies, plans, outs, strict=True):
+        ref = simulate_plan(sc, plan, co, keep=keep)
+        same_default = got.default_period == ref.default_period
+        assert np.mean(~same_default) <= EVAL_FLIP_SHARE
+        assert np.mean(got.breach != ref.breach) <= EVAL_FLIP_SHARE
+        assert np.mean(got.min_cash_breach != ref.min_cash_breach) <= EVAL_FLIP_SHARE
+        # a covenant breach names the facilities tested, and only then
+        facilities = got.breach_mask >> 3
+        np.testing.assert_array_equal(facilities > 0, got.breach)
+        assert (facilities < 2 ** len(sc.debt_facilities)).all()
+        scale = np.abs(ref.equity_usd).max()
+        np.testing.assert_allclose(
+            got.equity_usd[same_default],
+            ref.equity_usd[same_default],
+            rtol=EVAL_RTOL,
+            atol=1e-6 * scale,
+        )
+        np.testing.assert_allclose(got.ai_share_sum, ref.ai_share_sum, rtol=EVAL_RTOL, atol=1e-3)
+        np.testing.assert_allclose(
+            got.debt_sum_usd,
+            ref.debt_sum_usd,
+            rtol=EVAL_RTOL,
+            atol=1e-6 * max(got.debt_sum_usd.max(), 1),
+        )
+        flows = np.abs(ref.cash_usd).max()
+        np.testing.assert_allclose(got.cash_usd, ref.cash_usd, rtol=EVAL_RTOL, atol=1e-6 * flows)
+        # a draw is a shortfall, a difference of large cash flows: compare it on their scale
+        np.testing.assert_allclose(
+            got.emergency_draw_usd[same_default],
+            ref.emergency_draw_usd[same_default],
+            rtol=EVAL_RTOL,
+            atol=1e-5 * flows,
+        )
+        if policy == "convert_all":  # recourse and default exercised
+            assert (ref.default_period < t_n).any()
+        if rule != "ignore" and policy == "greedy_expected_cash":  # the breach rule exercised
+            assert ref.breach.mean() > 0.5
+    # plans that differ give different outcomes on the same paths (no plan index mix-up)
+    assert not np.array_equal(outs[0].equity_usd, outs[-1].equity_usd) or len(outs) == 1
 
 
 @pytest.mark.gpu
