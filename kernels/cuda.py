@@ -303,7 +303,9 @@ BREACH_RULES = {"ignore": 0, "accelerate": 1, "waiver": 2}
 class PlanPack:
     """Every plan of an evaluation for ``hp_evaluate``: ``qd`` (P, qlen) float64 schedules and
     cash-flow terms, ``qf`` (P, T, S) float32 ASIC MW, constant memory ``ce`` (int32) and
-    ``ced`` (float64), and the doubles and shorts of shared memory per thread."""
+    ``ced`` (float64), and the shared memory per thread: the market pass's doubles (one
+    accumulator per plan, before the path state's floats) and shorts (tenant default periods);
+    the financing pass's doubles (balances, drawn amounts, totals), which overlay them."""
 
     qd: np.ndarray
     qf: np.ndarray
@@ -311,6 +313,7 @@ class PlanPack:
     ced: np.ndarray
     doubles_per_thread: int
     shorts_per_thread: int
+    finance_doubles_per_thread: int
 
     @property
     def n_plans(self) -> int:
@@ -447,9 +450,9 @@ def pack_plans(sc, plans: Sequence, mc: MarketConstants | None = None) -> PlanPa
         ced.append(a)
         pos += a.size
     n_p, n_f = len(plans), len(facilities)
-    layout = {"acc": 0, "bal": n_p, "drawn": n_p + n_f, "extra": n_p + 2 * n_f}
-    layout["doubles"] = layout["extra"] + N_EXTRA
-    layout["default"] = 0
+    # the market pass's accumulators, path state and default periods and the financing pass's
+    # facility state share the thread's shared memory: one pass after the other
+    layout = {"acc": 0, "bal": 0, "drawn": n_f, "extra": 2 * n_f, "doubles": n_p, "default": 0}
     sizes = {
         "S": len(sc.sites),
         "T": h.n_periods,
@@ -473,17 +476,19 @@ def pack_plans(sc, plans: Sequence, mc: MarketConstants | None = None) -> PlanPa
         ced=_fit(np.concatenate(ced), CED_SIZE, np.float64, "evaluation doubles"),
         doubles_per_thread=layout["doubles"],
         shorts_per_thread=len(sc.lease_offers),
+        finance_doubles_per_thread=2 * n_f + N_EXTRA,
     )
 
 
 def evaluate_smem_bytes(
     mc: MarketConstants, pack: PlanPack, threads: int = THREADS_PER_BLOCK
 ) -> int:
-    """Dynamic shared memory of one ``hp_evaluate`` block [bytes]: per thread the plans'
-    accumulators, facility balances and totals (doubles), the path state (floats) and the
-    tenant default periods (shorts)."""
-    per_thread = 8 * pack.doubles_per_thread + 4 * mc.floats_per_thread + 2 * pack.shorts_per_thread
-    return threads * per_thread
+    """Dynamic shared memory of one ``hp_evaluate`` block [bytes]: per thread the larger of the
+    market pass's (plan accumulators, path state, tenant default periods) and the financing
+    pass's (facility balances, drawn amounts, totals)."""
+    market = 8 * pack.doubles_per_thread + 4 * mc.floats_per_thread + 2 * pack.shorts_per_thread
+    finance = 8 * pack.finance_doubles_per_thread
+    return threads * (-(-max(market, finance) // 8) * 8)
 
 
 def scratch_rows(pack: PlanPack) -> int:

@@ -678,7 +678,9 @@ HP_INLINE void hp_eval_finance(hp_mem m, const double* q, int p, int P, bool act
 // and debt sums per warp w at part_*[(w * P + p) * T + t] (reduced in warp order by
 // kernels/cuda.py); cash of the first n_keep paths at cash_keep[(p * n_keep + i) * T + t].
 // The scratch has T * (1 + 2P) + P rows of `stride` >= launched threads columns.
-// Shared memory: hp_ce[N_DOUBLES] doubles, hp_ci[M_FLOATS] floats, L shorts per thread.
+// Shared memory per thread: in the market pass hp_ce[N_DOUBLES] doubles (a plan accumulator
+// each), hp_ci[M_FLOATS] floats, L shorts; in the financing passes, over the same bytes,
+// 2F + 4 doubles (balances, drawn amounts, totals at N_BAL, N_DRAWN, N_EXTRA).
 extern "C" __global__ void HP_LAUNCH_BOUNDS(HP_THREADS, 8)
 hp_evaluate(const double* qd, const float* qf, int n_plans, unsigned int k0, unsigned int k1,
             long long path0, int n_paths, double* scratch, int stride, double* equity,

@@ -4,6 +4,7 @@ GPU through CuPy (tests marked ``gpu``)."""
 from __future__ import annotations
 
 import ctypes
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -185,6 +186,54 @@ def test_gpu_chunk_size_invariance() -> None:  # pragma: no cover - needs a GPU
     np.testing.assert_allclose(
         a.margin_mean_usd_per_mw, b.margin_mean_usd_per_mw, rtol=GPU_CHUNK_RTOL
     )
+
+
+def _cu_enums(src: str) -> dict[str, int]:
+    """Value of every enumerator of market.cu (all enums count from zero)."""
+    out = {}
+    for body in re.findall(r"enum\s*\{([^}]*)\}", src):
+        for i, name in enumerate(n.strip() for n in body.split(",") if n.strip()):
+            out[name] = i
+    return out
+
+
+def _cu_defines(src: str) -> dict[str, str]:
+    return dict(re.findall(r"^#define (\w+) (\S+)$", src, flags=re.M))
+
+
+def test_slot_layouts_match_market_cu() -> None:
+    """Every slot list of cuda.py names the enumerators of market.cu in their order."""
+    from hashpivot.kernels import cuda
+
+    src = kernel_source()
+    enums = _cu_enums(src)
+    layouts = [
+        [("I_", cuda.I_SIZES), ("O_", cuda.I_OFFSETS), ("D_", cuda.D_OFFSETS)]
+        + [("M_", cuda.M_SLOTS), ("I_", cuda.I_TAIL + ["n_slots"])],
+        [("E_", cuda.E_SLOTS + ["n_scalars"])],
+        [("J_", cuda.J_SIZES), ("Q_", cuda.Q_BLOCKS), ("C_", cuda.C_ARRAYS)]
+        + [("N_", cuda.N_SLOTS), ("J_", ["n_slots"])],
+        [("T_", cuda.PLAN_T), ("K_", ["T"])],
+        [("FT_", cuda.PLAN_FT), ("K_", ["FT"])],
+        [("LT_", cuda.PLAN_LT), ("K_", ["LT"])],
+        [("SITE_", cuda.PLAN_SITE), ("K_", ["SITE"])],
+    ]
+    for layout in layouts:
+        names = [prefix + n.upper() for prefix, group in layout for n in group]
+        assert [enums.get(n) for n in names] == list(range(len(names))), names
+    assert enums["P_N_SCALARS"] == len(cuda.P_SLOTS)
+    defines = _cu_defines(src)
+    sizes = {
+        "HP_CF_SIZE": cuda.CF_SIZE,
+        "HP_CI_SIZE": cuda.CI_SIZE,
+        "HP_CD_SIZE": cuda.CD_SIZE,
+        "HP_CE_SIZE": cuda.CE_SIZE,
+        "HP_CED_SIZE": cuda.CED_SIZE,
+        "HP_THREADS": cuda.THREADS_PER_BLOCK,
+        "HP_TILE_ROW": cuda.TILE_ROW,
+        "HP_HOST_SMEM_DOUBLES": HOST_SMEM_BYTES // 8,
+    }
+    assert {k: int(defines[k]) for k in sizes} == sizes
 
 
 def test_kernel_source_is_packaged() -> None:
