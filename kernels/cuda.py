@@ -691,6 +691,8 @@ def simulate_gpu(  # pragma: no cover - needs a GPU
     """Run the fused kernel over all paths; returns the chunk size used and the features."""
     import cupy  # noqa: PLC0415
 
+    # whole warps per chunk: the per-warp sums, hence the results, do not depend on the chunking
+    chunk = max(WARP, chunk // WARP * WARP)
     mc = pack_params(mp, shift, groups)
     module = _module()
     _upload(module, mc)
@@ -736,7 +738,7 @@ def simulate_gpu(  # pragma: no cover - needs a GPU
         except cupy.cuda.memory.OutOfMemoryError:
             if chunk <= 1024:
                 raise
-            chunk //= 2
+            chunk = chunk // 2 // WARP * WARP
             if not warned:
                 print(
                     f"hashpivot: GPU out of memory; chunk shrunk to {chunk} paths", file=sys.stderr

@@ -360,9 +360,12 @@ HP_INLINE void hp_path_group(hp_mem m, float* stage, int lane, unsigned int k0, 
     }
 }
 
-// Market statistics of paths path0 .. path0+n_paths. Warp w (of n_part warps: the grid is
-// n_part * 32 / HP_THREADS blocks) takes the 32-path groups w, w + n_part, ... and adds their
-// sums to its partial rows part[w][T][W] (kernels/cuda.py reduces them in warp order).
+// Market statistics of paths path0 .. path0+n_paths (path0 a multiple of 32). Warp w (of
+// n_part warps: the grid is n_part * 32 / HP_THREADS blocks) takes the 32-path groups whose
+// run-wide index G = path0 / 32 + g has G mod n_part = w, in increasing order, and adds their
+// sums to its partial rows part[w][T][W] (kernels/cuda.py reduces them in warp order after the
+// last chunk). Each row thus sums the same groups in the same order whatever the chunking:
+// the sums are bit-identical for any chunk size that is a multiple of 32.
 // Shared memory: hp_ci[M_FLOATS] floats per thread, then a 32 x 33 float tile per warp.
 extern "C" __global__ void HP_LAUNCH_BOUNDS(HP_THREADS, 8)
 hp_simulate(unsigned int k0, unsigned int k1, long long path0, int n_paths, int n_part,
@@ -379,7 +382,8 @@ hp_simulate(unsigned int k0, unsigned int k1, long long path0, int n_paths, int 
 #endif
         hp_mem m = hp_mem_at(tid, nthr, 0, nfl);
         float* stage = (float*)(HP_SMEM) + nfl * nthr + (tid / HP_WARP) * HP_WARP * HP_TILE_ROW;
-        for (long long g = w; g * HP_WARP < n_paths; g += n_part)
+        const long long first = ((long long)w - (path0 / HP_WARP) % n_part + n_part) % n_part;
+        for (long long g = first; g * HP_WARP < n_paths; g += n_part)
             hp_path_group(m, stage, lane, k0, k1, path0, g, n_paths, part + w * rows, hist,
                           feat, feat_paths);
     }

@@ -35,8 +35,6 @@ from hashpivot.kernels.simulate import (
 
 #: fp32 kernel against the fp64 NumPy path: relative tolerance on means.
 FP32_MEAN_RTOL = 1e-4
-#: CuPy chunkings: fp64 atomics in another order.
-GPU_CHUNK_RTOL = 1e-6
 
 needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
 #: Partial-sum rows ("warps" of one path each) of the emulated hp_simulate: any number works.
@@ -83,7 +81,11 @@ def _ptr(a: np.ndarray) -> int:
     return a.ctypes.data
 
 
-def host_simulate(lib: ctypes.CDLL, sc, paths: int, seed: int, feature_paths: int = 0):
+def host_simulate(
+    lib: ctypes.CDLL, sc, paths: int, seed: int, feature_paths: int = 0, chunk: int | None = None
+):
+    """The emulated ``hp_simulate`` over ``paths`` in chunks of ``chunk`` paths (one launch
+    each, as cuda.py: simulate_gpu); the partial rows reduced after the last."""
     mp = market_params(sc)
     shift = factor_values_from_logs(start_logs(mp)[:, None].copy())[:, 0]
     groups = feature_groups(mp, sc.horizon.periods_per_year)
@@ -95,9 +97,15 @@ def host_simulate(lib: ctypes.CDLL, sc, paths: int, seed: int, feature_paths: in
     hist = np.zeros((mp.n_periods, f, HIST_BINS), dtype=np.uint32)
     feat = np.zeros((max(feature_paths, 1), int(groups.max()) + 1, 4 + mp.n_regions), np.float32)
     k0, k1 = philox.seed_key(seed)
-    lib.hp_simulate(
-        k0, k1, 0, paths, HOST_PARTIAL_ROWS, _ptr(part), _ptr(hist), _ptr(feat), feature_paths
-    )
+    done = 0
+    while done < paths:
+        n = min(chunk or paths, paths - done)
+        nfeat = max(0, min(n, feature_paths - done))
+        row = feat[done:] if nfeat else feat
+        lib.hp_simulate(
+            k0, k1, done, n, HOST_PARTIAL_ROWS, _ptr(part), _ptr(hist), _ptr(row), nfeat
+        )
+        done += n
     return part.sum(axis=0), hist, feat[:feature_paths], shift
 
 
@@ -136,6 +144,17 @@ def test_host_kernel_matches_numpy(host_lib: ctypes.CDLL, name: str) -> None:
     )
     assert hist.sum() == paths * f * sc.horizon.n_periods
     np.testing.assert_allclose(feat.reshape(300, -1), ref.features, rtol=1e-4, atol=1e-4)
+
+
+@needs_gxx
+def test_host_sums_bit_identical_across_chunkings(host_lib: ctypes.CDLL) -> None:
+    """Each partial row sums the same path groups in the same order whatever the chunking."""
+    sc = scenario("texas_hybrid")
+    whole, hist, feat, _ = host_simulate(host_lib, sc, 600, seed=2, feature_paths=40)
+    split, hist2, feat2, _ = host_simulate(host_lib, sc, 600, seed=2, feature_paths=40, chunk=97)
+    np.testing.assert_array_equal(split, whole)
+    np.testing.assert_array_equal(hist2, hist)
+    np.testing.assert_array_equal(feat2, feat)
 
 
 # --------------------------------------------------------------------------- on a GPU
@@ -177,15 +196,44 @@ def test_gpu_statistics_match_numpy(name: str) -> None:  # pragma: no cover - ne
 
 @pytest.mark.gpu
 def test_gpu_chunk_size_invariance() -> None:  # pragma: no cover - needs a GPU
+    """Per-warp partial sums over run-wide path groups: bit-identical for any chunking (chunks
+    are whole warps; 1000 becomes 992)."""
     sc = scenario("demo")
     a = simulate(sc, 200_000, seed=3, backend="cupy", chunk_paths=1000)
     b = simulate(sc, 200_000, seed=3, backend="cupy", chunk_paths=65536)
     for key in a.factors:
-        np.testing.assert_allclose(a.factors[key].mean, b.factors[key].mean, rtol=GPU_CHUNK_RTOL)
+        np.testing.assert_array_equal(a.factors[key].mean, b.factors[key].mean)
         np.testing.assert_array_equal(a.factors[key].p50, b.factors[key].p50)
-    np.testing.assert_allclose(
-        a.margin_mean_usd_per_mw, b.margin_mean_usd_per_mw, rtol=GPU_CHUNK_RTOL
-    )
+    np.testing.assert_array_equal(a.margin_mean_usd_per_mw, b.margin_mean_usd_per_mw)
+
+
+@pytest.mark.gpu
+@needs_gxx
+def test_gpu_evaluate_matches_host_emulation(host_lib: ctypes.CDLL) -> None:  # pragma: no cover
+    """Every plan in one device pass, against the emulated kernel on the same paths."""
+    from hashpivot.kernels.cuda import device_plans, evaluate_chunk_gpu
+    from hashpivot.kernels.reduce import reduce_scenarios
+    from hashpivot.optimizer.baselines import baseline
+
+    sc = scenario("texas_hybrid")
+    red = reduce_scenarios(sc, 800, 4, 1, backend="numpy", pilot_paths=800)
+    names = ("greedy_expected_cash", "greedy", "convert_all")
+    plans = {name: baseline(name, sc, red) for name in names}
+    n, keep = 3000, 40
+    key = philox.seed_key(5, philox.TAG_EVALUATE)
+    gpu = evaluate_chunk_gpu(device_plans(sc, plans), key, 0, n, dict.fromkeys(names, keep))
+    host = host_evaluate(host_lib, sc, list(plans.values()), key, n, keep)
+    for name, h in zip(names, host, strict=True):
+        g = gpu[name]
+        assert np.mean(g.default_period != h.default_period) <= EVAL_FLIP_SHARE
+        assert np.mean(g.breach_mask != h.breach_mask) <= EVAL_FLIP_SHARE
+        same = g.default_period == h.default_period
+        scale = np.abs(h.equity_usd).max()
+        np.testing.assert_allclose(
+            g.equity_usd[same], h.equity_usd[same], rtol=EVAL_RTOL, atol=1e-6 * scale
+        )
+        np.testing.assert_allclose(g.ai_share_sum, h.ai_share_sum, rtol=EVAL_RTOL, atol=1e-3)
+        assert g.cash_usd.shape == (keep, sc.horizon.n_periods)
 
 
 def _cu_enums(src: str) -> dict[str, int]:
