@@ -37,8 +37,10 @@ GPU_MEMORY_SHARE = 0.5
 #: Sizes of the constant arrays hp_cf (float), hp_ci (int), hp_cd (double), hp_ce (int) and
 #: hp_ced (double) of market.cu.
 CF_SIZE, CI_SIZE, CD_SIZE, CE_SIZE, CED_SIZE = 12288, 2048, 128, 64, 256
-#: Partial-sum rows (warps) of ``hp_simulate``, at most, and the device memory they may take.
-SIM_PARTIAL_WARPS, SIM_PARTIAL_BYTES = 2048, 1 << 28
+#: Partial-sum rows (warps) of ``hp_simulate``, at most, and the device memory they may take:
+#: 8192 warps are about two waves of 8 resident blocks of 4 warps on every SM of an H100 (132
+#: SMs) or an A100 (108), whatever the device (the sums' order must not depend on it).
+SIM_PARTIAL_WARPS, SIM_PARTIAL_BYTES = 8192, 1 << 29
 #: Device memory of ``hp_evaluate``'s per-path scratch (flows of every plan) per launch.
 EVAL_SCRATCH_BYTES = 1 << 30
 #: Paths per ``hp_evaluate`` launch, at least (≥ the kept cash paths of evaluate.py).
