@@ -24,6 +24,8 @@
 // The file compiles under NVRTC (CuPy RawModule) and, with HP_HOST_EMULATION defined, as plain
 // C++ on the CPU (one thread per block, warp of size one): tests/test_cuda.py builds it with
 // g++ and checks it against the NumPy path bit for bit (RNG) and to fp32 accuracy (stats).
+// Shared memory is reinterpreted (doubles, floats, shorts; the financing pass's doubles over
+// the market pass's floats): the host build uses -fno-strict-aliasing.
 
 #ifdef HP_HOST_EMULATION
 #include <math.h>

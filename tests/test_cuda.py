@@ -50,7 +50,17 @@ def host_lib(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
     src.write_text(kernel_source())
     so = d / "market.so"
     subprocess.run(
-        ["g++", "-DHP_HOST_EMULATION", "-O1", "-shared", "-fPIC", str(src), "-o", str(so)],
+        [
+            "g++",
+            "-DHP_HOST_EMULATION",
+            "-O1",
+            "-fno-strict-aliasing",
+            "-shared",
+            "-fPIC",
+            str(src),
+            "-o",
+            str(so),
+        ],
         check=True,
         capture_output=True,
     )
