@@ -1,14 +1,20 @@
-"""CuPy side of the fused market kernel (``market.cu``): packing, launching, chunking.
+"""CuPy side of the fused market kernels (``market.cu``): packing, launching, chunking.
 
-The kernel source is plain CUDA C++ that also compiles on the CPU (``HP_HOST_EMULATION``); the
-parameters travel as one float64 array and one int32 array laid out by :func:`pack_params`.
+The kernel source is plain CUDA C++ that also compiles on the CPU (``HP_HOST_EMULATION``).
+Parameters travel in the kernels' constant memory (:class:`MarketConstants`: float factor
+parameters, int sizes and offsets, a few doubles; :class:`PlanPack`: the evaluation's
+scenario-level doubles and ints) and, for the plans, in one float64 array with a row per plan
+and the plans' ASIC MW as float32 (:func:`pack_plans`). Per-thread state of run-time size lives
+in dynamic shared memory (:func:`simulate_smem_bytes`, :func:`evaluate_smem_bytes`).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -20,12 +26,29 @@ from .nvrtc import NVRTC_OPTIONS, kernel_source
 from .plan import covenant_windows, debt_terms, lease_terms, schedule
 from .results import PathOutcomes
 
-#: Threads per block of the path kernels.
+#: Threads per block of the path kernels (HP_THREADS in market.cu).
 THREADS_PER_BLOCK = 128
+#: Threads of a warp.
+WARP = 32
 #: Bounds of the paths per chunk on a GPU.
 GPU_CHUNK_MIN, GPU_CHUNK_MAX = 1 << 14, 1 << 22
 #: Share of free device memory a chunk may use.
 GPU_MEMORY_SHARE = 0.5
+#: Sizes of the constant arrays hp_cf (float), hp_ci (int), hp_cd (double), hp_ce (int) and
+#: hp_ced (double) of market.cu.
+CF_SIZE, CI_SIZE, CD_SIZE, CE_SIZE, CED_SIZE = 12288, 2048, 128, 64, 256
+#: Partial-sum rows (warps) of ``hp_simulate``, at most, and the device memory they may take:
+#: 8192 warps are about two waves of 8 resident blocks of 4 warps on every SM of an H100 (132
+#: SMs) or an A100 (108), whatever the device (the sums' order must not depend on it).
+SIM_PARTIAL_WARPS, SIM_PARTIAL_BYTES = 8192, 1 << 29
+#: Device memory of ``hp_evaluate``'s per-path scratch (flows of every plan) per launch.
+EVAL_SCRATCH_BYTES = 1 << 30
+#: Paths per ``hp_evaluate`` launch, at least (≥ the kept cash paths of evaluate.py).
+EVAL_LAUNCH_MIN = 1 << 15
+#: Dynamic shared memory a block may use without opting in [bytes].
+SMEM_DEFAULT_BYTES = 48 * 1024
+#: Staging tile of ``hp_simulate``: a warp's 32 rows of HP_TILE_ROW floats.
+TILE_ROW = 33
 
 # Slot names of market.cu, in order.
 P_SLOTS = [
@@ -57,6 +80,8 @@ P_SLOTS = [
     "gpu_vol_sqdt",
     "hist_width",
 ]
+#: hp_ci: sizes, offsets of the float arrays in hp_cf, of the double arrays in hp_cd, the
+#: per-thread float slots in shared memory (M_*), offsets of the int arrays in hp_ci.
 I_SIZES = ["T", "R", "S", "lag", "nf", "nn", "F", "NB", "W", "ngroups", "nfeat_cols"]
 I_OFFSETS = [
     "hpconst",
@@ -73,13 +98,25 @@ I_OFFSETS = [
     "sshare",
     "sfixed",
     "sresale",
-    "shift",
     "histlo",
-    "poisson",
     "groupw",
     "lnbe",
 ]
+D_OFFSETS = ["shift", "poisson"]
+M_SLOTS = ["xpow", "past", "gap", "z", "floats"]
+I_TAIL = ["site_region", "groups"]
 MAX_REGIONS = 32
+
+
+@dataclass(frozen=True)
+class MarketConstants:
+    """Constant memory of the market kernels: ``hp_cf`` (float32), ``hp_ci`` (int32),
+    ``hp_cd`` (float64); ``floats_per_thread`` of shared memory hold a path's state."""
+
+    cf: np.ndarray
+    ci: np.ndarray
+    cd: np.ndarray
+    floats_per_thread: int
 
 
 def poisson_cdf(lam: float) -> np.ndarray:
@@ -94,10 +131,19 @@ def poisson_cdf(lam: float) -> np.ndarray:
     return out
 
 
-def pack_params(
-    mp: MarketParams, shift: np.ndarray, groups: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The (float64, int32) parameter arrays of the kernel."""
+def _fit(values: np.ndarray, size: int, dtype: Any, what: str) -> np.ndarray:
+    """``values`` padded with zeros to a constant array of ``size``."""
+    if values.size > size:
+        raise ValueError(
+            f"the GPU kernel's {what} hold {size} values, the scenario needs {values.size}"
+        )
+    out = np.zeros(size, dtype=dtype)
+    out[: values.size] = values
+    return out
+
+
+def pack_params(mp: MarketParams, shift: np.ndarray, groups: np.ndarray) -> MarketConstants:
+    """The constant memory of the market kernels for ``mp``."""
     if mp.n_regions > MAX_REGIONS:
         raise ValueError(f"the GPU kernel supports up to {MAX_REGIONS} power regions")
     scalars = {
@@ -130,7 +176,7 @@ def pack_params(
         "hist_width": 2.0 * HIST_HALF_WIDTH / HIST_BINS,
     }
     per_group = np.bincount(groups)
-    arrays = {
+    floats = {
         "hpconst": np.log(mp.blocks_per_day * (mp.subsidy_btc + mp.fees_btc) / 1000.0),
         "halv": mp.halving_in_period.astype(np.float64),
         "leasevar": mp.lease_var,
@@ -145,21 +191,31 @@ def pack_params(
         "sshare": mp.site_indexed_share,
         "sfixed": mp.site_fixed_price,
         "sresale": mp.site_resale,
-        "shift": shift,
         "histlo": shift - HIST_HALF_WIDTH,
-        "poisson": poisson_cdf(mp.jump_lambda_dt),
         "groupw": 1.0 / per_group[groups],
         "lnbe": mp.hash_ln_breakeven,
     }
-    par = [np.array([scalars[k] for k in P_SLOTS], dtype=np.float64)]
+    doubles = {"shift": shift, "poisson": poisson_cdf(mp.jump_lambda_dt)}
     offsets = {}
+    cf = [np.array([scalars[k] for k in P_SLOTS], dtype=np.float64)]
     pos = len(P_SLOTS)
     for name in I_OFFSETS:
-        a = np.asarray(arrays[name], dtype=np.float64).ravel()
+        a = np.asarray(floats[name], dtype=np.float64).ravel()
         offsets[name] = pos
-        par.append(a)
+        cf.append(a)
+        pos += a.size
+    cd = []
+    pos = 0
+    for name in D_OFFSETS:
+        a = np.asarray(doubles[name], dtype=np.float64).ravel()
+        offsets[name] = pos
+        cd.append(a)
         pos += a.size
     f = 6 + mp.n_regions
+    ring = mp.hash_lag + 1
+    slots = {"xpow": 0, "past": mp.n_regions, "gap": mp.n_regions + ring}
+    slots["z"] = slots["gap"] + ring
+    slots["floats"] = slots["z"] + mp.n_normals
     sizes = {
         "T": mp.n_periods,
         "R": mp.n_regions,
@@ -173,15 +229,38 @@ def pack_params(
         "ngroups": int(groups.max()) + 1,
         "nfeat_cols": 4 + mp.n_regions,
     }
-    head = [sizes[k] for k in I_SIZES] + [offsets[k] for k in I_OFFSETS]
-    site_region_at = len(head) + 2
-    groups_at = site_region_at + mp.n_sites
-    ipar = np.concatenate([head, [site_region_at, groups_at], mp.site_region, groups]).astype(
-        np.int32
+    head = (
+        [sizes[k] for k in I_SIZES]
+        + [offsets[k] for k in I_OFFSETS]
+        + [offsets[k] for k in D_OFFSETS]
+        + [slots[k] for k in M_SLOTS]
     )
-    return np.concatenate(par), ipar
+    site_region_at = len(head) + len(I_TAIL)
+    groups_at = site_region_at + mp.n_sites
+    ci = np.concatenate([head, [site_region_at, groups_at], mp.site_region, groups])
+    return MarketConstants(
+        cf=_fit(np.concatenate(cf), CF_SIZE, np.float32, "float parameters"),
+        ci=_fit(ci.astype(np.int64), CI_SIZE, np.int32, "int parameters"),
+        cd=_fit(np.concatenate(cd), CD_SIZE, np.float64, "double parameters"),
+        floats_per_thread=slots["floats"],
+    )
 
 
+def market_constants(sc) -> MarketConstants:
+    """Constant memory of the market kernels for scenario ``sc``."""
+    mp = market_params(sc)
+    shift = factor_values_from_logs(start_logs(mp)[:, None].copy())[:, 0]
+    return pack_params(mp, shift, feature_groups(mp, sc.horizon.periods_per_year))
+
+
+def simulate_smem_bytes(mc: MarketConstants, threads: int = THREADS_PER_BLOCK) -> int:
+    """Dynamic shared memory of one ``hp_simulate`` block [bytes]: the path state of every
+    thread and a 32 × 33 float staging tile per warp."""
+    return 4 * threads * mc.floats_per_thread + 4 * threads * TILE_ROW
+
+
+# ---------------------------------------------------------------------------- evaluation
+#: Scenario-level scalars of hp_ced (E_* in market.cu), then its arrays (C_*).
 E_SLOTS = [
     "growth",
     "min_cash",
@@ -194,88 +273,68 @@ E_SLOTS = [
     "disc",
     "mult_ai",
     "mult_min",
-    "salvage_end",
     "rack_rev",
     "rack_pow",
     "rack_opex",
     "mu_scale",
     "tol",
+    "on_breach",
+    "waiver_fee",
+    "step_up",
 ]
-J_SIZES = ["S", "T", "L", "F", "ppy", "gap"]
-Q_ARRAYS = [
-    "asic",
-    "racks",
-    "lease",
-    "rent",
-    "market",
-    "itopex",
-    "pen",
-    "capex",
-    "draws",
-    "repay",
-    "amort",
-    "rates",
-    "fees",
-    "sizes",
-    "allowed",
-    "window",
-    "sold",
-    "fixed",
-    "hazard",
-    "planned",
-    "dil",
-    "rho",
-    "capexit",
-    "itopexmw",
-    "remconv",
-    "breach",
-]
+C_ARRAYS = ["rates", "dil", "amort", "fees", "sizes", "hazard"]
+#: Blocks of a plan's double array: per period (PLAN_T fields), per period and facility,
+#: per period and lease, per period and region (rack count), per site; then per facility
+#: "planned" and the ASIC salvage value (Q_* in market.cu).
+PLAN_T = ["fixedcost", "racksum", "market", "itopex", "pen", "sold", "capex"]
+PLAN_FT = ["draws", "repay", "allowed", "window"]
+PLAN_LT = ["lease", "rent"]
+PLAN_SITE = ["rho", "capexit", "itopexmw", "remconv", "fixed"]
+Q_BLOCKS = ["t", "ft", "lt", "rt", "site", "planned", "salvage"]
+#: hp_ce: sizes, Q_* offsets, C_* offsets, per-thread shared-memory layout (N_*).
+J_SIZES = ["S", "T", "L", "F", "ppy", "gap", "R", "qlen"]
+N_SLOTS = ["acc", "bal", "drawn", "extra", "doubles", "default"]
+#: Rarely updated per-plan totals per thread (N_EXTRA): BTC sold, draws, minimum DSCR, DIL.
+N_EXTRA = 4
 MAX_LEASES, MAX_FACILITIES, MAX_PPY = 64, 16, 12
 #: Codes of ``covenants.on_breach`` in ``hp_evaluate`` (HP_BREACH_* in market.cu).
 BREACH_RULES = {"ignore": 0, "accelerate": 1, "waiver": 2}
 
 
-def pack_plan(sc, plan) -> tuple[np.ndarray, np.ndarray]:
-    """The (float64, int32) arrays of a plan's schedule for ``hp_evaluate``."""
-    if len(sc.lease_offers) > MAX_LEASES or len(sc.debt_facilities) > MAX_FACILITIES:
-        raise ValueError(
-            f"the GPU kernel supports {MAX_LEASES} leases and {MAX_FACILITIES} facilities"
-        )
+@dataclass(frozen=True)
+class PlanPack:
+    """Every plan of an evaluation for ``hp_evaluate``: ``qd`` (P, qlen) float64 schedules and
+    cash-flow terms, ``qf`` (P, T, S) float32 ASIC MW, constant memory ``ce`` (int32) and
+    ``ced`` (float64), and the shared memory per thread: the market pass's doubles (one
+    accumulator per plan, before the path state's floats) and shorts (tenant default periods);
+    the financing pass's doubles (balances, drawn amounts, totals), which overlay them."""
+
+    qd: np.ndarray
+    qf: np.ndarray
+    ce: np.ndarray
+    ced: np.ndarray
+    doubles_per_thread: int
+    shorts_per_thread: int
+    finance_doubles_per_thread: int
+
+    @property
+    def n_plans(self) -> int:
+        return self.qd.shape[0]
+
+
+def _plan_row(
+    sc, plan, site_region: np.ndarray, n_r: int
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The blocks of one plan's double array and its ASIC MW (T, S)."""
     h = sc.horizon
     dt = h.dt_years
     sch = schedule(sc, plan)
-    g = sc.gpu_racks
-    tr = sc.treasury
-    v = sc.valuation
     rent, _, _ = lease_terms(sc)
     allowed, repay = debt_terms(sc)
-    facilities = sc.debt_facilities
-    scalars = {
-        "growth": 1.0 + h.cash_interest_rate * dt,
-        "min_cash": sc.covenants.min_cash_usd,
-        "btc_floor": tr.btc_floor,
-        "max_sale": tr.max_btc_sale_per_period,
-        "held0": tr.btc_held,
-        "cash0": tr.cash_usd,
-        "dscr": sc.covenants.min_dscr,
-        "lev": sc.covenants.max_leverage,
-        "disc": (1.0 + h.discount_rate) ** (-h.n_periods * dt),
-        "mult_ai": v.ai_noi_multiple,
-        "mult_min": v.mining_margin_multiple,
-        "salvage_end": float(
-            (np.array([s.asic_salvage_usd_per_mw for s in sc.sites]) * sch.asic_mw[:, -1]).sum()
-        ),
-        "rack_rev": g.gpus_per_rack * h.hours_per_period * g.utilization,
-        "rack_pow": g.rack_kw / 1000.0 * g.pue * h.hours_per_period,
-        "rack_opex": g.opex_usd_per_rack_year * dt,
-        "mu_scale": 1000.0 * 12 * dt,
-        "tol": CASH_TOL_USD,
-    }
-    arrays = {
-        "asic": sch.asic_mw,
-        "racks": sch.racks_active,
-        "lease": sch.lease_total_it_mw,
-        "rent": rent,
+    fixed = np.array([s.fixed_opex_usd_per_mw_year * dt for s in sc.sites])
+    per_t = {
+        "fixedcost": (fixed[:, None] * sch.asic_mw).sum(axis=0),
+        "racksum": sch.racks_active.sum(axis=0),
         "market": sch.market_it_mw.sum(axis=0),
         "itopex": (
             np.array([s.conversion.opex_usd_per_it_mw_year * dt for s in sc.sites])[:, None]
@@ -285,124 +344,303 @@ def pack_plan(sc, plan) -> tuple[np.ndarray, np.ndarray]:
             np.array([lo.late_penalty_usd_per_mw_period for lo in sc.lease_offers])[:, None]
             * sch.lease_short_it_mw
         ).sum(axis=0),
+        "sold": plan.btc_sold,
         "capex": sch.capex_usd - sch.salvage_usd,
+    }
+    per_ft = {
         "draws": plan.draws_usd,
         "repay": repay,
-        "amort": [f.repayment == "linear" for f in facilities],
-        "rates": [f.rate_per_year * dt for f in facilities],
-        "fees": [f.upfront_fee_share for f in facilities],
-        "sizes": [f.size_usd for f in facilities],
         "allowed": allowed,
         "window": covenant_windows(sc),
-        "sold": plan.btc_sold,
-        "fixed": [s.fixed_opex_usd_per_mw_year * dt for s in sc.sites],
-        "hazard": [1.0 - (1.0 - lo.tenant_default_prob_per_year) ** dt for lo in sc.lease_offers],
-        "planned": plan.draws_usd.sum(axis=1) > 0,
-        "dil": [f.dilution_per_year * dt for f in facilities],
+    }
+    per_lt = {"lease": sch.lease_total_it_mw, "rent": rent}
+    rack_region = np.zeros((n_r, h.n_periods))
+    np.add.at(rack_region, site_region, sch.racks_active)
+    per_site = {
         "rho": [s.conversion.it_mw_per_utility_mw for s in sc.sites],
         "capexit": [s.conversion.capex_usd_per_it_mw for s in sc.sites],
         "itopexmw": [s.conversion.opex_usd_per_it_mw_year * dt for s in sc.sites],
-        "remconv": remaining_convertible_mw(sc, sch) * float(v.conversion_option),
-        "breach": [
-            BREACH_RULES[sc.covenants.on_breach],
-            sc.covenants.waiver_fee,
-            sc.covenants.waiver_step_up_bp * 1e-4 * dt,
-        ],
+        "remconv": remaining_convertible_mw(sc, sch) * float(sc.valuation.conversion_option),
+        "fixed": fixed,
     }
-    parts = [np.array([scalars[k] for k in E_SLOTS], dtype=np.float64)]
-    pos = len(E_SLOTS)
-    offsets = {}
-    for name in Q_ARRAYS:
-        a = np.asarray(arrays[name], dtype=np.float64).ravel()
-        offsets[name] = pos
-        parts.append(a)
-        pos += a.size
+    salvage_end = float(
+        (np.array([s.asic_salvage_usd_per_mw for s in sc.sites]) * sch.asic_mw[:, -1]).sum()
+    )
+
+    def stack(fields: dict, names: list[str]) -> np.ndarray:  # (..., k): fields innermost
+        return np.stack([np.asarray(fields[k], dtype=np.float64) for k in names], axis=-1)
+
+    blocks = {
+        "t": stack(per_t, PLAN_T),  # (T, 7)
+        "ft": stack(per_ft, PLAN_FT).transpose(1, 0, 2),  # (T, F, 4)
+        "lt": stack(per_lt, PLAN_LT).transpose(1, 0, 2),  # (T, L, 2)
+        "rt": rack_region.T,  # (T, R)
+        "site": stack(per_site, PLAN_SITE),  # (S, 5)
+        "planned": plan.draws_usd.sum(axis=1) > 0,
+        "salvage": np.array([salvage_end]),
+    }
+    return blocks, np.asarray(sch.asic_mw, dtype=np.float64).T
+
+
+def pack_plans(sc, plans: Sequence, mc: MarketConstants | None = None) -> PlanPack:
+    """``hp_evaluate``'s arrays for every plan of ``plans`` (same scenario, one pass)."""
+    if len(sc.lease_offers) > MAX_LEASES or len(sc.debt_facilities) > MAX_FACILITIES:
+        raise ValueError(
+            f"the GPU kernel supports {MAX_LEASES} leases and {MAX_FACILITIES} facilities"
+        )
     if sc.horizon.periods_per_year > MAX_PPY:  # pragma: no cover - quarters or months only
         raise ValueError("too many periods per year for the GPU kernel")
+    if not plans:
+        raise ValueError("no plan to evaluate")
+    mc = mc if mc is not None else market_constants(sc)
+    mp = market_params(sc)
+    h = sc.horizon
+    dt = h.dt_years
+    facilities = sc.debt_facilities
+    rows, asic = [], []
+    offsets: dict[str, int] = {}
+    for plan in plans:
+        blocks, a = _plan_row(sc, plan, np.asarray(mp.site_region), mp.n_regions)
+        pos = 0
+        parts = []
+        for name in Q_BLOCKS:
+            flat = np.asarray(blocks[name], dtype=np.float64).ravel()
+            offsets[name] = pos
+            parts.append(flat)
+            pos += flat.size
+        rows.append(np.concatenate(parts))
+        asic.append(a)
+    qd = np.stack(rows)
+    cov = sc.covenants
+    tr = sc.treasury
+    g = sc.gpu_racks
+    scalars = {
+        "growth": 1.0 + h.cash_interest_rate * dt,
+        "min_cash": cov.min_cash_usd,
+        "btc_floor": tr.btc_floor,
+        "max_sale": tr.max_btc_sale_per_period,
+        "held0": tr.btc_held,
+        "cash0": tr.cash_usd,
+        "dscr": cov.min_dscr,
+        "lev": cov.max_leverage,
+        "disc": (1.0 + h.discount_rate) ** (-h.n_periods * dt),
+        "mult_ai": sc.valuation.ai_noi_multiple,
+        "mult_min": sc.valuation.mining_margin_multiple,
+        "rack_rev": g.gpus_per_rack * h.hours_per_period * g.utilization,
+        "rack_pow": g.rack_kw / 1000.0 * g.pue * h.hours_per_period,
+        "rack_opex": g.opex_usd_per_rack_year * dt,
+        "mu_scale": 1000.0 * 12 * dt,
+        "tol": CASH_TOL_USD,
+        "on_breach": BREACH_RULES[cov.on_breach],
+        "waiver_fee": cov.waiver_fee,
+        "step_up": cov.waiver_step_up_bp * 1e-4 * dt,
+    }
+    arrays = {
+        "rates": [f.rate_per_year * dt for f in facilities],
+        "dil": [f.dilution_per_year * dt for f in facilities],
+        "amort": [float(f.repayment == "linear") for f in facilities],
+        "fees": [f.upfront_fee_share for f in facilities],
+        "sizes": [f.size_usd for f in facilities],
+        "hazard": [1.0 - (1.0 - lo.tenant_default_prob_per_year) ** dt for lo in sc.lease_offers],
+    }
+    ced = [np.array([scalars[k] for k in E_SLOTS], dtype=np.float64)]
+    c_off = {}
+    pos = len(E_SLOTS)
+    for name in C_ARRAYS:
+        a = np.asarray(arrays[name], dtype=np.float64).ravel()
+        c_off[name] = pos
+        ced.append(a)
+        pos += a.size
+    n_p, n_f = len(plans), len(facilities)
+    # the market pass's accumulators, path state and default periods and the financing pass's
+    # facility state share the thread's shared memory: one pass after the other
+    layout = {"acc": 0, "bal": 0, "drawn": n_f, "extra": 2 * n_f, "doubles": n_p, "default": 0}
     sizes = {
         "S": len(sc.sites),
         "T": h.n_periods,
         "L": len(sc.lease_offers),
-        "F": len(facilities),
+        "F": n_f,
         "ppy": h.periods_per_year,
         "gap": sc.market.ai_lease.releasing_gap_periods,
+        "R": mp.n_regions,
+        "qlen": qd.shape[1],
     }
-    qi = np.array([sizes[k] for k in J_SIZES] + [offsets[k] for k in Q_ARRAYS], dtype=np.int32)
-    return np.concatenate(parts), qi
+    ce = (
+        [sizes[k] for k in J_SIZES]
+        + [offsets[k] for k in Q_BLOCKS]
+        + [c_off[k] for k in C_ARRAYS]
+        + [layout[k] for k in N_SLOTS]
+    )
+    return PlanPack(
+        qd=qd,
+        qf=np.ascontiguousarray(np.stack(asic), dtype=np.float32),
+        ce=_fit(np.array(ce, dtype=np.int64), CE_SIZE, np.int32, "evaluation ints"),
+        ced=_fit(np.concatenate(ced), CED_SIZE, np.float64, "evaluation doubles"),
+        doubles_per_thread=layout["doubles"],
+        shorts_per_thread=len(sc.lease_offers),
+        finance_doubles_per_thread=2 * n_f + N_EXTRA,
+    )
 
 
-def market_arrays(sc) -> tuple[np.ndarray, np.ndarray]:
-    """Market parameter arrays of ``sc`` for the kernels."""
-    mp = market_params(sc)
-    shift = factor_values_from_logs(start_logs(mp)[:, None].copy())[:, 0]
-    return pack_params(mp, shift, feature_groups(mp, sc.horizon.periods_per_year))
+def evaluate_smem_bytes(
+    mc: MarketConstants, pack: PlanPack, threads: int = THREADS_PER_BLOCK
+) -> int:
+    """Dynamic shared memory of one ``hp_evaluate`` block [bytes]: per thread the larger of the
+    market pass's (plan accumulators, path state, tenant default periods) and the financing
+    pass's (facility balances, drawn amounts, totals)."""
+    market = 8 * pack.doubles_per_thread + 4 * mc.floats_per_thread + 2 * pack.shorts_per_thread
+    finance = 8 * pack.finance_doubles_per_thread
+    return threads * (-(-max(market, finance) // 8) * 8)
 
 
-def device_plan(sc, plan) -> tuple:  # pragma: no cover - needs a GPU
-    """Market and plan arrays of ``hp_evaluate`` on the device, packed once per plan."""
+def scratch_rows(pack: PlanPack) -> int:
+    """Doubles of ``hp_evaluate``'s scratch per path: BTC per period, operating flow and debt
+    service per plan and period, terminal operating value per plan."""
+    t_n = int(pack.ce[J_SIZES.index("T")])
+    return t_n * (1 + 2 * pack.n_plans) + pack.n_plans
+
+
+def outcomes_from_kernel(
+    mask: np.ndarray,
+    equity: np.ndarray,
+    default: np.ndarray,
+    dscr: np.ndarray,
+    btc: np.ndarray,
+    draw: np.ndarray,
+    ai_sum: np.ndarray,
+    debt_sum: np.ndarray,
+    cash: np.ndarray,
+) -> PathOutcomes:
+    """One plan's :class:`PathOutcomes` from ``hp_evaluate``'s outputs (host arrays)."""
+    mask = np.asarray(mask, dtype=np.int64)
+    return PathOutcomes(
+        equity_usd=equity,
+        default_period=np.asarray(default, dtype=np.int64),
+        breach=(mask & 3) > 0,
+        min_dscr=dscr,
+        ai_share_sum=ai_sum,
+        debt_sum_usd=debt_sum,
+        cash_usd=cash,
+        emergency_btc=btc,
+        emergency_draw_usd=draw,
+        min_cash_breach=(mask & 4) > 0,
+        breach_mask=mask,
+    )
+
+
+@dataclass(frozen=True)
+class DevicePlans:  # pragma: no cover - needs a GPU
+    """Plans of one evaluation on the device (:func:`device_plans`)."""
+
+    names: list[str]
+    mc: MarketConstants
+    pack: PlanPack
+    qd: Any
+    qf: Any
+
+
+def device_plans(sc, plans: Mapping[str, Any]) -> DevicePlans:  # pragma: no cover - needs a GPU
+    """Every plan of ``plans`` packed once and copied to the device for ``hp_evaluate``."""
     import cupy  # noqa: PLC0415
 
-    return tuple(cupy.asarray(a) for a in (*market_arrays(sc), *pack_plan(sc, plan)))
+    mc = market_constants(sc)
+    pack = pack_plans(sc, list(plans.values()), mc)
+    return DevicePlans(list(plans), mc, pack, cupy.asarray(pack.qd), cupy.asarray(pack.qf))
 
 
 def evaluate_chunk_gpu(
-    sc, packed: tuple, key: tuple[int, int], path0: int, n: int, keep: int
-):  # pragma: no cover - needs a GPU
-    """``simulate_plan`` of paths ``path0 .. path0+n`` by the fused ``hp_evaluate`` kernel;
-    ``packed`` comes from :func:`device_plan`."""
+    dev: DevicePlans, key: tuple[int, int], path0: int, n: int, keep: Mapping[str, int]
+) -> dict[str, PathOutcomes]:  # pragma: no cover - needs a GPU
+    """``simulate_plan`` of every plan on paths ``path0 .. path0+n`` by the fused
+    ``hp_evaluate`` kernel: one market pass per path for all plans; ``keep[name]`` cash paths
+    of the chunk per plan."""
     import cupy  # noqa: PLC0415
 
-    par, ipar, q, qi = packed
-    t_n = sc.horizon.n_periods
-    keep = max(0, min(keep, n))
-    out = {
-        "equity": cupy.zeros(n),
-        "default": cupy.zeros(n, dtype=cupy.int32),
-        "breach": cupy.zeros(n, dtype=cupy.int32),
-        "dscr": cupy.zeros(n),
-        "btc": cupy.zeros(n),
-        "draw": cupy.zeros(n),
-        "ai": cupy.zeros(t_n),
-        "debt": cupy.zeros(t_n),
-        "cash": cupy.zeros((max(keep, 1), t_n)),
+    module = _module()
+    _upload(module, dev.mc, dev.pack)
+    kernel = module.get_function("hp_evaluate")
+    smem = evaluate_smem_bytes(dev.mc, dev.pack)
+    if smem > SMEM_DEFAULT_BYTES:
+        kernel.max_dynamic_shared_size_bytes = smem
+    n_p = dev.pack.n_plans
+    t_n = int(dev.pack.ce[J_SIZES.index("T")])
+    rows = scratch_rows(dev.pack)
+    n_keep = max(0, min(max(keep.values(), default=0), n))
+    # paths per launch: the scratch within its budget and int-indexable (row * stride < 2^31)
+    per_launch = min(EVAL_SCRATCH_BYTES // (8 * rows), (2**31 - 1) // rows)
+    per_launch = max(EVAL_LAUNCH_MIN, n_keep, per_launch // THREADS_PER_BLOCK * THREADS_PER_BLOCK)
+    per_launch = min(per_launch, n)
+    stride = -(-per_launch // THREADS_PER_BLOCK) * THREADS_PER_BLOCK
+    scratch = cupy.empty(rows * stride)
+    keys = ("equity", "default", "mask", "dscr", "btc", "draw")
+    parts: dict[str, list] = {k: [] for k in keys}
+    ai = np.zeros((n_p, t_n))
+    debt = np.zeros((n_p, t_n))
+    cash = cupy.zeros((n_p, max(n_keep, 1), t_n))
+    done = 0
+    while done < n:
+        m = min(per_launch, n - done)
+        grid = -(-m // THREADS_PER_BLOCK)
+        warps = grid * THREADS_PER_BLOCK // WARP
+        out = {
+            "equity": cupy.empty((n_p, m)),
+            "default": cupy.empty((n_p, m), dtype=cupy.int32),
+            "mask": cupy.empty((n_p, m), dtype=cupy.int32),
+            "dscr": cupy.empty((n_p, m)),
+            "btc": cupy.empty((n_p, m)),
+            "draw": cupy.empty((n_p, m)),
+        }
+        part_ai = cupy.empty((warps, n_p, t_n))
+        part_debt = cupy.empty((warps, n_p, t_n))
+        k = n_keep if done == 0 else 0
+        kernel(
+            (grid,),
+            (THREADS_PER_BLOCK,),
+            (
+                dev.qd,
+                dev.qf,
+                np.int32(n_p),
+                np.uint32(key[0]),
+                np.uint32(key[1]),
+                np.int64(path0 + done),
+                np.int32(m),
+                scratch,
+                np.int32(stride),
+                out["equity"],
+                out["default"],
+                out["mask"],
+                out["dscr"],
+                out["btc"],
+                out["draw"],
+                part_ai,
+                part_debt,
+                cash if k else np.uint64(0),
+                np.int32(k),
+            ),
+            shared_mem=smem,
+        )
+        # per-warp partial sums reduced in warp order on the host: deterministic
+        ai += part_ai.get().sum(axis=0)
+        debt += part_debt.get().sum(axis=0)
+        for name in keys:
+            parts[name].append(out[name].get())
+        done += m
+    got = {name: np.concatenate(parts[name], axis=1) for name in keys}
+    cash_h = cash.get()
+    return {
+        name: outcomes_from_kernel(
+            got["mask"][p],
+            got["equity"][p],
+            got["default"][p],
+            got["dscr"][p],
+            got["btc"][p],
+            got["draw"][p],
+            ai[p],
+            debt[p],
+            cash_h[p, : max(0, min(keep[name], n_keep))],
+        )
+        for p, name in enumerate(dev.names)
     }
-    grid = (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
-    _module().get_function("hp_evaluate")(
-        (grid,),
-        (THREADS_PER_BLOCK,),
-        (
-            par,
-            ipar,
-            q,
-            qi,
-            np.uint32(key[0]),
-            np.uint32(key[1]),
-            np.int64(path0),
-            np.int32(n),
-            out["equity"],
-            out["default"],
-            out["breach"],
-            out["dscr"],
-            out["btc"],
-            out["draw"],
-            out["ai"],
-            out["debt"],
-            out["cash"],
-            np.int32(keep),
-        ),
-    )
-    return PathOutcomes(
-        equity_usd=out["equity"].get(),
-        default_period=out["default"].get().astype(np.int64),
-        breach=(out["breach"].get() & 1) > 0,
-        min_dscr=out["dscr"].get(),
-        ai_share_sum=out["ai"].get(),
-        debt_sum_usd=out["debt"].get(),
-        cash_usd=out["cash"].get()[:keep],
-        emergency_btc=out["btc"].get(),
-        emergency_draw_usd=out["draw"].get(),
-        min_cash_breach=(out["breach"].get() & 2) > 0,
-    )
 
 
 @cache
@@ -410,6 +648,16 @@ def _module():  # pragma: no cover - needs a GPU
     import cupy  # noqa: PLC0415
 
     return cupy.RawModule(code=kernel_source(), options=NVRTC_OPTIONS)
+
+
+def _upload(module, mc: MarketConstants, pack: PlanPack | None = None) -> None:  # pragma: no cover
+    """Copy the constant arrays into the module's ``__constant__`` memory."""
+    arrays = {"hp_cf": mc.cf, "hp_ci": mc.ci, "hp_cd": mc.cd}
+    if pack is not None:
+        arrays |= {"hp_ce": pack.ce, "hp_ced": pack.ced}
+    for name, a in arrays.items():
+        a = np.ascontiguousarray(a)
+        module.get_global(name).copy_from_host(a.ctypes.data, a.nbytes)
 
 
 def gpu_chunk_paths(mp: MarketParams) -> int:  # pragma: no cover - needs a GPU
@@ -420,6 +668,14 @@ def gpu_chunk_paths(mp: MarketParams) -> int:  # pragma: no cover - needs a GPU
     per_path = 4 * (4 + mp.n_regions) * (mp.n_periods + 1) + 64
     chunk = int(GPU_MEMORY_SHARE * free // per_path)
     return int(min(GPU_CHUNK_MAX, max(GPU_CHUNK_MIN, chunk)))
+
+
+def simulate_partial_warps(n_periods: int, width: int) -> int:
+    """Warps (partial-sum rows) of ``hp_simulate``: a function of the sizes only, so that the
+    summation order, hence the sums, do not depend on the device."""
+    rows = SIM_PARTIAL_BYTES // (8 * n_periods * width)
+    per_block = THREADS_PER_BLOCK // WARP
+    return int(max(per_block, min(SIM_PARTIAL_WARPS, rows) // per_block * per_block))
 
 
 def simulate_gpu(  # pragma: no cover - needs a GPU
@@ -437,13 +693,20 @@ def simulate_gpu(  # pragma: no cover - needs a GPU
     """Run the fused kernel over all paths; returns the chunk size used and the features."""
     import cupy  # noqa: PLC0415
 
-    par_h, ipar_h = pack_params(mp, shift, groups)
-    par, ipar = cupy.asarray(par_h), cupy.asarray(ipar_h)
-    kernel = _module().get_function("hp_simulate")
+    # whole warps per chunk: the per-warp sums, hence the results, do not depend on the chunking
+    chunk = max(WARP, chunk // WARP * WARP)
+    mc = pack_params(mp, shift, groups)
+    module = _module()
+    _upload(module, mc)
+    kernel = module.get_function("hp_simulate")
+    smem = simulate_smem_bytes(mc)
+    if smem > SMEM_DEFAULT_BYTES:
+        kernel.max_dynamic_shared_size_bytes = smem
     f = 6 + mp.n_regions
     w = 2 * f + 2 * mp.n_sites
     n_groups = int(groups.max()) + 1
-    d_sums = cupy.zeros((mp.n_periods, w), dtype=cupy.float64)
+    n_part = simulate_partial_warps(mp.n_periods, w)
+    d_part = cupy.zeros((n_part, mp.n_periods, w), dtype=cupy.float64)
     d_hist = cupy.zeros((mp.n_periods, f, HIST_BINS), dtype=cupy.uint32)
     feats: list[np.ndarray] = []
     done = 0
@@ -458,27 +721,26 @@ def simulate_gpu(  # pragma: no cover - needs a GPU
                 if nfeat
                 else None
             )
-            grid = (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
             kernel(
-                (grid,),
+                (n_part * WARP // THREADS_PER_BLOCK,),
                 (THREADS_PER_BLOCK,),
                 (
-                    par,
-                    ipar,
                     np.uint32(key[0]),
                     np.uint32(key[1]),
                     np.int64(done),
                     np.int32(n),
-                    d_sums,
+                    np.int32(n_part),
+                    d_part,
                     d_hist,
                     d_feat if d_feat is not None else np.uint64(0),
                     np.int32(nfeat),
                 ),
+                shared_mem=smem,
             )
         except cupy.cuda.memory.OutOfMemoryError:
             if chunk <= 1024:
                 raise
-            chunk //= 2
+            chunk = chunk // 2 // WARP * WARP
             if not warned:
                 print(
                     f"hashpivot: GPU out of memory; chunk shrunk to {chunk} paths", file=sys.stderr
@@ -496,5 +758,6 @@ def simulate_gpu(  # pragma: no cover - needs a GPU
             since_flush = 0
         if progress:
             progress(done, paths)
-    sums.add_raw(d_sums.get())
+    # per-warp partial rows reduced in warp order on the host: deterministic sums
+    sums.add_raw(d_part.get().sum(axis=0))
     return chunk, feats

@@ -437,17 +437,14 @@ def evaluate_plans(
     start = time.perf_counter()
     done = 0
     if be.is_gpu:
-        from .cuda import device_plan, evaluate_chunk_gpu  # noqa: PLC0415
+        from .cuda import device_plans, evaluate_chunk_gpu  # noqa: PLC0415
 
-        packed = {name: device_plan(sc, plan) for name, plan in plans.items()}
+        packed = device_plans(sc, plans)
     while done < paths:
         n = min(chunk, paths - done)
         keep = {name: max(0, KEEP_PATHS - accs[name].kept) for name in plans}
-        if be.is_gpu:  # one fused kernel per plan and chunk: the time loop and sites inside
-            outs = {
-                name: evaluate_chunk_gpu(sc, packed[name], key, done, n, keep[name])
-                for name in plans
-            }
+        if be.is_gpu:  # one fused kernel per chunk: every plan on one market pass per path
+            outs = evaluate_chunk_gpu(packed, key, done, n, keep)
         else:
             idx = xp.arange(done, done + n, dtype=xp.int64)
             co = path_coefficients(sc, key, idx, xp=xp)

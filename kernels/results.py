@@ -20,3 +20,4 @@ class PathOutcomes:
     emergency_btc: Any  # (n,)
     emergency_draw_usd: Any  # (n,)
     min_cash_breach: Any = None  # (n,) bool: cash below the minimum after recourse, alive
+    breach_mask: Any = None  # (n,) int: bit0 DSCR, bit1 leverage, bit2 min cash, 3+f facility f
