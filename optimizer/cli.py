@@ -454,6 +454,13 @@ def print_validation(console: Console, validation: dict | None) -> None:
         console.print()
 
 
+def guarantee_alarms(validation: dict | None) -> list[str]:
+    """The words of the covenant guarantee when it does not hold (empty when it holds)."""
+    from .wording import how_sure_parts  # noqa: PLC0415
+
+    return [p.text for p in how_sure_parts(validation) if p.alarm and p.key == "covenant_bound"]
+
+
 #: Width of the "How sure are we" block, whatever the console's width (a pipe is wider).
 VALIDATION_WIDTH = 80
 #: Validation flags of ``optimize``: (flag, keyword of ``optimize``, smallest value, why).
@@ -560,6 +567,11 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         console.print(f"[yellow]{escape(summary['best_baseline']['why'])}[/yellow]")
     if "validation" in summary:
         print_validation(console, summary["validation"])
+        if args.quiet:  # a guarantee that does not hold is said even then, as the gap is
+            for text in guarantee_alarms(summary["validation"]):
+                make_console(stderr=True).print(
+                    f"[bold yellow]warning:[/bold yellow] {escape(text)}"
+                )
     console.print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in res.timings.items()))
     gap = gap_warning(res.solve, res.time_limit_s)
     if gap:  # at the end, where it is read with the numbers it qualifies (even with --quiet)

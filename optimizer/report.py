@@ -993,8 +993,8 @@ def _word_table(t: WordTable) -> str:
 
 
 def _part_html(p: Part) -> str:
-    cls = "alarm" if p.alarm else "small" if p.skipped else ""
-    return f"<p class='{cls}' id='how-sure-{p.key}'>{_esc(p.text)}</p>" + "".join(
+    cls = " class='alarm'" if p.alarm else " class='small'" if p.skipped else ""
+    return f"<p{cls} id='how-sure-{p.key}'>{_esc(p.text)}</p>" + "".join(
         _word_table(t) for t in p.tables
     )
 

@@ -20,6 +20,7 @@ from hashpivot.optimizer.cli import (
     StageDisplay,
     build_parser,
     gap_fraction,
+    guarantee_alarms,
     main,
     money_m,
     paired_line,
@@ -451,3 +452,10 @@ def test_how_sure_block_when_validation_is_off() -> None:
     text = console.export_text()
     assert "Not assessed (skipped with --no-validate)" in " ".join(text.split())
     assert "Mak–Morton–Wood" not in text
+
+
+def test_a_guarantee_that_fails_is_an_alarm() -> None:
+    assert guarantee_alarms(validation_example(holds=True)) == []
+    assert guarantee_alarms(None) == []
+    (text,) = guarantee_alarms(validation_example(holds=False))
+    assert "the guarantee does NOT hold" in text and "13.6%" in text
