@@ -47,6 +47,8 @@ def test_negative_gap_bound_reads_zero() -> None:
     v = validation_example()
     v["gap_ci"] |= {"upper95_usd": -0.4e6, "upper95_rel": -0.0007}
     assert "within $0.0M (0.0%)" in _words(v, "gap_ci")
+    v["gap_ci"]["upper95_rel"] = None  # no share of a non-positive objective
+    assert "within $0.0M of the best achievable plan" in _words(v, "gap_ci")
 
 
 def test_guarantee_holds_in_words() -> None:
