@@ -341,3 +341,66 @@ def simulation_charts(out: Path, res: SimulationResult) -> list[Path]:
         ),
         margin_chart(out / "mining_margin.png", x, res),
     ]
+
+
+#: Standard errors on each side of a candidate's out-of-sample objective (≈ 95%).
+CANDIDATE_BAR_SE = 2.0
+
+
+def candidates_chart(path: Path, candidates: Sequence[dict[str, Any]], chosen: int) -> Path:
+    """The plan of each SAA replication: its objective out of sample (on the common selection
+    paths) with ±2 standard errors, and in sample (on its own K scenarios, no error bar); the
+    kept replication ``chosen`` in bold. ``candidates`` are the dicts of
+    ``summary["validation"]["replications"]["candidates"]``."""
+    n = len(candidates)
+    height = min(1.3 + 0.32 * n, 6.0)
+    fig, ax = new_figure(WIDTH_IN, height)
+    fig.subplots_adjust(left=0.14, right=0.77, top=1 - 0.4 / height, bottom=0.5 / height)
+    y = np.arange(n)[::-1]  # the first replication at the top
+    obj = np.array([c["selection_objective_usd"] for c in candidates], dtype=float) / 1e6
+    se = np.array([c["selection_stderr_usd"] for c in candidates], dtype=float) / 1e6
+    ins = np.array([c["in_sample_objective_usd"] for c in candidates], dtype=float) / 1e6
+    kept = np.array([int(c["replication"]) == chosen for c in candidates])
+    for mask, color, label in (
+        (~kept, PALETTE[0], "out of sample ±2 s.e."),
+        (kept, PALETTE[3], "kept plan, out of sample ±2 s.e."),
+    ):
+        if mask.any():
+            ax.errorbar(
+                obj[mask],
+                y[mask],
+                xerr=CANDIDATE_BAR_SE * se[mask],
+                fmt="o",
+                color=color,
+                ms=6,
+                capsize=4,
+                lw=1.6,
+                label=label,
+            )
+    ax.plot(
+        ins,
+        y,
+        ls="none",
+        marker="x",
+        color="#7f7f7f",
+        ms=6,
+        label="in sample (its own K scenarios)",
+    )
+    ax.set_yticks(
+        y,
+        [
+            f"replication {c['replication']}" + (" (kept)" if k else "")
+            for c, k in zip(candidates, kept, strict=True)
+        ],
+        fontsize=8,
+    )
+    ax.set_ylim(-0.7, n - 0.3)
+    ax.grid(False, axis="y")
+    return finish(
+        fig,
+        ax,
+        path,
+        "Candidate plans of the replications, judged on the same fresh paths",
+        "",
+        xlabel="objective [$M]",
+    )

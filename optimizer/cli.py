@@ -433,11 +433,70 @@ def stats_table(title: str, rows: dict[str, dict]) -> Table:
     return table
 
 
+def paired_line(name: str, diff_usd: float, stderr_usd: float) -> str:
+    """``− greedy: 12.3 ± 0.9 $M (z = 13.7)``: a paired difference of objectives with the
+    standard error of that difference (CVaR term included) and its z score."""
+    z = diff_usd / stderr_usd if stderr_usd > 0 else float("inf")
+    return f"− {name}: {money_m(diff_usd)} ± {money_m(stderr_usd)} $M (z = {z:.1f})"
+
+
+def print_validation(console: Console, validation: dict | None) -> None:
+    """The "How sure are we" block (:mod:`.wording`), within 80 columns; the parts with bad
+    news (a guarantee that does not hold) in red, skipped ones dimmed."""
+    from .wording import HEADING, how_sure_parts, part_lines  # noqa: PLC0415
+
+    console.print()
+    console.print(f"[bold]{HEADING}[/bold]")
+    for part in how_sure_parts(validation):
+        style = "red" if part.alarm else "dim" if part.skipped else None
+        for line in part_lines(part, VALIDATION_WIDTH):
+            console.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
+        console.print()
+
+
+def guarantee_alarms(validation: dict | None) -> list[str]:
+    """The words of the covenant guarantee when it does not hold (empty when it holds)."""
+    from .wording import how_sure_parts  # noqa: PLC0415
+
+    return [p.text for p in how_sure_parts(validation) if p.alarm and p.key == "covenant_bound"]
+
+
+#: Width of the "How sure are we" block, whatever the console's width (a pipe is wider).
+VALIDATION_WIDTH = 80
+#: Validation flags of ``optimize``: (flag, keyword of ``optimize``, smallest value, why).
+VALIDATION_FLAGS = (
+    ("--replications", "replications", 1, "at least one replication is solved"),
+    ("--batches", "batches", 2, "the gap's standard deviation needs two batches"),
+    ("--calibration-rounds", "calibration_rounds", 0, "0 turns calibration off"),
+)
+
+
+def validation_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keywords of ``optimize`` for the validation flags the user set (only those: the
+    others take the scenario's defaults); raises :class:`UserError` naming a flag out of range."""
+    out: dict[str, Any] = {}
+    for flag, key, least, why in VALIDATION_FLAGS:
+        text = getattr(args, key, None)
+        if text is None:
+            continue
+        try:
+            value = int(str(text).replace("_", ""))
+        except ValueError:
+            raise UserError(f"{flag} {text}: must be an integer >= {least}") from None
+        if value < least:
+            raise UserError(f"{flag} {text}: must be an integer >= {least} ({why})")
+        out[key] = value
+    if getattr(args, "no_validate", False):
+        out["validate"] = False
+    return out
+
+
 def cmd_optimize(args: argparse.Namespace) -> int:
     from .pipeline import gap_warning, input_warnings, optimize  # noqa: PLC0415
     from .report import write_optimize_outputs  # noqa: PLC0415
     from .solve import NoSolutionError  # noqa: PLC0415
 
+    checks = validation_options(args)  # before any other work
     sc = load_scenario(args.scenario)
     out = prepare_output(args.out or default_output_dir(sc.name), overwrite=args.overwrite)
     be = _backend(args)
@@ -470,6 +529,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                 solver_log=display.log if args.solver_log else None,
                 on_solved=display.solve_done,
                 hard_stop=display.hard_stop,
+                **checks,
             )
         except NoSolutionError as exc:
             lines = [f"no feasible plan ({exc.status}):"] + [f"  {r}" for r in exc.reasons]
@@ -483,9 +543,14 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     console.print(scenario_plan_table(res))
     for line in summary["warnings"]:
         console.print(f"[yellow]warning: {escape(line)}[/yellow]")
+    # the MIP gap is that of one sample's solve, not the distance to the best plan
     console.print(
-        f"solver: [bold]{s['status']}[/bold], objective {money_m(s['objective_usd'])} $M, "
-        f"bound {money_m(s['bound_usd'])} $M, gap {s['gap']:.2%} (target {pct(s['target_gap'])})"
+        f"solver: [bold]{s['status']}[/bold], MIP gap {s['gap']:.2%} (target "
+        f"{pct(s['target_gap'])}) on the MILP's K = {res.n_scenarios} scenarios"
+    )
+    console.print(
+        f"  in-sample objective {money_m(s['objective_usd'])} $M, bound "
+        f"{money_m(s['bound_usd'])} $M"
     )
     rows = {
         "plan": summary["plan"]["out_of_sample"],
@@ -493,15 +558,20 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         **summary["baselines"],
     }
     table = stats_table(f"Value and risk on {res.eval_paths:,} fresh paths", rows)
-    table.caption += "; plan, in sample: on the MILP's own scenarios"
+    table.caption += f"; plan, in sample: on the MILP's K = {res.n_scenarios} scenarios"
     console.print(table)
+    console.print("objective of plan − baseline, same paths (± s.e. of the difference):")
     for name, v in summary["vs_baselines"].items():
-        z = v["diff_usd"] / v["stderr_usd"] if v["stderr_usd"] > 0 else float("inf")
-        console.print(
-            f"plan − {name}: {money_m(v['diff_usd'])} ± {money_m(v['stderr_usd'])} $M (z = {z:.1f})"
-        )
+        console.print(f"  {paired_line(name, v['diff_usd'], v['stderr_usd'])}")
     if summary["best_baseline"]:
         console.print(f"[yellow]{escape(summary['best_baseline']['why'])}[/yellow]")
+    if "validation" in summary:
+        print_validation(console, summary["validation"])
+        if args.quiet:  # a guarantee that does not hold is said even then, as the gap is
+            for text in guarantee_alarms(summary["validation"]):
+                make_console(stderr=True).print(
+                    f"[bold yellow]warning:[/bold yellow] {escape(text)}"
+                )
     console.print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in res.timings.items()))
     gap = gap_warning(res.solve, res.time_limit_s)
     if gap:  # at the end, where it is read with the numbers it qualifies (even with --quiet)
@@ -585,10 +655,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     summary = res.summary()
     rows = {res.name: summary["out_of_sample"], **summary["baselines"]}
     console.print(stats_table(f"{res.name} on {summary['eval_paths']:,} paths", rows))
+    console.print(f"objective of {res.name} − baseline, same paths (± s.e. of the difference):")
     for name, v in summary["vs_baselines"].items():
-        console.print(
-            f"{res.name} − {name}: {money_m(v['diff_usd'])} ± {money_m(v['stderr_usd'])} $M"
-        )
+        console.print(f"  {paired_line(name, v['diff_usd'], v['stderr_usd'])}")
     console.print(f"wrote {out}/summary.json")
     return 0
 
@@ -830,6 +899,29 @@ def build_parser() -> argparse.ArgumentParser:
             "--mip-gap", type=gap_fraction, help="relative MIP gap to stop at, in (0, 1)"
         ),
         "mip_gap",
+    )
+    p.add_argument(
+        "--replications",
+        metavar="R",
+        help="independent SAA replications; the best plan out of sample is kept "
+        "(default: from the scenario)",
+    )
+    p.add_argument(
+        "--batches",
+        metavar="B",
+        help="batches of fresh scenarios for the optimality-gap interval, at least 2 "
+        "(default: from the scenario)",
+    )
+    p.add_argument(
+        "--calibration-rounds",
+        metavar="N",
+        help="rounds that tighten the in-sample covenant confidence until the out-of-sample "
+        "bound meets the limit; 0 turns calibration off (default: from the scenario)",
+    )
+    p.add_argument(
+        "--no-validate",
+        action="store_true",
+        help="skip the optimality-gap interval, VSS and EVPI (the fast path)",
     )
     p.add_argument("--threads", type=positive_int, default=2, help="HiGHS threads")
     p.add_argument(

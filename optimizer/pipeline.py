@@ -289,7 +289,7 @@ class OptimizeResult:
         plan, other = st["plan"], st[name]
         lead = (
             f"'{name}' is not beaten by 3 standard errors out of sample "
-            f"(plan − {name} = {diff / 1e6:,.1f} ± {se / 1e6:,.1f} $M)"
+            f"(objective of plan − {name} = {diff / 1e6:,.1f} ± {se / 1e6:,.1f} $M)"
         )
         if other.p_breach > plan.p_breach + 0.01:
             why = (

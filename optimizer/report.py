@@ -31,6 +31,7 @@ from .baselines import POLICIES
 from .charts import (
     PALETTE,
     WIDTH_IN,
+    candidates_chart,
     data_uri,
     date_axis,
     finish,
@@ -44,6 +45,7 @@ from .charts import (
 )
 from .outputs import atomic_output_dir, write_json
 from .pipeline import EvaluateResult, OptimizeResult
+from .wording import HEADING, Part, WordTable, how_sure_parts
 
 COLORS = {
     "plan": "#1f77b4",
@@ -481,12 +483,27 @@ def yearly_chart(path: Path, nums: ReportNumbers, sch: Schedule, plan: Any) -> P
     return save(fig, path)
 
 
-def report_charts(tmp: Path, res: OptimizeResult, nums: ReportNumbers) -> list[tuple[str, Path]]:
-    """Every chart of ``report.html`` written as SVG into ``tmp``: (section id, path) pairs."""
+def report_charts(
+    tmp: Path,
+    res: OptimizeResult,
+    nums: ReportNumbers,
+    validation: dict[str, Any] | None = None,
+) -> list[tuple[str, Path]]:
+    """Every chart of ``report.html`` written as SVG into ``tmp``: (section id, path) pairs;
+    ``validation`` (``summary["validation"]``) adds the candidates of the replications."""
     sc = res.scenario
     stats = res.evaluation.stats
     x = nums.x
-    return [
+    reps = (validation or {}).get("replications")
+    extra = []
+    if reps and len(reps.get("candidates") or []) > 1:
+        extra.append(
+            (
+                "how-sure",
+                candidates_chart(tmp / "candidates.svg", reps["candidates"], int(reps["chosen"])),
+            )
+        )
+    return extra + [
         ("plan", mw_by_use_chart(tmp / "mw_by_use.svg", res, x)),
         (
             "cash",
@@ -947,8 +964,9 @@ def what_this_means(res: OptimizeResult, summary: dict, nums: ReportNumbers) -> 
         )
         sure.append(f"plan − {_esc(name)} = {_money(d)} ± {_money(se)} $M (z = {z:.1f}: {verdict})")
     conf = (
-        "<p>How sure we are: the plan and the baselines are run on the <em>same</em> paths, so "
-        "their differences are measured with little noise (paired comparison): "
+        "<p>Against the baselines: the plan and the baselines are run on the <em>same</em> "
+        "paths, so the differences of their objectives are measured with little noise (paired "
+        "comparison; ± the standard error of each difference, CVaR term included): "
         + "; ".join(sure)
         + ". |z| above 3 means the difference is not chance.</p>"
     )
@@ -965,6 +983,32 @@ def what_this_means(res: OptimizeResult, summary: dict, nums: ReportNumbers) -> 
         "paths (“out of sample”), where it may also use emergency recourse.</p>"
     )
     return "<p>" + " ".join(parts) + "</p>\n" + value + conf + kwords
+
+
+def _word_table(t: WordTable) -> str:
+    """A :class:`~.wording.WordTable` as HTML: its title, the table and its note."""
+    rows = [[_esc(c) for c in r] for r in t.rows]
+    note = f"<p class='small'>{_esc(t.note)}</p>" if t.note else ""
+    return f"<h3>{_esc(t.title)}</h3>\n{_table([_esc(h) for h in t.header], rows)}\n{note}"
+
+
+def _part_html(p: Part) -> str:
+    cls = " class='alarm'" if p.alarm else " class='small'" if p.skipped else ""
+    return f"<p{cls} id='how-sure-{p.key}'>{_esc(p.text)}</p>" + "".join(
+        _word_table(t) for t in p.tables
+    )
+
+
+def how_sure_html(validation: dict[str, Any] | None, candidates_figure: str = "") -> str:
+    """The "How sure are we" section of the report from ``summary["validation"]``: the words
+    and tables of :func:`~.wording.how_sure_parts` (one line for each skipped block), with
+    ``candidates_figure`` (HTML) after the replications."""
+    body = []
+    for p in how_sure_parts(validation):
+        body.append(_part_html(p))
+        if p.key == "replications" and not p.skipped:
+            body.append(candidates_figure)
+    return f"<h2 id='how-sure'>{HEADING}</h2>\n" + "\n".join(b for b in body if b)
 
 
 STYLE = """
@@ -985,6 +1029,7 @@ figcaption { font-size: 0.85em; color: #555; }
 .warnbox.soft b.title { color: #9c640c; }
 .warnbox ul { margin: 0.3em 0; }
 .summary { background: #f5f8fc; border-left: 4px solid #1f77b4; padding: 0.4em 1em; }
+.alarm { color: #c0392b; font-weight: bold; }
 .note { color: #a04000; } .small { font-size: 0.88em; color: #444; }
 table.timeline td:nth-child(-n+2) { white-space: nowrap; }
 @media print { figure, table, .warnbox { break-inside: avoid; } nav { display: none; } }
@@ -1004,6 +1049,10 @@ CAPTIONS = {
     "equity_distribution.svg": "Share of out-of-sample paths whose discounted terminal equity "
     "is at most x, for the plan and each baseline on the same paths.",
     "ai_share.svg": "Share of operating revenue from AI (leases, market IT, own racks).",
+    "candidates.svg": "Each replication solves the MILP on its own independent set of K "
+    "scenarios; its plan is then judged on the same fresh paths as the others (dots, ±2 "
+    "standard errors). Crosses: the objective the MILP promised on its own scenarios (in "
+    "sample), which is optimistic.",
     "market.svg": "Mean, median and 5–95% of the simulated paths by period; log scales for "
     "BTC and hashprice. Mining margin: expected margin per utility MW after power, with the "
     "option to curtail.",
@@ -1048,7 +1097,9 @@ def report_html(
         )
     table = {
         "plan (out of sample)": summary["plan"]["out_of_sample"],
-        "plan (in sample, K scenarios)": summary["plan"]["in_sample"],
+        f"plan, in sample (the MILP's K = {summary['scenarios']} scenarios)": summary["plan"][
+            "in_sample"
+        ],
         **summary["baselines"],
     }
     vs = [
@@ -1073,6 +1124,7 @@ def report_html(
 {"".join(boxes)}
 <h2 id="summary">What this means</h2>
 <div class="summary">{what_this_means(res, summary, nums)}</div>
+{how_sure_html(summary["validation"], fig("how-sure")) if "validation" in summary else ""}
 <nav><a href="#plan">Plan</a><a href="#value">Value and risk</a><a href="#cash">Cash and
 covenants</a><a href="#yearly">Yearly results</a><a href="#sources-uses">Sources and uses</a>
 <a href="#debt">Debt schedule</a><a href="#treasury">BTC treasury</a><a href="#market">Market
@@ -1122,9 +1174,9 @@ breaching facility's balance falls due, paid from cash then treasury BTC, else d
 <p class="small">CVaR<sub>{alpha:g}</sub> of loss: the average loss over the worst
 {1 - alpha:.0%} of paths (negative: even those paths end with positive equity). Objective:
 mean − {sc.risk.cvar_weight:g} × CVaR. In sample: on the optimizer's K scenarios, without
-recourse.</p>
+recourse, and without a standard error (the K weighted scenarios are not a sample).</p>
 <h3>Plan against the baselines (paired, same paths)</h3>
-{_table(["baseline", "plan − baseline ($M)", "s.e.", "z"], vs)}
+{_table(["baseline", "objective: plan − baseline ($M)", "s.e. of the difference", "z"], vs)}
 {fig("value")}
 
 <h2 id="cash">Cash and covenants</h2>
@@ -1220,7 +1272,7 @@ def write_optimize_outputs(
         res.treasury_frame().to_csv(tmp / "treasury.csv", index=False)
         write_json(tmp / "simulation.json", res.simulation.to_json())
         nums = report_numbers(res.scenario, res.plan, res.reduced)
-        charts = report_charts(tmp, res, nums)
+        charts = report_charts(tmp, res, nums, res.summary().get("validation"))
         res.timings["report"] = time.perf_counter() - t0
         summary = res.summary()
         write_json(tmp / "summary.json", summary)

@@ -167,3 +167,110 @@ def snapshot(root: Path) -> dict[str, bytes | str]:
             else:
                 out[rel] = "dir"
     return out
+
+
+def validation_example(*, holds: bool = True) -> dict[str, Any]:
+    """A hand-made ``summary["validation"]`` (the shape ``optimize`` writes): 3 replications,
+    a gap interval, a covenant bound that holds (or not), 2 calibration rounds, VSS, EVPI."""
+    cand = [
+        # replication, seed, in sample, out of sample, s.e., − kept, s.e., MW, leases, gap
+        (0, 101, 617.24e6, 593.21e6, 1.43e6, -7.96e6, 0.91e6, 140.0, ["hyperscaler-a"], 1e-4),
+        (1, 102, 621.0e6, 601.17e6, 1.41e6, 0.0, 0.0, 140.0, ["hyperscaler-a"], 2e-4),
+        (2, 103, 609.9e6, 599.95e6, 1.38e6, -1.22e6, 0.88e6, 105.0, [], 1e-4),
+    ]
+    upper = 0.0871 if holds else 0.1362
+    return {
+        "replications": {
+            "count": 3,
+            "chosen": 1,
+            "selection_paths": 20_000,
+            "spread_usd": 7.96e6,
+            "candidates": [
+                {
+                    "replication": r,
+                    "seed": s,
+                    "in_sample_objective_usd": ins,
+                    "selection_objective_usd": obj,
+                    "selection_stderr_usd": se,
+                    "diff_vs_chosen_usd": d,
+                    "diff_stderr_usd": dse,
+                    "converted_mw": mw,
+                    "leases_signed": leases,
+                    "gap": gap,
+                }
+                for r, s, ins, obj, se, d, dse, mw, leases, gap in cand
+            ],
+        },
+        "gap_ci": {
+            "gbar_usd": 3.12e6,
+            "s_usd": 2.05e6,
+            "batches": 10,
+            "batch_scenarios": 32,
+            "upper95_usd": 4.31e6,
+            "upper95_rel": 0.00717,
+            "per_batch_usd": [3.1e6, 0.2e6, 5.5e6, 1.0e6, 4.4e6, 2.9e6, 6.0e6, 0.8e6, 3.3e6, 4.0e6],
+        },
+        "covenant_bound": {
+            "confidence": 0.95,
+            "target": 0.10,
+            "paths": 20_000,
+            "p_breach": 0.0823 if holds else 0.1315,
+            "upper95": upper,
+            "per_covenant": {
+                "dscr": {"p": 0.0512, "upper95": 0.0538},
+                "leverage": {"p": 0.0311, "upper95": 0.0332},
+                "min_cash": {"p": 0.0024, "upper95": 0.0031},
+            },
+            "per_facility": {
+                "senior-secured-2031": {"p": 0.0605, "upper95": 0.0634},
+                "gpu-equipment-financing": {"p": 0.0, "upper95": 0.000150},
+            },
+            "p_default": 0.0035,
+            "p_default_upper95": 0.0044,
+            "holds": holds,
+            "why": None
+            if holds
+            else "3 calibration rounds could not bring the bound below the limit",
+        },
+        "calibration_rounds": [
+            {
+                "round": 0,
+                "in_sample_confidence": 0.9,
+                "excuse_budget": 0.1,
+                "in_sample_p_breach": 0.0625,
+                "oos_p_breach": 0.1412,
+                "oos_upper95": 0.1462,
+                "paths": 5_000,
+                "objective_usd": 606.04e6,
+                "accepted": False,
+            },
+            {
+                "round": 1,
+                "in_sample_confidence": 0.975,
+                "excuse_budget": 0.025,
+                "in_sample_p_breach": 0.0,
+                "oos_p_breach": 0.0823 if holds else 0.1315,
+                "oos_upper95": upper,
+                "paths": 5_000,
+                "objective_usd": 601.17e6,
+                "accepted": holds,
+            },
+        ],
+        "vss": {
+            "rp_usd": 601.17e6,
+            "eev_usd": 560.55e6,
+            "vss_usd": 40.62e6,
+            "stderr_usd": 2.54e6,
+            "lower95_usd": 35.64e6,
+            "upper95_usd": 45.60e6,
+        },
+        "evpi": {
+            "ws_usd": 655.3e6,
+            "rp_usd": 601.17e6,
+            "evpi_usd": 54.13e6,
+            "stderr_usd": 6.1e6,
+            "lower95_usd": 42.17e6,
+            "upper95_usd": 64.16e6,
+            "scenarios": 64,
+        },
+    }

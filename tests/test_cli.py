@@ -13,18 +13,23 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import snapshot
+from helpers import snapshot, validation_example
 from rich.console import Console
 
 from hashpivot.optimizer.cli import (
     StageDisplay,
+    build_parser,
     gap_fraction,
+    guarantee_alarms,
     main,
     money_m,
+    paired_line,
     pct,
+    print_validation,
     scenario_tables,
     simulation_tables,
     stats_table,
+    validation_options,
 )
 from hashpivot.optimizer.solve import SolveProgress
 from hashpivot.scenarios import load_scenario, shipped_path
@@ -381,3 +386,76 @@ def test_a_scenario_gap_of_one_is_refused_in_words(
     # refused by the CLI here, or by the scenario's own range where the schema has one
     assert "defaults.mip_gap" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- how sure are we
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--replications", "0"),
+        ("--replications", "x"),
+        ("--batches", "1"),
+        ("--batches", "2.5"),
+        ("--calibration-rounds", "-1"),
+    ],
+)
+def test_validation_flag_out_of_range_is_one_line(
+    flag: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    assert main(["optimize", "demo", flag, value, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"{flag} {value}: must be an integer >= ")
+    assert not out.exists()  # refused before any work
+
+
+def test_only_the_validation_flags_set_reach_optimize() -> None:
+    parser = build_parser()
+    assert validation_options(parser.parse_args(["optimize", "demo"])) == {}
+    args = parser.parse_args(
+        ["optimize", "demo", "--replications", "3", "--batches", "2", "--calibration-rounds", "0"]
+    )
+    assert validation_options(args) == {"replications": 3, "batches": 2, "calibration_rounds": 0}
+    args = parser.parse_args(["optimize", "demo", "--no-validate", "--batches", "10"])
+    assert validation_options(args) == {"batches": 10, "validate": False}
+
+
+def test_validation_flags_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["optimize", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for flag in ("--replications R", "--batches B", "--calibration-rounds N", "--no-validate"):
+        assert flag in out
+    assert out.count("(default: from the scenario)") == 3
+    assert "0 turns calibration off" in out and "(the fast path)" in out
+
+
+def test_paired_line_names_the_objective_difference() -> None:
+    assert paired_line("greedy", 12.34e6, 0.9e6) == "− greedy: 12.3 ± 0.9 $M (z = 13.7)"
+    assert paired_line("stay_mining", 1.0e6, 0.0).endswith("(z = inf)")
+
+
+@pytest.mark.parametrize("holds", [True, False])
+def test_how_sure_block_fits_80_columns_on_a_wide_console(holds: bool) -> None:
+    console = Console(width=160, record=True)  # a pipe: wider than the block
+    print_validation(console, validation_example(holds=holds))
+    text = console.export_text()
+    _fits(text)
+    assert "How sure are we" in text and "within $4.3M (0.72%)" in text
+    verdict = "the guarantee holds" if holds else "the guarantee does NOT hold"
+    assert verdict in " ".join(text.split())
+
+
+def test_how_sure_block_when_validation_is_off() -> None:
+    console = Console(width=80, record=True)
+    print_validation(console, None)
+    text = console.export_text()
+    assert "Not assessed (skipped with --no-validate)" in " ".join(text.split())
+    assert "Mak–Morton–Wood" not in text
+
+
+def test_a_guarantee_that_fails_is_an_alarm() -> None:
+    assert guarantee_alarms(validation_example(holds=True)) == []
+    assert guarantee_alarms(None) == []
+    (text,) = guarantee_alarms(validation_example(holds=False))
+    assert "the guarantee does NOT hold" in text and "13.6%" in text

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import validation_example
 
 from hashpivot.kernels.cashflow import cash_flows
 from hashpivot.optimizer import optimize
 from hashpivot.optimizer.charts import (
+    candidates_chart,
     decimal_year,
     new_figure,
     period_label,
@@ -23,6 +25,7 @@ from hashpivot.optimizer.charts import (
 )
 from hashpivot.optimizer.report import (
     gap_warning,
+    how_sure_html,
     report_html,
     report_numbers,
     sources_and_uses,
@@ -235,3 +238,64 @@ def test_sources_and_uses_balance_with_the_kernels_cash_interest(result) -> None
     got = dict(sources)["interest on cash balances (net)"]
     assert got == pytest.approx(interest, rel=1e-9, abs=1.0)
     assert dict(uses)["capex (conversion and GPU racks)"] > 0  # demo converts
+
+
+# --------------------------------------------------------------------------- how sure are we
+def test_how_sure_section_in_words_and_tables() -> None:
+    page = how_sure_html(validation_example(holds=True), "<figure>CANDIDATES</figure>")
+    assert page.startswith("<h2 id='how-sure'>How sure are we</h2>")
+    assert "This plan is within $4.3M (0.72%) of the best achievable plan" in page
+    assert "The limit is 10%: the guarantee holds." in page
+    assert "class='alarm'" not in page
+    assert "<td>facility senior-secured-2031</td><td>6.0%</td><td>6.3%</td>" in page
+    assert "<td>1</td><td>97.5%</td><td>0.0%</td><td>8.2%</td><td>8.7%</td>" in page
+    assert "Planning for uncertainty (VSS) is worth $40.6M ± $2.5M" in page
+    assert "Perfect foresight (EVPI) would be worth at most $64.2M more" in page
+    # the chart of the candidates right after the replications' words and table
+    assert page.index("3 independent replications") < page.index("CANDIDATES")
+    assert page.rstrip().endswith("<figure>CANDIDATES</figure>")
+
+
+def test_how_sure_section_when_the_guarantee_fails() -> None:
+    page = how_sure_html(validation_example(holds=False))
+    alarm = re.search(r"<p class='alarm' id='how-sure-covenant_bound'>([^<]*)</p>", page)
+    assert alarm and "the guarantee does NOT hold (3 calibration rounds" in alarm.group(1)
+    assert "id='how-sure-calibration_rounds'" in page and "none met the limit" in page
+
+
+def test_how_sure_section_says_what_was_skipped() -> None:
+    v = validation_example()
+    v |= {"gap_ci": None, "vss": None, "evpi": None, "replications": None}
+    page = how_sure_html(v, "<figure>CANDIDATES</figure>")
+    assert page.count("skipped with --no-validate") == 3
+    assert "CANDIDATES" not in page  # one replication: nothing to chart
+    assert "Mak–Morton–Wood" not in page and "<td>0.0%</td>" in page
+    off = how_sure_html(None)
+    assert "Not assessed (skipped with --no-validate)" in off and "<table" not in off
+
+
+def test_candidates_chart_marks_the_kept_plan(tmp_path: Path) -> None:
+    reps = validation_example()["replications"]
+    svg = candidates_chart(tmp_path / "c.svg", reps["candidates"], reps["chosen"])
+    text = svg.read_text(encoding="utf-8")
+    assert "replication 1 (kept)" in text and "replication 0" in text
+    assert "replication 0 (kept)" not in text and "<image" not in text
+
+
+def test_report_shows_how_sure_after_what_this_means(
+    result, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    summary = copy.deepcopy(result.summary())
+    summary["validation"] = validation_example(holds=False)
+    monkeypatch.setattr(result, "summary", lambda: copy.deepcopy(summary))
+    monkeypatch.setattr(result, "timings", dict(result.timings))
+    out = write_optimize_outputs(result, tmp_path / "demo")
+    page = (out / "report.html").read_text(encoding="utf-8")
+    where = page.index("<h2 id='how-sure'>")
+    assert page.index("What this means") < where < page.index('<h2 id="plan">')
+    section = page[where : page.index('<h2 id="plan">')]
+    assert "the guarantee does NOT hold" in section
+    assert "data:image/svg+xml;base64," in section  # the candidates chart, embedded
+    assert "judged on the same fresh paths as the others" in section  # its caption
+    assert "in sample (the MILP&#x27;s K = 4 scenarios)" in page
+    assert "objective: plan − baseline ($M)" in page
