@@ -24,6 +24,7 @@ from rich.table import Table
 
 from hashpivot.scenarios import Scenario, ScenarioError, load_scenario, shipped_descriptions
 
+from . import validation_settings as V_DEFAULTS
 from .outputs import OutputError, default_output_dir, prepare_output
 
 #: Exit status of a user error.
@@ -468,6 +469,7 @@ VALIDATION_FLAGS = (
     ("--replications", "replications", 1, "at least one replication is solved"),
     ("--batches", "batches", 2, "the gap's standard deviation needs two batches"),
     ("--calibration-rounds", "calibration_rounds", 0, "0 turns calibration off"),
+    ("--batch-scenarios", "batch_scenarios", 2, "a batch needs two scenarios"),
 )
 
 
@@ -529,6 +531,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                 solver_log=display.log if args.solver_log else None,
                 on_solved=display.solve_done,
                 hard_stop=display.hard_stop,
+                validation_progress=display.count,
                 **checks,
             )
         except NoSolutionError as exc:
@@ -903,20 +906,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--replications",
         metavar="R",
-        help="independent SAA replications; the best plan out of sample is kept "
-        "(default: from the scenario)",
+        help="independent SAA replications; the best plan on common fresh paths is kept "
+        f"(default: {V_DEFAULTS.REPLICATIONS})",
     )
     p.add_argument(
         "--batches",
         metavar="B",
         help="batches of fresh scenarios for the optimality-gap interval, at least 2 "
-        "(default: from the scenario)",
+        f"(default: {V_DEFAULTS.BATCHES})",
+    )
+    p.add_argument(
+        "--batch-scenarios",
+        metavar="N",
+        help="i.i.d. scenarios per gap batch: more give a tighter interval and slower solves "
+        f"(default: {V_DEFAULTS.BATCH_SCENARIOS})",
     )
     p.add_argument(
         "--calibration-rounds",
         metavar="N",
         help="rounds that tighten the in-sample covenant confidence until the out-of-sample "
-        "bound meets the limit; 0 turns calibration off (default: from the scenario)",
+        "bound meets the limit; 0 turns calibration off "
+        f"(default: {V_DEFAULTS.CALIBRATION_ROUNDS})",
     )
     p.add_argument(
         "--no-validate",

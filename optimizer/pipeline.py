@@ -30,7 +30,8 @@ from .checker import check_plan
 from .executor import Executor, available_cores, get_executor, run_all
 from .model import model_data
 from .solve import LogCallback, ProgressCallback, SolveResult, solve
-from .validation import Settings, Validation
+from .validation import Validation
+from .validation_settings import Settings
 
 Progress = Callable[[str, int, int], None]
 
@@ -426,14 +427,15 @@ def optimize(
     k = n_scenarios or d.scenarios
     m = eval_paths or d.eval_paths
     seed = d.seed if seed is None else seed
+    given = {
+        "replications": replications,
+        "batches": batches,
+        "calibration_rounds": calibration_rounds,
+        "batch_scenarios": batch_scenarios,
+        "ws_scenarios": ws_scenarios,
+    }
     settings = Settings(
-        replications=V.REPLICATIONS if replications is None else replications,
-        batches=V.BATCHES if batches is None else batches,
-        calibration_rounds=V.CALIBRATION_ROUNDS
-        if calibration_rounds is None
-        else calibration_rounds,
-        batch_scenarios=batch_scenarios or V.BATCH_SCENARIOS,
-        ws_scenarios=ws_scenarios or V.WS_SCENARIOS,
+        **{key: v for key, v in given.items() if v is not None},
         validate=validate,
         selection_paths=max(MIN_EVAL_PATHS, m // 2),
     )

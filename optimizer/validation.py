@@ -78,19 +78,11 @@ from hashpivot.scenarios import Scenario
 from .executor import Executor, run_all
 from .model import model_data
 from .solve import NoSolutionError, SolveResult, solve
+from .validation_settings import (
+    BATCH_FEASIBILITY_RISK,
+    Settings,
+)
 
-#: Default SAA replications (independent scenario sets solved; the best is kept).
-REPLICATIONS = 2
-#: Default Mak–Morton–Wood batches.
-BATCHES = 5
-#: I.i.d. scenarios per batch.
-BATCH_SCENARIOS = 16
-#: Risk δ that the optimum breaches more than q of a batch's N scenarios (γ = q/N).
-BATCH_FEASIBILITY_RISK = 0.05
-#: Default calibration rounds after round 0 (the first tries in-sample confidence 1).
-CALIBRATION_ROUNDS = 3
-#: I.i.d. scenarios solved alone for the wait-and-see value.
-WS_SCENARIOS = 12
 #: I.i.d. scenarios fixing the plan's CVaR threshold η̂ in the batches.
 ETA_SCENARIOS = 4000
 #: Node budget of a batch or wait-and-see solve (the dual bound stays valid at the budget).
@@ -359,19 +351,6 @@ class Validation:
 
 
 # --------------------------------------------------------------------------- stages
-@dataclass
-class Settings:
-    """How much validation work a run does (``optimize``'s keywords)."""
-
-    replications: int = REPLICATIONS
-    batches: int = BATCHES
-    batch_scenarios: int = BATCH_SCENARIOS
-    calibration_rounds: int = CALIBRATION_ROUNDS
-    ws_scenarios: int = WS_SCENARIOS
-    validate: bool = True
-    selection_paths: int = 0
-
-
 def select_candidate(
     sc: Scenario,
     candidates: list[Candidate],
