@@ -20,8 +20,8 @@ from hashpivot.kernels.backend import Backend, get_backend
 from hashpivot.kernels.cashflow import CASH_TOL_USD, cash_flows, objective
 from hashpivot.kernels.evaluate import EvalStats, Evaluation, evaluate_plans
 from hashpivot.kernels.plan import BTC_DECIMALS, MW_DECIMALS, USD_DECIMALS, Plan, schedule
-from hashpivot.kernels.reduce import ReducedScenarios, reduce_scenarios
-from hashpivot.kernels.simulate import SimulationResult, simulate
+from hashpivot.kernels.reduce import ReducedScenarios, reduce_scenarios, simulate_and_reduce
+from hashpivot.kernels.simulate import SimulationResult
 from hashpivot.scenarios import Scenario, load_scenario
 
 from .baselines import POLICIES, baseline
@@ -378,6 +378,7 @@ def optimize(
     solver_log: LogCallback | None = None,
     on_solved: Callable[[SolveResult], None] | None = None,
     hard_stop: Callable[[], None] | None = None,
+    executor: Any = None,
 ) -> OptimizeResult:
     """Run the whole pipeline on a scenario (a :class:`Scenario`, a YAML path or a shipped name).
 
@@ -385,7 +386,8 @@ def optimize(
     plan is feasible, with the reasons in words. ``progress`` gets (stage, done, total) for
     simulate, reduce and evaluate; ``solve_progress`` and ``solver_log`` go to
     :func:`~hashpivot.optimizer.solve.solve` (as ``progress``, ``log``; ``hard_stop`` too);
-    ``on_solved`` gets the solve's result.
+    ``on_solved`` gets the solve's result. ``executor`` (``.map``) runs the market pass's work
+    items (:func:`~hashpivot.kernels.reduce.simulate_and_reduce`; bit-identical results).
     """
     sc = _resolve(scenario)
     be = backend if isinstance(backend, Backend) else get_backend(backend)
@@ -400,11 +402,12 @@ def optimize(
         return (lambda a, b: progress(name, a, b)) if progress else None
 
     t = time.perf_counter()
-    sim = simulate(sc, paths, seed, backend=be, progress=stage("simulate"))
-    timings["simulate"] = time.perf_counter() - t
-    t = time.perf_counter()
-    red = reduce_scenarios(sc, paths, k, seed, backend=be, progress=stage("reduce"))
-    timings["reduce"] = time.perf_counter() - t
+    # one market pass: statistics and reduction; "reduce" is the clustering share of it
+    sim, red = simulate_and_reduce(
+        sc, paths, k, seed, backend=be, executor=executor, progress=stage("simulate")
+    )
+    timings["reduce"] = red.seconds
+    timings["simulate"] = time.perf_counter() - t - red.seconds
     data = model_data(sc, red)
     limit = d.solver_time_limit_s if time_limit_s is None else time_limit_s
     res = solve(
