@@ -8,9 +8,16 @@ r"""Scenario reduction: N simulated paths → K weighted scenarios of coefficien
    with ``tail_share = max(1 − cvar_alpha, 1 − covenants.confidence)`` — the outcomes CVaR
    and the chance covenants look at. The tail gets its own ``K_tail`` clusters, the body
    ``K − K_tail``; centroids by k-means (k-means++ seeding from the seed) on the pilot.
-3. **Assignment.** A streaming pass over all N paths (bounded memory) assigns each path to the
-   nearest centroid of its group and accumulates, per cluster, the sums of every coefficient
-   trajectory and the path count.
+3. **Assignment.** Every path is assigned to the nearest centroid of its group; per cluster
+   the sums of every coefficient trajectory (taken per block of :func:`reduce_block_paths`
+   paths, chained in path order) and the path count are accumulated.
+
+All of it is **one market pass** (:func:`simulate_and_reduce`, also behind
+:func:`reduce_scenarios`): each path is simulated once, in chunks (bounded memory). The pilot
+range goes first; its factor logs (T·(6 + R) floats a path) are kept until the centroids are
+known, then its cluster sums and the medoids' coefficients are computed from them (not
+re-simulated); the rest of the paths follow in fixed work items, here or on an executor, and
+give the same bits whatever the chunk size or the number of workers.
 4. **Scenarios.** Scenario k has weight p_k = n_k / N. With ``method="mean"`` it is the
    cluster mean, so Σ_k p_k·c̄_k = Σ_paths c / N. With ``method="medoid"`` (default) it is the
    pilot path nearest the centroid, scaled per coefficient and period by

@@ -5,6 +5,12 @@ the fixed log-space histograms of :mod:`~hashpivot.kernels.accumulate`), and per
 and standard error of the mining margin per MW. Memory is bounded by the chunk size whatever the
 number of paths. With NumPy, the same seed gives bit-identical statistics for any chunk size;
 with CuPy the fused kernel accumulates with fp64 atomics (≤ 1e-6 relative across chunkings).
+
+The paths can be split into fixed work items (:class:`PassBlock`, run by
+:func:`run_pass_block`) whose partial sums (:class:`PartialSums`) are chained in path order by
+:class:`StatsMerger`: bit-identical statistics for any number of workers. The same work items
+carry the scenario reduction's work in the one market pass of
+:func:`~hashpivot.kernels.reduce.simulate_and_reduce`.
 """
 
 from __future__ import annotations
