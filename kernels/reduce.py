@@ -394,6 +394,9 @@ class _Pilot:
 
 
 class _PilotAccumulator:
+    #: The pilot keeps factor logs; its coefficients (margins included) come later from them.
+    needs_margin = False
+
     def __init__(self, mp: MarketParams, key: tuple[int, int], ppy: int, n: int, xp: Any) -> None:
         self.mp, self.key, self.ppy, self.xp = mp, key, ppy, xp
         n_leases = mp.lease_default_hazard.shape[0]

@@ -288,7 +288,8 @@ class PassBlock:
 
     ``consumer`` (duck-typed, picklable) adds work to the pass: ``consumer.new(start, stop,
     xp)`` returns an accumulator with ``begin(paths)``, ``period(f, logs, margin)`` for every
-    period of a chunk, ``end()`` after it and ``result()`` at the end of the item.
+    period of a chunk (``margin`` is None when the accumulator's ``needs_margin`` is False and
+    no statistics are taken), ``end()`` after it and ``result()`` at the end of the item.
     """
 
     mp: MarketParams
@@ -333,6 +334,7 @@ def run_pass_block(block: PassBlock, progress: Callable[[int], None] | None = No
     psums = PartialSums(mp.n_periods, _stat_width(mp), block.start, xp) if stats else None
     hists = LogHistograms(mp.n_periods, shift) if stats else None
     acc = block.consumer.new(block.start, block.stop, xp) if block.consumer is not None else None
+    need_margin = stats or (acc is not None and getattr(acc, "needs_margin", True))
     groups = block.groups
     feats: list[np.ndarray] = []
     for a in range(block.start, block.stop, block.chunk):
@@ -346,7 +348,7 @@ def run_pass_block(block: PassBlock, progress: Callable[[int], None] | None = No
             acc.begin(idx)
         for f in iter_periods(mp, block.key, idx, xp=xp):
             logs = factor_logs(f, xp)
-            margin = mining_margin(mp, f, xp=xp)
+            margin = mining_margin(mp, f, xp=xp) if need_margin else None
             if stats:
                 vals = factor_values_from_logs(logs, xp) - d_shift
                 psums.add(f.t, [vals, vals * vals, margin, margin * margin])
@@ -521,7 +523,8 @@ def simulate(
     executor
         Split the paths into fixed work items of ``split_paths`` paths run on this executor
         (``.map(fn, items, **resources)``, results in order; a GPU item asks for ``GPU=1``);
-        the statistics are bit-identical to a run here (NumPy). ``None``: run here.
+        the statistics are bit-identical to a run here (NumPy; on CuPy the work items run the
+        array-module path of the NumPy kernels, not the fused kernel). ``None``: run here.
     """
     if paths < 1:
         raise ValueError(f"paths must be >= 1, got {paths}")
