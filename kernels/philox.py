@@ -36,6 +36,20 @@ DEFAULT_STREAM = 128
 #: Key tags: paths for the MILP coefficients and fresh paths for out-of-sample evaluation.
 TAG_SIMULATE = 0x00000000
 TAG_EVALUATE = 0x5EED0E7A
+#: Key tags of the i.i.d. scenario sets of validation
+#: (:func:`~hashpivot.kernels.reduce.sample_scenarios`): sampled batches (replications, gap
+#: batches), candidate selection, wait-and-see solves.
+TAG_BATCH = 0xBA7C4E50
+TAG_SELECT = 0x5E1EC7ED
+TAG_WAIT_AND_SEE = 0x3A175EE0
+#: Every named tag (distinct: each gives its own paths for the same seed).
+TAGS = {
+    "simulate": TAG_SIMULATE,
+    "evaluate": TAG_EVALUATE,
+    "batch": TAG_BATCH,
+    "select": TAG_SELECT,
+    "wait_and_see": TAG_WAIT_AND_SEE,
+}
 
 TWO_PI = 6.283185307179586
 TWO_M32 = 2.0**-32

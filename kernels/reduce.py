@@ -8,9 +8,16 @@ r"""Scenario reduction: N simulated paths → K weighted scenarios of coefficien
    with ``tail_share = max(1 − cvar_alpha, 1 − covenants.confidence)`` — the outcomes CVaR
    and the chance covenants look at. The tail gets its own ``K_tail`` clusters, the body
    ``K − K_tail``; centroids by k-means (k-means++ seeding from the seed) on the pilot.
-3. **Assignment.** A streaming pass over all N paths (bounded memory) assigns each path to the
-   nearest centroid of its group and accumulates, per cluster, the sums of every coefficient
-   trajectory and the path count.
+3. **Assignment.** Every path is assigned to the nearest centroid of its group; per cluster
+   the sums of every coefficient trajectory (taken per block of :func:`reduce_block_paths`
+   paths, chained in path order) and the path count are accumulated.
+
+All of it is **one market pass** (:func:`simulate_and_reduce`, also behind
+:func:`reduce_scenarios`): each path is simulated once, in chunks (bounded memory). The pilot
+range goes first; its factor logs (T·(6 + R) floats a path) are kept until the centroids are
+known, then its cluster sums and the medoids' coefficients are computed from them (not
+re-simulated); the rest of the paths follow in fixed work items, here or on an executor, and
+give the same bits whatever the chunk size or the number of workers.
 4. **Scenarios.** Scenario k has weight p_k = n_k / N. With ``method="mean"`` it is the
    cluster mean, so Σ_k p_k·c̄_k = Σ_paths c / N. With ``method="medoid"`` (default) it is the
    pilot path nearest the centroid, scaled per coefficient and period by
@@ -29,6 +36,7 @@ gap earlier (re-let share).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +47,23 @@ from hashpivot.scenarios import Scenario
 
 from . import philox
 from .backend import Backend, get_backend, to_numpy
-from .market import MarketParams, iter_periods, market_params, mining_margin, tenant_default_periods
+from .market import (
+    MarketParams,
+    PeriodFactors,
+    iter_periods,
+    market_params,
+    mining_margin,
+    tenant_default_periods,
+)
+from .simulate import (
+    SPLIT_PATHS,
+    PassBlock,
+    SimulationResult,
+    StatsMerger,
+    item_bounds,
+    run_blocks,
+    run_pass_block,
+)
 
 #: Paths used to place the centroids.
 PILOT_PATHS = 20_000
@@ -73,6 +97,8 @@ class ReducedScenarios:
     tenant_relet: np.ndarray
     paths: int = 0
     seed: int = 0
+    #: Seconds of the reduction proper within its pass (clustering, pilot sums, medoids).
+    seconds: float = 0.0
     full_means: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -104,6 +130,69 @@ class ReducedScenarios:
 
 
 # --------------------------------------------------------------------------- per-path data
+class _PathData:
+    """Features (n, G·(4+R)), risk score inputs (n, 3) and, if asked for, the coefficient
+    trajectories of a chunk of paths, filled one period at a time."""
+
+    def __init__(
+        self, mp: MarketParams, n: int, ppy: int, xp: Any, *, features: bool, coefficients: bool
+    ) -> None:
+        self.mp, self.n, self.xp = mp, n, xp
+        t_count = mp.n_periods
+        self.groups = np.arange(t_count) // ppy
+        self.per_group = np.bincount(self.groups)
+        n_groups = int(self.groups[-1]) + 1
+        self.feats = xp.zeros((n, n_groups, 4 + mp.n_regions)) if features else None
+        self.score = xp.zeros((n, 3)) if features else None
+        self.co: dict[str, Any] = (
+            {}
+            if not coefficients
+            else {
+                "margin_usd_per_mw": xp.empty((n, mp.n_sites, t_count)),
+                "btc_price_usd": xp.empty((n, t_count)),
+                "power_usd_per_mwh": xp.empty((n, mp.n_regions, t_count)),
+                "lease_rate_usd_per_kw_month": xp.empty((n, t_count)),
+                "occupancy": xp.empty((n, t_count)),
+                "gpu_hour_usd": xp.empty((n, t_count)),
+            }
+        )
+
+    def add(self, f: PeriodFactors, margin: Any = None) -> None:
+        """Add period ``f.t``; ``margin`` (S, n) is :func:`mining_margin` of ``f`` (computed
+        here when not given)."""
+        xp, co, t = self.xp, self.co, f.t
+        occ = 1.0 / (1.0 + xp.exp(-f.occ_logit))
+        if co:
+            if margin is None:
+                margin = mining_margin(self.mp, f, xp=xp)
+            co["margin_usd_per_mw"][:, :, t] = margin.T
+            co["btc_price_usd"][:, t] = xp.exp(f.ln_btc)
+            co["power_usd_per_mwh"][:, :, t] = xp.exp(f.ln_power).T
+            co["lease_rate_usd_per_kw_month"][:, t] = xp.exp(f.ln_lease)
+            co["occupancy"][:, t] = occ
+            co["gpu_hour_usd"][:, t] = xp.exp(f.ln_gpu)
+        if self.feats is not None:
+            ln_ai = f.ln_lease + xp.log(occ)
+            row = xp.concatenate(
+                [xp.stack([f.ln_hashprice, f.ln_btc, ln_ai, f.ln_gpu]), f.ln_power]
+            )
+            g = self.groups[t]
+            self.feats[:, g, :] += row.T / self.per_group[g]
+            self.score += xp.stack([f.ln_hashprice, f.ln_btc, ln_ai], axis=1) / self.mp.n_periods
+
+    def finish(self, first: Any, relet_gap: int) -> tuple[Any, Any, dict[str, Any]]:
+        """(features, score, coefficients) once every period is in; ``first`` (L, n) are the
+        tenants' default periods (:func:`tenant_default_periods`)."""
+        xp, co = self.xp, self.co
+        feats = self.feats.reshape(self.n, -1) if self.feats is not None else None
+        if co:
+            co["lease_x_occupancy"] = co["lease_rate_usd_per_kw_month"] * co["occupancy"]
+            t_idx = xp.arange(self.mp.n_periods)[None, None, :]
+            co["tenant_survival"] = (first.T[:, :, None] > t_idx).astype(xp.float64)
+            co["tenant_relet"] = (first.T[:, :, None] + relet_gap <= t_idx).astype(xp.float64)
+        return feats, self.score, co
+
+
 def _features_and_coefficients(
     mp: MarketParams,
     key: tuple[int, int],
@@ -115,49 +204,32 @@ def _features_and_coefficients(
     coefficients: bool = True,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Features (n, G·(4+R)), risk score inputs (n, 3) and, unless ``coefficients`` is False,
-    the coefficient trajectories of a chunk."""
-    n = paths.shape[0]
-    t_count = mp.n_periods
-    groups = np.arange(t_count) // ppy
-    n_groups = int(groups[-1]) + 1
-    per_group = np.bincount(groups)
-    cols = 4 + mp.n_regions
-    feats = xp.zeros((n, n_groups, cols))
-    score = xp.zeros((n, 3))
-    co = (
-        {}
-        if not coefficients
-        else {
-            "margin_usd_per_mw": xp.empty((n, mp.n_sites, t_count)),
-            "btc_price_usd": xp.empty((n, t_count)),
-            "power_usd_per_mwh": xp.empty((n, mp.n_regions, t_count)),
-            "lease_rate_usd_per_kw_month": xp.empty((n, t_count)),
-            "occupancy": xp.empty((n, t_count)),
-            "gpu_hour_usd": xp.empty((n, t_count)),
-        }
-    )
+    the coefficient trajectories of a chunk (simulated here)."""
+    pd = _PathData(mp, paths.shape[0], ppy, xp, features=True, coefficients=coefficients)
     for f in iter_periods(mp, key, paths, xp=xp):
-        t = f.t
-        occ = 1.0 / (1.0 + xp.exp(-f.occ_logit))
-        if coefficients:
-            co["margin_usd_per_mw"][:, :, t] = mining_margin(mp, f, xp=xp).T
-            co["btc_price_usd"][:, t] = xp.exp(f.ln_btc)
-            co["power_usd_per_mwh"][:, :, t] = xp.exp(f.ln_power).T
-            co["lease_rate_usd_per_kw_month"][:, t] = xp.exp(f.ln_lease)
-            co["occupancy"][:, t] = occ
-            co["gpu_hour_usd"][:, t] = xp.exp(f.ln_gpu)
-        ln_ai = f.ln_lease + xp.log(occ)
-        row = xp.concatenate([xp.stack([f.ln_hashprice, f.ln_btc, ln_ai, f.ln_gpu]), f.ln_power])
-        feats[:, groups[t], :] += row.T / per_group[groups[t]]
-        score += xp.stack([f.ln_hashprice, f.ln_btc, ln_ai], axis=1) / t_count
-    if not coefficients:
-        return feats.reshape(n, -1), score, co
-    co["lease_x_occupancy"] = co["lease_rate_usd_per_kw_month"] * co["occupancy"]
-    first = tenant_default_periods(mp, key, paths, xp=xp)  # (L, n)
-    t_idx = xp.arange(t_count)[None, None, :]
-    co["tenant_survival"] = (first.T[:, :, None] > t_idx).astype(xp.float64)
-    co["tenant_relet"] = (first.T[:, :, None] + relet_gap <= t_idx).astype(xp.float64)
-    return feats.reshape(n, -1), score, co
+        pd.add(f)
+    first = tenant_default_periods(mp, key, paths, xp=xp) if coefficients else None
+    return pd.finish(first, relet_gap)
+
+
+def _factors_from_logs(t: int, logs: Any, xp: Any) -> PeriodFactors:
+    """The :class:`PeriodFactors` of period ``t`` from its :func:`factor_logs` rows (6 + R, n),
+    as contiguous arrays (the same values, and the same vectorised code paths, as the pass)."""
+    c = xp.ascontiguousarray
+    return PeriodFactors(
+        t, c(logs[0]), c(logs[1]), c(logs[2]), c(logs[6:]), c(logs[3]), c(logs[4]), c(logs[5])
+    )
+
+
+def _coefficients_from_logs(
+    mp: MarketParams, logs: Any, first: Any, relet_gap: int, ppy: int, xp: Any
+) -> dict[str, Any]:
+    """Coefficient trajectories of paths whose factor logs (T, 6 + R, n) and default periods
+    (L, n) were kept: bit-identical to simulating them again."""
+    pd = _PathData(mp, logs.shape[2], ppy, xp, features=False, coefficients=True)
+    for t in range(mp.n_periods):
+        pd.add(_factors_from_logs(t, logs[t], xp))
+    return pd.finish(first, relet_gap)[2]
 
 
 def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -239,6 +311,366 @@ def _nearest_members(z: np.ndarray, members: np.ndarray, centers: np.ndarray) ->
     return rows[_nearest(centers, z[rows])]
 
 
+def reduce_block_paths(mp: MarketParams) -> int:
+    """Paths per block of the coefficient sums (about :data:`CHUNK_ELEMENTS` coefficient
+    elements): cluster sums are taken per block and chained in block order, so they depend on
+    the scenario's dimensions only, never on chunks or workers."""
+    n_cols = mp.n_periods * (mp.n_sites + mp.n_regions + 6 + 2 * mp.lease_default_hazard.shape[0])
+    return max(256, CHUNK_ELEMENTS // max(n_cols, 1))
+
+
+@dataclass(frozen=True)
+class _Clusters:
+    """What the assignment needs from the pilot: feature and score scaling, the tail
+    threshold and the centroids (body first, then tail)."""
+
+    f_mu: np.ndarray
+    f_sd: np.ndarray
+    s_mu: np.ndarray
+    s_sd: np.ndarray
+    threshold: float
+    centers: np.ndarray
+    n_body: int
+
+    def sums(self, feats: Any, score: Any, co: dict[str, Any], xp: Any) -> tuple[Any, Any]:
+        """Path counts (K,) and per-cluster sums of every coefficient of one block of paths
+        (nearest centroid of the path's group: tail when its risk score is at or below the
+        threshold), as NumPy arrays."""
+        k_all = self.centers.shape[0]
+        d_centers = xp.asarray(self.centers)
+        zc = (feats - xp.asarray(self.f_mu)) / xp.asarray(self.f_sd)
+        rk = ((score - xp.asarray(self.s_mu)) / xp.asarray(self.s_sd)).mean(axis=1)
+        in_tail = rk <= self.threshold
+        labels = _nearest(zc, d_centers[: self.n_body])
+        if k_all > self.n_body:
+            lab_tail = _nearest(zc, d_centers[self.n_body :]) + self.n_body
+            labels = xp.where(in_tail, lab_tail, labels)
+        onehot = (labels[None, :] == xp.arange(k_all)[:, None]).astype(xp.float64)
+        parts = {
+            name: to_numpy(onehot @ arr.reshape(arr.shape[0], -1)).reshape((k_all,) + arr.shape[1:])
+            for name, arr in co.items()
+        }
+        return to_numpy(onehot.sum(axis=1)), parts
+
+
+def _cluster_pilot(
+    sc: Scenario, seed: int, n_scenarios: int, feats: np.ndarray, score: np.ndarray
+) -> tuple[_Clusters, np.ndarray, np.ndarray]:
+    """Scaling, tail threshold, centroids (k-means++ from the seed), tail flags and medoids
+    (pilot rows nearest each centroid) from the pilot's features and scores."""
+    n_pilot = feats.shape[0]
+    f_mu, f_sd = feats.mean(axis=0), feats.std(axis=0)
+    f_sd[f_sd <= 0.0] = 1.0
+    s_mu, s_sd = score.mean(axis=0), score.std(axis=0)
+    s_sd[s_sd <= 0.0] = 1.0
+    risk = ((score - s_mu) / s_sd).mean(axis=1)
+    share = tail_share(sc)
+    k_tail = 0
+    if n_scenarios >= 2 and n_pilot >= 2:
+        k_tail = min(n_scenarios - 1, max(1, round(n_scenarios * share * 2)))
+    threshold = float(np.quantile(risk, share)) if k_tail else -np.inf
+    z = (feats - f_mu) / f_sd
+    rng = np.random.default_rng([seed, 0x5CE7])
+    body = _kmeans(z[risk > threshold], n_scenarios - k_tail, rng)
+    tail = _kmeans(z[risk <= threshold], k_tail, rng) if k_tail else np.empty((0, z.shape[1]))
+    centers = np.concatenate([body, tail])
+    is_tail = np.r_[np.zeros(len(body), bool), np.ones(len(tail), bool)]
+    medoids = np.concatenate(
+        [_nearest_members(z, risk > threshold, body), _nearest_members(z, risk <= threshold, tail)]
+    )
+    clusters = _Clusters(f_mu, f_sd, s_mu, s_sd, threshold, centers, len(body))
+    return clusters, is_tail, medoids
+
+
+@dataclass
+class _Pilot:
+    """The pilot range's kept data: factor logs (T, 6 + R, n), tenants' default periods
+    (L, n), features (n, D) and score inputs (n, 3)."""
+
+    logs: Any
+    first: Any
+    feats: Any
+    score: Any
+
+
+class _PilotAccumulator:
+    #: The pilot keeps factor logs; its coefficients (margins included) come later from them.
+    needs_margin = False
+
+    def __init__(self, mp: MarketParams, key: tuple[int, int], ppy: int, n: int, xp: Any) -> None:
+        self.mp, self.key, self.ppy, self.xp = mp, key, ppy, xp
+        n_leases = mp.lease_default_hazard.shape[0]
+        n_feat = (int((mp.n_periods - 1) // ppy) + 1) * (4 + mp.n_regions)
+        self.data = _Pilot(
+            logs=xp.empty((mp.n_periods, 6 + mp.n_regions, n)),
+            first=xp.empty((n_leases, n), dtype=xp.int64),
+            feats=xp.empty((n, n_feat)),
+            score=xp.empty((n, 3)),
+        )
+        self.pos = 0
+
+    def begin(self, paths: Any) -> None:
+        self.paths = paths
+        self.n = paths.shape[0]
+        self.pd = _PathData(self.mp, self.n, self.ppy, self.xp, features=True, coefficients=False)
+
+    def period(self, f: PeriodFactors, logs: Any, margin: Any) -> None:
+        self.data.logs[f.t, :, self.pos : self.pos + self.n] = logs
+        self.pd.add(f)
+
+    def end(self) -> None:
+        a, b = self.pos, self.pos + self.n
+        feats, score, _ = self.pd.finish(None, 0)
+        self.data.feats[a:b] = feats
+        self.data.score[a:b] = score
+        self.data.first[:, a:b] = tenant_default_periods(self.mp, self.key, self.paths, xp=self.xp)
+        self.pos = b
+
+    def result(self) -> _Pilot:
+        return self.data
+
+
+@dataclass(frozen=True)
+class _PilotConsumer:
+    """Keeps what the reduction needs of the pilot range while the pass simulates it."""
+
+    mp: MarketParams
+    key: tuple[int, int]
+    ppy: int
+
+    def new(self, start: int, stop: int, xp: Any) -> _PilotAccumulator:
+        return _PilotAccumulator(self.mp, self.key, self.ppy, stop - start, xp)
+
+
+class _AssignAccumulator:
+    def __init__(self, owner: _AssignConsumer, xp: Any) -> None:
+        self.owner, self.xp = owner, xp
+        self.parts: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
+
+    def begin(self, paths: Any) -> None:
+        self.paths = paths
+        o = self.owner
+        self.pd = _PathData(o.mp, paths.shape[0], o.ppy, self.xp, features=True, coefficients=True)
+
+    def period(self, f: PeriodFactors, logs: Any, margin: Any) -> None:
+        self.pd.add(f, margin)
+
+    def end(self) -> None:
+        o, xp = self.owner, self.xp
+        first = tenant_default_periods(o.mp, o.key, self.paths, xp=xp)
+        feats, score, co = self.pd.finish(first, o.relet_gap)
+        n = self.paths.shape[0]
+        for a in range(0, n, o.block_paths):
+            sl = slice(a, min(n, a + o.block_paths))
+            blk = {name: arr[sl] for name, arr in co.items()}
+            self.parts.append(o.clusters.sums(feats[sl], score[sl], blk, xp))
+        del self.pd
+
+    def result(self) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        return self.parts
+
+
+@dataclass(frozen=True)
+class _AssignConsumer:
+    """Assigns the paths of the pass to the clusters and takes the per-block cluster sums of
+    their coefficients (chunks start on block boundaries)."""
+
+    mp: MarketParams
+    key: tuple[int, int]
+    ppy: int
+    relet_gap: int
+    clusters: _Clusters
+    block_paths: int
+
+    def new(self, start: int, stop: int, xp: Any) -> _AssignAccumulator:
+        return _AssignAccumulator(self, xp)
+
+
+def _ceil_multiple(n: int, unit: int) -> int:
+    return unit * max(1, -(-n // unit))
+
+
+def _one_pass(
+    scenario: Scenario,
+    paths: int,
+    n_scenarios: int,
+    seed: int,
+    *,
+    backend: str | Backend | None,
+    pilot_paths: int,
+    method: str,
+    chunk_paths: int | None,
+    executor: Any,
+    split_paths: int,
+    statistics: bool,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[SimulationResult | None, ReducedScenarios]:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if paths < 1 or n_scenarios < 1:
+        raise ValueError("paths and n_scenarios must be >= 1")
+    be = backend if isinstance(backend, Backend) else get_backend(backend)
+    xp = be.xp
+    mp = market_params(scenario)
+    key = philox.seed_key(seed)
+    ppy = scenario.horizon.periods_per_year
+    gap = scenario.market.ai_lease.releasing_gap_periods
+    blk = reduce_block_paths(mp)
+    chunk = _ceil_multiple(int(chunk_paths or blk), blk)
+    item = _ceil_multiple(split_paths, blk)
+    n_pilot = min(paths, pilot_paths)
+    p_end = min(paths, _ceil_multiple(n_pilot, blk))
+    start = time.perf_counter()
+    merger = StatsMerger(mp) if statistics else None
+
+    # 1. the pilot range, simulated once: statistics, and its factor logs kept
+    def done_pilot(d: int) -> None:
+        if progress is not None:
+            progress(d, paths)
+
+    pilot_blk = PassBlock(
+        mp, key, 0, p_end, chunk, be.name, statistics, consumer=_PilotConsumer(mp, key, ppy)
+    )
+    part = run_pass_block(pilot_blk, done_pilot)
+    if merger is not None:
+        merger.merge(part)
+    pilot: _Pilot = part.extra
+    del part
+    t_red = time.perf_counter()
+    clusters, is_tail, medoids = _cluster_pilot(
+        scenario,
+        seed,
+        n_scenarios,
+        to_numpy(pilot.feats[:n_pilot]),
+        to_numpy(pilot.score[:n_pilot]),
+    )
+    k_all = clusters.centers.shape[0]
+    counts = np.zeros(k_all)
+    sums: dict[str, np.ndarray] = {}
+
+    def add(cnt: np.ndarray, parts: dict[str, np.ndarray]) -> None:
+        nonlocal counts
+        counts += cnt
+        for name, s in parts.items():
+            sums[name] = sums[name] + s if name in sums else s
+
+    # 2. the pilot range's cluster sums from its kept logs, and the medoids' coefficients
+    for a in range(0, p_end, blk):
+        sl = slice(a, min(p_end, a + blk))
+        co = _coefficients_from_logs(mp, pilot.logs[:, :, sl], pilot.first[:, sl], gap, ppy, xp)
+        add(*clusters.sums(pilot.feats[sl], pilot.score[sl], co, xp))
+    rep: dict[str, np.ndarray] = {}
+    if method == "medoid":
+        m_idx = xp.asarray(medoids, dtype=xp.int64)
+        rep_d = _coefficients_from_logs(
+            mp, pilot.logs[:, :, m_idx], pilot.first[:, m_idx], gap, ppy, xp
+        )
+        rep = {name: to_numpy(arr) for name, arr in rep_d.items()}
+    del pilot
+    t_red = time.perf_counter() - t_red
+
+    # 3. every other path, once: statistics and cluster sums, in fixed work items
+    consumer = _AssignConsumer(mp, key, ppy, gap, clusters, blk)
+    blocks = [
+        PassBlock(mp, key, a, b, chunk, be.name, statistics, None, 0, consumer)
+        for a, b in item_bounds(p_end, paths, item)
+    ]
+    cb = (lambda d: progress(p_end + d, paths)) if progress is not None else None
+    for part in run_blocks(blocks, executor, cb, {"GPU": 1} if be.is_gpu else None):
+        if merger is not None:
+            merger.merge(part)
+        for cnt, parts in part.extra:
+            add(cnt, parts)
+    t = time.perf_counter()
+    keep = counts > 0
+    means = {
+        name: s[keep] / counts[keep].reshape((-1,) + (1,) * (s.ndim - 1))
+        for name, s in sums.items()
+    }
+    full = {name: s.sum(axis=0) / paths for name, s in sums.items()}
+    weights = counts[keep] / paths
+    for name, arr in rep.items():
+        if name not in MEAN_ONLY:
+            means[name] = match_means(arr[keep], weights, full[name])
+    red = ReducedScenarios(
+        weights=weights,
+        is_tail=is_tail[keep],
+        path_counts=counts[keep].astype(np.int64),
+        paths=paths,
+        seed=seed,
+        full_means=full,
+        seconds=t_red + time.perf_counter() - t,
+        **means,
+    )
+    seconds = time.perf_counter() - start
+    sim = merger.result(scenario, seed, be, seconds, chunk) if merger is not None else None
+    return sim, red
+
+
+def simulate_and_reduce(
+    scenario: Scenario,
+    paths: int,
+    n_scenarios: int,
+    seed: int,
+    *,
+    backend: str | Backend | None = None,
+    pilot_paths: int = PILOT_PATHS,
+    method: str = "medoid",
+    chunk_paths: int | None = None,
+    executor: Any = None,
+    split_paths: int = SPLIT_PATHS,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[SimulationResult, ReducedScenarios]:
+    """One market pass over ``paths`` paths: the statistics of
+    :func:`~hashpivot.kernels.simulate.simulate` and the reduction of :func:`reduce_scenarios`.
+
+    Every path is simulated once. The pilot range (the first ``pilot_paths`` paths, rounded
+    up to a whole coefficient block) goes first: its statistics are taken and its factor logs
+    (T·(6 + R) per path) and default periods kept, which bounds the extra memory by the
+    pilot; the centroids come from its features; its cluster sums and the medoids'
+    coefficients are then computed from the kept logs (no simulation). The other paths
+    follow in fixed work items of about ``split_paths`` paths, here or on ``executor``.
+
+    With NumPy the results are bit-identical to :func:`simulate` and to the separate
+    simulate-pilot / assignment-pass / medoid-resimulation reduction on the same seed, for
+    any ``chunk_paths`` and ``executor``: path values depend on the path index only, the
+    statistics are chained per :data:`~hashpivot.kernels.accumulate.BLOCK_PATHS` block and
+    the cluster sums per :func:`reduce_block_paths` block, in path order. With CuPy the pass
+    runs through the array-module (``xp``) path of the NumPy kernels (the fused CUDA kernel
+    of :func:`simulate` has no coefficient output), one GPU work item at a time.
+
+    Parameters
+    ----------
+    scenario, paths, n_scenarios, seed, backend, pilot_paths, method
+        As for :func:`reduce_scenarios`.
+    chunk_paths
+        Paths per chunk (rounded up to a whole coefficient block; default one block).
+    executor
+        Runs the work items after the pilot (``.map(fn, items, **resources)``, results in
+        input order; GPU items ask for ``GPU=1``); ``None``: here, one after the other.
+    split_paths
+        Paths per work item (rounded up to a whole coefficient block).
+    progress
+        Called with (paths done, paths) after each chunk (each work item on an executor).
+    """
+    sim, red = _one_pass(
+        scenario,
+        paths,
+        n_scenarios,
+        seed,
+        backend=backend,
+        pilot_paths=pilot_paths,
+        method=method,
+        chunk_paths=chunk_paths,
+        executor=executor,
+        split_paths=split_paths,
+        statistics=True,
+        progress=progress,
+    )
+    assert sim is not None
+    return sim, red
+
+
 def reduce_scenarios(
     scenario: Scenario,
     paths: int,
@@ -249,8 +681,12 @@ def reduce_scenarios(
     pilot_paths: int = PILOT_PATHS,
     method: str = "medoid",
     progress: Callable[[int, int], None] | None = None,
+    executor: Any = None,
 ) -> ReducedScenarios:
     """Reduce ``paths`` simulated paths to at most ``n_scenarios`` weighted scenarios.
+
+    The pass of :func:`simulate_and_reduce` without the simulation statistics: every path is
+    simulated once.
 
     Parameters
     ----------
@@ -267,113 +703,28 @@ def reduce_scenarios(
     method
         ``mean``: scenario k is its cluster's mean trajectory. ``medoid`` (default): scenario k
         is the pilot path nearest its centroid, corrected per coefficient and period by
-        :func:`match_means` (a bounded ratio, else a shift), so the weighted means still equal the full-sample
-        means while each scenario keeps the dispersion of a real path (cluster means
-        understate it, and with it the risk the covenants and CVaR see).
+        :func:`match_means` (a bounded ratio, else a shift), so the weighted means still equal
+        the full-sample means while each scenario keeps the dispersion of a real path (cluster
+        means understate it, and with it the risk the covenants and CVaR see).
     progress
-        Called with (paths done, paths) after the pilot and after each chunk of the
-        assignment pass (the pilot counts as its own paths' share of the work).
+        Called with (paths done, paths) after each chunk.
+    executor
+        Runs the work items after the pilot (see :func:`simulate_and_reduce`).
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if paths < 1 or n_scenarios < 1:
-        raise ValueError("paths and n_scenarios must be >= 1")
-    be = backend if isinstance(backend, Backend) else get_backend(backend)
-    xp = be.xp
-    mp = market_params(scenario)
-    key = philox.seed_key(seed)
-    ppy = scenario.horizon.periods_per_year
-    gap = scenario.market.ai_lease.releasing_gap_periods
-    n_cols = mp.n_periods * (mp.n_sites + mp.n_regions + 6 + 2 * mp.lease_default_hazard.shape[0])
-    chunk = max(256, CHUNK_ELEMENTS // max(n_cols, 1))
-
-    # 1. pilot: features, score scaling, tail threshold, centroids
-    n_pilot = min(paths, pilot_paths)
-    parts = [
-        _features_and_coefficients(
-            mp,
-            key,
-            xp.arange(a, min(n_pilot, a + chunk), dtype=xp.int64),
-            gap,
-            ppy,
-            xp,
-            coefficients=False,
-        )
-        for a in range(0, n_pilot, chunk)
-    ]
-    feats = np.concatenate([to_numpy(p[0]) for p in parts])
-    score = np.concatenate([to_numpy(p[1]) for p in parts])
-    f_mu, f_sd = feats.mean(axis=0), feats.std(axis=0)
-    f_sd[f_sd <= 0.0] = 1.0
-    s_mu, s_sd = score.mean(axis=0), score.std(axis=0)
-    s_sd[s_sd <= 0.0] = 1.0
-    risk = ((score - s_mu) / s_sd).mean(axis=1)
-    share = tail_share(scenario)
-    k_tail = 0
-    if n_scenarios >= 2 and n_pilot >= 2:
-        k_tail = min(n_scenarios - 1, max(1, round(n_scenarios * share * 2)))
-    threshold = float(np.quantile(risk, share)) if k_tail else -np.inf
-    z = (feats - f_mu) / f_sd
-    rng = np.random.default_rng([seed, 0x5CE7])
-    body = _kmeans(z[risk > threshold], n_scenarios - k_tail, rng)
-    tail = _kmeans(z[risk <= threshold], k_tail, rng) if k_tail else np.empty((0, z.shape[1]))
-    centers = np.concatenate([body, tail])
-    is_tail = np.r_[np.zeros(len(body), bool), np.ones(len(tail), bool)]
-    medoids = np.concatenate(
-        [_nearest_members(z, risk > threshold, body), _nearest_members(z, risk <= threshold, tail)]
-    )
-    total = n_pilot + paths
-    if progress is not None:
-        progress(n_pilot, total)
-
-    # 2. streaming assignment of every path
-    k_all = centers.shape[0]
-    sums: dict[str, np.ndarray] = {}
-    counts = np.zeros(k_all)
-    d_centers = xp.asarray(centers)
-    for a in range(0, paths, chunk):
-        idx = xp.arange(a, min(paths, a + chunk), dtype=xp.int64)
-        feats, score, co = _features_and_coefficients(mp, key, idx, gap, ppy, xp)
-        zc = (feats - xp.asarray(f_mu)) / xp.asarray(f_sd)
-        rk = ((score - xp.asarray(s_mu)) / xp.asarray(s_sd)).mean(axis=1)
-        in_tail = rk <= threshold
-        lab_body = _nearest(zc, d_centers[: len(body)])
-        labels = lab_body
-        if len(tail):
-            lab_tail = _nearest(zc, d_centers[len(body) :]) + len(body)
-            labels = xp.where(in_tail, lab_tail, lab_body)
-        onehot = (labels[None, :] == xp.arange(k_all)[:, None]).astype(xp.float64)
-        counts += to_numpy(onehot.sum(axis=1))
-        for name, arr in co.items():
-            part = to_numpy(onehot @ arr.reshape(arr.shape[0], -1)).reshape(
-                (k_all,) + arr.shape[1:]
-            )
-            sums[name] = sums[name] + part if name in sums else part
-        if progress is not None:
-            progress(n_pilot + min(paths, a + chunk), total)
-    keep = counts > 0
-    means = {
-        name: s[keep] / counts[keep].reshape((-1,) + (1,) * (s.ndim - 1))
-        for name, s in sums.items()
-    }
-    full = {name: s.sum(axis=0) / paths for name, s in sums.items()}
-    weights = counts[keep] / paths
-    if method == "medoid":
-        rep_idx = xp.asarray(medoids[keep], dtype=xp.int64)
-        _, _, rep = _features_and_coefficients(mp, key, rep_idx, gap, ppy, xp)
-        for name, arr in rep.items():
-            if name in MEAN_ONLY:
-                continue
-            means[name] = match_means(to_numpy(arr), weights, full[name])
-    return ReducedScenarios(
-        weights=weights,
-        is_tail=is_tail[keep],
-        path_counts=counts[keep].astype(np.int64),
-        paths=paths,
-        seed=seed,
-        full_means=full,
-        **means,
-    )
+    return _one_pass(
+        scenario,
+        paths,
+        n_scenarios,
+        seed,
+        backend=backend,
+        pilot_paths=pilot_paths,
+        method=method,
+        chunk_paths=None,
+        executor=executor,
+        split_paths=SPLIT_PATHS,
+        statistics=False,
+        progress=progress,
+    )[1]
 
 
 def sample_scenarios(
@@ -383,27 +734,39 @@ def sample_scenarios(
     *,
     tag: int,
     backend: str | Backend | None = None,
+    offset: int = 0,
 ) -> ReducedScenarios:
-    """``n`` i.i.d. paths as equally weighted scenarios (no clustering): an unbiased sample
-    for statistical validation (SAA batches, wait-and-see), keyed by ``tag`` apart from the
-    simulation and evaluation paths."""
+    """``n`` i.i.d. market paths as equally weighted scenarios (for validation: sampled
+    batches, candidate selection, wait-and-see solves).
+
+    Paths ``offset .. offset + n`` under the key :func:`~hashpivot.kernels.philox.seed_key`
+    (seed, tag) (a named tag of :mod:`~hashpivot.kernels.philox`, so the sets are independent
+    of the optimisation and evaluation paths and of each other), coefficients exactly as
+    :func:`_features_and_coefficients` makes them, weights 1/n, no tail flags, one path each.
+    """
     if n < 1:
-        raise ValueError("n must be >= 1")
+        raise ValueError(f"n must be >= 1, got {n}")
+    if offset < 0:
+        raise ValueError(f"offset must be >= 0, got {offset}")
     be = backend if isinstance(backend, Backend) else get_backend(backend)
     xp = be.xp
     mp = market_params(scenario)
+    key = philox.seed_key(seed, tag)
     ppy = scenario.horizon.periods_per_year
     gap = scenario.market.ai_lease.releasing_gap_periods
-    _, _, co = _features_and_coefficients(
-        mp, philox.seed_key(seed, tag), xp.arange(n, dtype=xp.int64), gap, ppy, xp
-    )
-    arrays = {name: to_numpy(arr) for name, arr in co.items()}
+    blk = reduce_block_paths(mp)
+    parts: list[dict[str, np.ndarray]] = []
+    for a in range(offset, offset + n, blk):
+        idx = xp.arange(a, min(offset + n, a + blk), dtype=xp.int64)
+        _, _, co = _features_and_coefficients(mp, key, idx, gap, ppy, xp)
+        parts.append({name: to_numpy(arr) for name, arr in co.items()})
+    co = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
     return ReducedScenarios(
         weights=np.full(n, 1.0 / n),
-        is_tail=np.zeros(n, bool),
-        path_counts=np.ones(n, np.int64),
+        is_tail=np.zeros(n, dtype=bool),
+        path_counts=np.ones(n, dtype=np.int64),
         paths=n,
         seed=seed,
-        full_means={name: a.mean(axis=0) for name, a in arrays.items()},
-        **arrays,
+        full_means={name: arr.mean(axis=0) for name, arr in co.items()},
+        **co,
     )

@@ -16,12 +16,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hashpivot.kernels import philox
 from hashpivot.kernels.backend import Backend, get_backend
 from hashpivot.kernels.cashflow import CASH_TOL_USD, cash_flows, objective
 from hashpivot.kernels.evaluate import EvalStats, Evaluation, evaluate_plans
 from hashpivot.kernels.plan import BTC_DECIMALS, MW_DECIMALS, USD_DECIMALS, Plan, schedule
-from hashpivot.kernels.reduce import ReducedScenarios, reduce_scenarios, sample_scenarios
-from hashpivot.kernels.simulate import SimulationResult, simulate
+from hashpivot.kernels.reduce import (
+    ReducedScenarios,
+    reduce_scenarios,
+    sample_scenarios,
+    simulate_and_reduce,
+)
+from hashpivot.kernels.simulate import SimulationResult
 from hashpivot.scenarios import Scenario, load_scenario
 
 from . import validation as V
@@ -418,7 +424,9 @@ def optimize(
     bound holds; with ``validate``, ``batches`` Mak–Morton–Wood batches bound the optimality
     gap (``batch_scenarios`` i.i.d. scenarios each), and VSS and EVPI are estimated (EVPI on
     ``ws_scenarios`` wait-and-see solves). The repeated solves run on ``executor`` (default: a
-    local process pool); every number depends only on the seed, not on the executor.
+    local process pool); a given ``executor`` also runs the market pass's work items
+    (:func:`~hashpivot.kernels.reduce.simulate_and_reduce`). Every number depends only on the
+    seed, not on the executor.
     """
     sc = _resolve(scenario)
     be = backend if isinstance(backend, Backend) else get_backend(backend)
@@ -456,11 +464,12 @@ def optimize(
     pool: Executor = get_executor(None if available_cores() > 1 else 1) if own else executor
     try:
         t = time.perf_counter()
-        sim = simulate(sc, paths, seed, backend=be, progress=stage("simulate"))
-        timings["simulate"] = time.perf_counter() - t
-        t = time.perf_counter()
-        red = reduce_scenarios(sc, paths, k, seed, backend=be, progress=stage("reduce"))
-        timings["reduce"] = time.perf_counter() - t
+        # one market pass: statistics and reduction; "reduce" is the clustering share of it
+        sim, red = simulate_and_reduce(
+            sc, paths, k, seed, backend=be, executor=executor, progress=stage("simulate")
+        )
+        timings["reduce"] = red.seconds
+        timings["simulate"] = time.perf_counter() - t - red.seconds
         limit = d.solver_time_limit_s if time_limit_s is None else time_limit_s
         res = solve(
             model_data(sc, red),
@@ -488,7 +497,7 @@ def optimize(
         ws_sample = None
         if validate:
             ws_sample = sample_scenarios(
-                sc, settings.ws_scenarios, V.derived_seed(seed, V._WS), tag=0
+                sc, settings.ws_scenarios, V.derived_seed(seed, V._WS), tag=philox.TAG_WAIT_AND_SEE
             )
             tasks += [("ws", (sc, ws_sample, j, limit)) for j in range(settings.ws_scenarios)]
         if tasks:

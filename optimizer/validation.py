@@ -63,6 +63,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as _st
 
+from hashpivot.kernels import philox
 from hashpivot.kernels.cashflow import CASH_TOL_USD, cash_flows
 from hashpivot.kernels.evaluate import EvalStats, Evaluation, evaluate_plans
 from hashpivot.kernels.plan import Plan
@@ -166,7 +167,7 @@ def batch_task(
     sc: Scenario, plan: Plan, n: int, seed: int, mip_gap: float | None, time_limit_s: float
 ) -> dict[str, Any]:
     """Solve one MMW batch at the relaxed risk level; the plan's W on the same scenarios."""
-    batch = sample_scenarios(sc, n, seed, tag=0)
+    batch = sample_scenarios(sc, n, seed, tag=philox.TAG_BATCH)
     conf, q = batch_confidence(sc, n)
     out: dict[str, Any] = {"w_plan": terminal_equity(sc, plan, batch), "excusable": q}
     try:
@@ -452,7 +453,7 @@ def gap_interval(
     solve_kwargs: dict[str, Any],
 ) -> dict[str, Any]:
     """The Mak–Morton–Wood block of ``summary.json`` (module docstring)."""
-    eta_sample = sample_scenarios(sc, ETA_SCENARIOS, derived_seed(seed, _ETA), tag=0)
+    eta_sample = sample_scenarios(sc, ETA_SCENARIOS, derived_seed(seed, _ETA), tag=philox.TAG_BATCH)
     w_eta = terminal_equity(sc, plan, eta_sample)
     eta = float(np.quantile(-w_eta, sc.risk.cvar_alpha, method="inverted_cdf"))
     n = settings.batch_scenarios

@@ -475,9 +475,9 @@ def test_reduce_reports_paths_done_per_chunk() -> None:
         pilot_paths=1000,
         progress=lambda a, b: calls.append((a, b)),
     )
-    # the pilot's 1,000 paths, then every assigned path: 4,000 in all
-    assert calls[0] == (1000, 4000) and calls[-1] == (4000, 4000)
-    assert all(b == 4000 for _, b in calls) and [a for a, _ in calls] == sorted(a for a, _ in calls)
+    # one pass (the pilot is its first paths): every path once, 3,000 in all
+    assert calls[-1] == (3000, 3000)
+    assert all(b == 3000 for _, b in calls) and [a for a, _ in calls] == sorted(a for a, _ in calls)
     np.testing.assert_array_equal(red.weights, plain.weights)  # watching changes nothing
 
 

@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from helpers import scenario
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hashpivot.kernels.reduce import MAX_SCALE_FACTOR, match_means, reduce_scenarios, tail_share
+import hashpivot.kernels.reduce as reduce_mod
+from hashpivot.kernels import philox
+from hashpivot.kernels.market import market_params
+from hashpivot.kernels.reduce import (
+    MAX_SCALE_FACTOR,
+    MEAN_ONLY,
+    match_means,
+    reduce_block_paths,
+    reduce_scenarios,
+    sample_scenarios,
+    simulate_and_reduce,
+    tail_share,
+)
 from hashpivot.kernels.simulate import simulate
+from hashpivot.optimizer.executor import ProcessExecutor
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from profile_pipeline import PathCounter  # noqa: E402
 
 #: Weighted mean against the full-sample mean (relative).
 MEAN_RTOL = 1e-9
@@ -137,3 +156,171 @@ def test_match_means_scales_positive_quantities_and_shifts_near_zero_means() -> 
     margins = np.array([[1.0], [-0.999]])  # mean 5e-4 → 0.3: a ratio of 600 would blow up
     out = match_means(margins, weights, np.array([0.3]))
     np.testing.assert_allclose(out, margins + (0.3 - 5e-4))
+
+
+# --------------------------------------------------------------------------- one market pass
+#: Coefficient elements per block in the one-pass tests: texas_hybrid blocks of 294 paths, so
+#: a few thousand paths span the pilot range, whole work items and a short last block.
+SMALL_BLOCK_ELEMENTS = 200_000
+
+
+def _separate_passes(sc, paths: int, k: int, seed: int, pilot: int):
+    """The reduction as it was before the single pass: the pilot simulated on its own, every
+    path simulated again for the assignment (cluster sums per block, chained in order), the
+    medoids simulated a third time."""
+    mp = market_params(sc)
+    key = philox.seed_key(seed)
+    ppy = sc.horizon.periods_per_year
+    gap = sc.market.ai_lease.releasing_gap_periods
+    blk = reduce_block_paths(mp)
+    fc = reduce_mod._features_and_coefficients
+    n_pilot = min(paths, pilot)
+    parts = [
+        fc(mp, key, np.arange(a, min(n_pilot, a + blk)), gap, ppy, np, coefficients=False)
+        for a in range(0, n_pilot, blk)
+    ]
+    feats = np.concatenate([p[0] for p in parts])
+    score = np.concatenate([p[1] for p in parts])
+    clusters, is_tail, medoids = reduce_mod._cluster_pilot(sc, seed, k, feats, score)
+    counts = np.zeros(clusters.centers.shape[0])
+    sums: dict = {}
+    for a in range(0, paths, blk):
+        f, sc_in, co = fc(mp, key, np.arange(a, min(paths, a + blk)), gap, ppy, np)
+        cnt, part = clusters.sums(f, sc_in, co, np)
+        counts += cnt
+        for name, v in part.items():
+            sums[name] = sums[name] + v if name in sums else v
+    keep = counts > 0
+    means = {
+        n: v[keep] / counts[keep].reshape((-1,) + (1,) * (v.ndim - 1)) for n, v in sums.items()
+    }
+    full = {n: v.sum(axis=0) / paths for n, v in sums.items()}
+    weights = counts[keep] / paths
+    _, _, rep = fc(mp, key, medoids[keep], gap, ppy, np)
+    for name, arr in rep.items():
+        if name not in MEAN_ONLY:
+            means[name] = match_means(arr, weights, full[name])
+    return weights, is_tail[keep], means, full
+
+
+def _assert_same_reduction(a, b) -> None:
+    np.testing.assert_array_equal(a.weights, b.weights)
+    np.testing.assert_array_equal(a.is_tail, b.is_tail)
+    np.testing.assert_array_equal(a.path_counts, b.path_counts)
+    for name, arr in a.coefficient_arrays().items():
+        np.testing.assert_array_equal(arr, getattr(b, name), err_msg=name)
+    for name, arr in a.full_means.items():
+        np.testing.assert_array_equal(arr, b.full_means[name], err_msg=name)
+
+
+def _assert_same_statistics(a, b) -> None:
+    for key in a.factors:
+        for stat in ("mean", "std", "p05", "p50", "p95"):
+            np.testing.assert_array_equal(
+                getattr(a.factors[key], stat), getattr(b.factors[key], stat)
+            )
+    for r in a.power:
+        np.testing.assert_array_equal(a.power[r].mean, b.power[r].mean)
+        np.testing.assert_array_equal(a.power[r].p95, b.power[r].p95)
+    np.testing.assert_array_equal(a.margin_mean_usd_per_mw, b.margin_mean_usd_per_mw)
+    np.testing.assert_array_equal(a.margin_stderr_usd_per_mw, b.margin_stderr_usd_per_mw)
+
+
+@pytest.fixture(scope="module")
+def one_pass():
+    """texas_hybrid, 3000 paths, pilot 1000 (range 0..1176), blocks of 294 paths."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(reduce_mod, "CHUNK_ELEMENTS", SMALL_BLOCK_ELEMENTS)
+    sc = scenario("texas_hybrid")
+    assert reduce_block_paths(market_params(sc)) == 294
+    kw = dict(backend="numpy", pilot_paths=1000)
+    with PathCounter() as counter:
+        sim, red = simulate_and_reduce(sc, 3000, 8, 11, **kw)
+    yield sc, sim, red, counter, kw
+    mp.undo()
+
+
+def test_one_pass_equals_simulate_and_separate_reduction(one_pass) -> None:
+    """Bit-identical to simulate() and to the three-pass reduction on the same seed, while
+    every path is stepped through the market model exactly once."""
+    sc, sim, red, counter, _ = one_pass
+    _assert_same_statistics(simulate(sc, 3000, seed=11, backend="numpy"), sim)
+    weights, is_tail, means, full = _separate_passes(sc, 3000, 8, 11, 1000)
+    np.testing.assert_array_equal(red.weights, weights)
+    np.testing.assert_array_equal(red.is_tail, is_tail)
+    for name, arr in means.items():
+        np.testing.assert_array_equal(getattr(red, name), arr, err_msg=name)
+    for name, arr in full.items():
+        np.testing.assert_array_equal(red.full_means[name], arr, err_msg=name)
+    assert counter.for_seed(11) == 3000  # no pilot or medoid re-simulation
+    assert sum(counter.paths.values()) == 3000
+    assert sim.paths == 3000 and red.path_counts.sum() == 3000
+
+
+def test_one_pass_is_chunk_and_work_item_invariant(one_pass) -> None:
+    sc, sim, red, _, kw = one_pass
+    for chunk, split in ((1000, 600), (294, 10_000)):  # chunks of 4 and 1 blocks
+        s2, r2 = simulate_and_reduce(sc, 3000, 8, 11, chunk_paths=chunk, split_paths=split, **kw)
+        _assert_same_statistics(sim, s2)
+        _assert_same_reduction(red, r2)
+    # reduce_scenarios is the same pass without the statistics
+    _assert_same_reduction(red, reduce_scenarios(sc, 3000, 8, 11, **kw))
+
+
+def test_one_pass_on_two_worker_processes_is_bit_identical(one_pass) -> None:
+    sc, sim, red, _, kw = one_pass
+    s2, r2 = simulate_and_reduce(
+        sc, 3000, 8, 11, split_paths=600, executor=ProcessExecutor(2), **kw
+    )
+    _assert_same_statistics(sim, s2)
+    _assert_same_reduction(red, r2)
+
+
+# --------------------------------------------------------------------------- sampled sets
+def test_sample_scenarios_are_equally_weighted_paths_of_their_tag() -> None:
+    sc = scenario("texas_hybrid")
+    mp = market_params(sc)
+    s = sample_scenarios(sc, 40, 5, tag=philox.TAG_BATCH, backend="numpy")
+    assert s.n_scenarios == 40 and s.paths == 40 and s.seed == 5
+    np.testing.assert_array_equal(s.weights, np.full(40, 1 / 40))
+    assert s.weights.sum() == pytest.approx(1.0, abs=1e-12)
+    assert not s.is_tail.any() and np.all(s.path_counts == 1)
+    assert s.margin_usd_per_mw.shape == (40, mp.n_sites, mp.n_periods)
+    assert s.power_usd_per_mwh.shape == (40, mp.n_regions, mp.n_periods)
+    assert s.tenant_survival.shape == (40, len(sc.lease_offers), mp.n_periods)
+    for name, m in s.weighted_means().items():
+        np.testing.assert_allclose(m, s.full_means[name], rtol=MEAN_RTOL, atol=1e-12)
+    # exactly the coefficients of paths 0..39 under the tagged key
+    _, _, co = reduce_mod._features_and_coefficients(
+        mp,
+        philox.seed_key(5, philox.TAG_BATCH),
+        np.arange(40),
+        sc.market.ai_lease.releasing_gap_periods,
+        sc.horizon.periods_per_year,
+        np,
+    )
+    for name, arr in co.items():
+        np.testing.assert_array_equal(getattr(s, name), arr, err_msg=name)
+
+
+def test_sample_scenarios_reproducible_tagged_and_offset() -> None:
+    sc = scenario("demo")
+    a = sample_scenarios(sc, 20, 3, tag=philox.TAG_SELECT, backend="numpy")
+    _assert_same_reduction(a, sample_scenarios(sc, 20, 3, tag=philox.TAG_SELECT, backend="numpy"))
+    later = sample_scenarios(sc, 10, 3, tag=philox.TAG_SELECT, backend="numpy", offset=5)
+    np.testing.assert_array_equal(later.btc_price_usd, a.btc_price_usd[5:15])
+    others = [
+        sample_scenarios(sc, 20, 3, tag=tag, backend="numpy").btc_price_usd
+        for tag in (philox.TAG_BATCH, philox.TAG_WAIT_AND_SEE, philox.TAG_SIMULATE)
+    ]
+    others.append(sample_scenarios(sc, 20, 4, tag=philox.TAG_SELECT, backend="numpy").btc_price_usd)
+    for o in others:
+        assert not np.any(o[:, -1] == a.btc_price_usd[:, -1])
+    with pytest.raises(ValueError, match="n must be"):
+        sample_scenarios(sc, 0, 3, tag=philox.TAG_BATCH, backend="numpy")
+
+
+def test_named_tags_are_distinct() -> None:
+    assert len(set(philox.TAGS.values())) == len(philox.TAGS) == 5
+    keys = {philox.seed_key(9, tag) for tag in philox.TAGS.values()}
+    assert len(keys) == 5
