@@ -78,7 +78,10 @@ class PathCounter:
 def profile(
     scenario: str, paths: int, n_scenarios: int, eval_paths: int, seed: int
 ) -> dict[str, Any]:
-    """Run ``optimize`` on NumPy under a :class:`PathCounter`; the counts and timings."""
+    """Run ``optimize`` on NumPy under a :class:`PathCounter`; the counts and timings.
+
+    The run is the pipeline without its validation (one replication, no calibration, no gap
+    batches): those draw their own independent path sets by design."""
     from hashpivot.optimizer.pipeline import optimize  # noqa: PLC0415
 
     with PathCounter() as counter:
@@ -90,6 +93,9 @@ def profile(
             seed=seed,
             backend="numpy",
             time_limit_s=60.0,
+            replications=1,  # the validation's own path sets are counted apart (other_*)
+            calibration_rounds=0,
+            validate=False,
         )
     sim_paths = counter.for_seed(seed)
     eval_stepped = counter.for_seed(seed, philox.TAG_EVALUATE)

@@ -511,28 +511,31 @@ def optimize(
             note("replicate", len(tasks), len(tasks), f"{len(tasks)} solves")
         timings["replicate"] = time.perf_counter() - t
 
-        # selection on common paths, then calibration of the chance constraint
-        t = time.perf_counter()
-        chosen, sel = V.select_candidate(
-            sc, candidates, settings.selection_paths, seed, be, progress=stage("select")
-        )
+        # selection on common paths, then calibration of the chance constraint (both judge
+        # plans on the selection paths; neither is needed for one replication, no calibration)
+        chosen, rounds, kept, why = 0, [], -1, None
+        if settings.replications > 1 or settings.calibration_rounds > 0:
+            t = time.perf_counter()
+            chosen, sel = V.select_candidate(
+                sc, candidates, settings.selection_paths, seed, be, progress=stage("select")
+            )
+            timings["select"] = time.perf_counter() - t
+            t = time.perf_counter()
+            rounds, kept, why = V.calibrate(
+                sc,
+                candidates[chosen].reduced,
+                candidates[chosen].solve,
+                sel.stats[f"r{chosen}"],
+                settings.calibration_rounds,
+                settings.selection_paths,
+                seed,
+                be,
+                solve_kwargs | {"threads": threads},
+                progress=lambda i, n: note("calibrate", i, n, f"round {i}/{n}"),
+            )
+            timings["calibrate"] = time.perf_counter() - t
         red = candidates[chosen].reduced
-        timings["select"] = time.perf_counter() - t
-        t = time.perf_counter()
-        rounds, kept, why = V.calibrate(
-            sc,
-            red,
-            candidates[chosen].solve,
-            sel.stats[f"r{chosen}"],
-            settings.calibration_rounds,
-            settings.selection_paths,
-            seed,
-            be,
-            solve_kwargs | {"threads": threads},
-            progress=lambda i, n: note("calibrate", i, n, f"round {i}/{n}"),
-        )
-        res = rounds[kept].solve
-        timings["calibrate"] = time.perf_counter() - t
+        res = rounds[kept].solve if rounds else candidates[chosen].solve
 
         t = time.perf_counter()
         plans = {"plan": res.plan}

@@ -215,6 +215,11 @@ def wait_and_see_task(
 
 
 # --------------------------------------------------------------------------- results
+def _finite(x: float) -> float | None:
+    """``x``, or None where it was not estimated (JSON has no NaN)."""
+    return float(x) if math.isfinite(x) else None
+
+
 @dataclass
 class Candidate:
     """One SAA replication's plan."""
@@ -235,8 +240,8 @@ class Candidate:
             "replication": self.replication,
             "seed": self.seed,
             "in_sample_objective_usd": self.solve.objective_usd,
-            "selection_objective_usd": self.selection_objective_usd,
-            "selection_stderr_usd": self.selection_stderr_usd,
+            "selection_objective_usd": _finite(self.selection_objective_usd),
+            "selection_stderr_usd": _finite(self.selection_stderr_usd),
             "diff_vs_chosen_usd": self.diff_vs_chosen_usd,
             "diff_stderr_usd": self.diff_stderr_usd,
             "converted_mw": float((plan.blocks.sum(axis=1) * block_mw).sum()),
@@ -333,8 +338,11 @@ class Validation:
     skipped: list[str] = field(default_factory=list)
 
     def to_json(self, sc: Scenario) -> dict[str, Any]:
-        sel = [c.selection_objective_usd for c in self.candidates]
-        finite = [v for v in sel if math.isfinite(v)]
+        finite = [
+            c.selection_objective_usd
+            for c in self.candidates
+            if math.isfinite(c.selection_objective_usd)
+        ]
         return {
             "replications": {
                 "count": len(self.candidates),
