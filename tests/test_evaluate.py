@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from helpers import tiny_data
 
-from hashpivot.kernels.evaluate import PathCoefficients, simulate_plan
+from hashpivot.kernels.evaluate import (
+    PathCoefficients,
+    breach_events,
+    outcome_breach_mask,
+    simulate_plan,
+)
 from hashpivot.kernels.plan import Plan
+from hashpivot.kernels.results import (
+    BREACH_DSCR,
+    BREACH_LEVERAGE,
+    BREACH_MIN_CASH,
+    FACILITY_BIT0,
+)
 from hashpivot.scenarios import validate_data
 
 #: Money tolerance of the hand checks [$].
 HAND_TOL_USD = 1e-3
 
 
-def _hand_case(rule: str):
+def _hand_case(rule: str, **covenants: float):
     """One site, five quarters, no interest on cash; a 100 M$ bullet loan at 8%/yr (2 M$ interest a
     quarter from t = 1) pays a 112 M$ conversion block at t = 0; DSCR ≥ 1.5 tested at t = 3, 4.
 
@@ -33,7 +46,10 @@ def _hand_case(rule: str):
         "waiver_fee": 0.01,
         "waiver_step_up_bp": 200.0,
     }
+    data["covenants"].update(covenants)
     data["treasury"] = {"btc_held": 1000.0, "btc_floor": 0.0, "cash_usd": 2.0e7}
+    # a second facility, never drawn: never live, never tested
+    data["debt_facilities"].append(dict(data["debt_facilities"][0], name="G"))
     sc = validate_data(data)
     plan = Plan.empty(sc)
     plan.blocks[0, 0] = 1  # 20 MW × 0.7 × 8 M$/IT MW = 112 M$ at t = 0
@@ -119,3 +135,60 @@ def test_paired_standard_errors_include_the_cvar_term() -> None:
     assert abs(se - (wa - wb).std(ddof=1) / np.sqrt(m)) > 1e-3 * se
     again = evaluate_plans(sc, plans, m, 9, backend="numpy", chunk_paths=1024)
     assert again.paired[("a", "b")][1] == se
+
+
+def test_breach_mask_names_the_covenant_and_the_facility() -> None:
+    # accelerate (see test_acceleration_by_hand): paths 1 and 2 fail the DSCR test at t = 3 on
+    # facility F; path 1 then ends t = 3 below the minimum cash (it defaults). G is never drawn.
+    sc, plan, co = _hand_case("accelerate")
+    o = simulate_plan(sc, plan, co)
+    f_bit = 1 << FACILITY_BIT0
+    np.testing.assert_array_equal(
+        o.breach_mask, [0, BREACH_DSCR | BREACH_MIN_CASH | f_bit, BREACH_DSCR | f_bit]
+    )
+    events, facilities = breach_events(o.breach_mask, ["F", "G"])
+    assert events == {"any": 2, "covenant": 2, "dscr": 2, "leverage": 0, "min_cash": 1}
+    assert facilities == {"F": 2, "G": 0}
+    # leverage alone: DSCR ≥ 0.1 holds (trailing OCF 4 ≥ 0.6); debt 100 M$ > 10 × trailing OCF
+    # 4 M$ on paths 1, 2 but not 10 × 16 M$ on path 0
+    sc, plan, co = _hand_case("ignore", min_dscr=0.1, max_leverage=10.0)
+    o = simulate_plan(sc, plan, co)
+    np.testing.assert_array_equal(o.breach, [False, True, True])
+    lev = BREACH_LEVERAGE | f_bit
+    np.testing.assert_array_equal(o.breach_mask, [0, lev, lev])
+    events, facilities = breach_events(o.breach_mask, ["F", "G"])
+    assert events == {"any": 2, "covenant": 2, "dscr": 0, "leverage": 2, "min_cash": 0}
+    assert facilities == {"F": 2, "G": 0}
+
+
+def test_unsplit_outcomes_count_what_they_can() -> None:
+    """Outcomes without a mask (the GPU kernel's) count ``any``, ``covenant`` and ``min_cash``
+    exactly and report no DSCR/leverage or facility split."""
+    from hashpivot.kernels.evaluate import _Accumulator
+
+    sc, plan, co = _hand_case("accelerate")
+    o = simulate_plan(sc, plan, co)
+    bare = dataclasses.replace(o, breach_mask=None)
+    mask, split = outcome_breach_mask(bare)
+    assert not split
+    events, _ = breach_events(mask, ["F", "G"])
+    assert {k: events[k] for k in ("any", "covenant", "min_cash")} == {
+        "any": 2,
+        "covenant": 2,
+        "min_cash": 1,
+    }
+    acc = _Accumulator(5, ["F", "G"])
+    acc.add(o, 5)
+    acc.add(bare, 5)
+    st = acc.stats(6, _estimate(acc, 6), 0)
+    assert st.breach_events == {"any": 4, "covenant": 4, "min_cash": 2}
+    assert st.facility_breach_events == {}
+    assert st.default_events == 2 and st.paths == 6
+
+
+def _estimate(acc, paths: int):
+    from hashpivot.kernels.stats import ObjectiveAccumulator
+
+    obj = ObjectiveAccumulator(["p"], 0.5, 0.0, paths)
+    obj.add(np.concatenate(acc.sample)[:, None], 0)
+    return obj.result()
