@@ -192,3 +192,114 @@ def _estimate(acc, paths: int):
     obj = ObjectiveAccumulator(["p"], 0.5, 0.0, paths)
     obj.add(np.concatenate(acc.sample)[:, None], 0)
     return obj.result()
+
+
+# ------------------------------------------------------------------ split evaluation
+#: Evaluation paths of the split checks: three blocks of SPLIT_BLOCK, the last one partial.
+SPLIT_PATHS = 3000
+SPLIT_BLOCK = 1024
+
+
+@pytest.fixture(scope="module")
+def split_case():
+    from hashpivot.kernels.reduce import reduce_scenarios
+    from hashpivot.optimizer.baselines import baseline
+    from hashpivot.scenarios import load_scenario
+
+    sc = load_scenario("demo")
+    red = reduce_scenarios(sc, 1000, 4, 3, backend="numpy", pilot_paths=1000)
+    plans = {  # defaults and minimum-cash breaches; DSCR and leverage breaches; none
+        "a": baseline("convert_all_expected_cash", sc, red),
+        "b": baseline("greedy", sc, red),
+        "c": Plan.empty(sc),
+    }
+    return sc, plans
+
+
+@pytest.fixture(scope="module")
+def dask_executor():
+    distributed = pytest.importorskip("distributed")
+    from hashpivot.optimizer.executor import DaskExecutor
+
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield DaskExecutor(client)
+
+
+def _split(case, chunk: int, executor=None):
+    from hashpivot.kernels.evaluate import evaluate_plans
+
+    sc, plans = case
+    return evaluate_plans(
+        sc,
+        plans,
+        SPLIT_PATHS,
+        9,
+        backend="numpy",
+        chunk_paths=chunk,
+        block_paths=SPLIT_BLOCK,
+        executor=executor,
+    )
+
+
+def _assert_identical(a, b) -> None:
+    """Every statistic and paired value equal (not close)."""
+    from hashpivot.kernels.evaluate import EvalStats
+
+    assert (a.paths, a.seed, a.backend) == (b.paths, b.seed, b.backend)
+    assert list(a.stats) == list(b.stats)
+    for name in a.stats:
+        for f in dataclasses.fields(EvalStats):
+            x, y = getattr(a.stats[name], f.name), getattr(b.stats[name], f.name)
+            if isinstance(x, np.ndarray):
+                assert x.dtype == y.dtype and x.shape == y.shape, (name, f.name)
+                np.testing.assert_array_equal(x, y, err_msg=f"{name}.{f.name}", strict=True)
+            else:
+                assert x == y, (name, f.name, x, y)
+    assert a.paired == b.paired
+
+
+@pytest.mark.parametrize("chunk", [700, SPLIT_BLOCK])
+def test_split_evaluation_on_two_dask_workers_is_bit_identical(split_case, dask_executor, chunk):
+    assert dask_executor.workers == 2
+    serial = _split(split_case, chunk)
+    _assert_identical(serial, _split(split_case, chunk, dask_executor))
+
+
+def test_split_evaluation_on_two_processes_is_bit_identical(split_case) -> None:
+    from hashpivot.optimizer.executor import ProcessExecutor
+
+    _assert_identical(_split(split_case, 700), _split(split_case, 700, ProcessExecutor(2)))
+
+
+def test_event_counts_are_the_rates_numerators(split_case) -> None:
+    ev = _split(split_case, 700)
+    m = SPLIT_PATHS
+    for name, st in ev.stats.items():
+        e = st.breach_events
+        assert st.paths == m
+        assert e["covenant"] == round(st.p_breach * m) and st.p_breach == e["covenant"] / m
+        assert e["min_cash"] == round(st.p_min_cash_breach * m)
+        assert st.default_events == round(st.p_default * m)
+        assert max(e["covenant"], e["min_cash"]) <= e["any"] <= e["covenant"] + e["min_cash"]
+        assert max(e["dscr"], e["leverage"]) <= e["covenant"] <= e["dscr"] + e["leverage"]
+        # demo has one facility with covenants: it is live at every covenant breach
+        assert st.facility_breach_events == {"senior-notes": e["covenant"]}, name
+        js = st.to_json()
+        assert js["breach_events"] == e and js["default_events"] == st.default_events
+    # the greedy plan breaches both covenants, the empty plan nothing
+    assert ev.stats["b"].breach_events["dscr"] > 0 and ev.stats["b"].breach_events["leverage"] > 0
+    assert ev.stats["c"].breach_events["any"] == 0
+
+
+def test_blocks_are_fixed_by_the_paths() -> None:
+    from hashpivot.kernels.evaluate import eval_blocks
+
+    assert eval_blocks(3000, 1024) == [(0, 1024), (1024, 2048), (2048, 3000)]
+    assert eval_blocks(10, 1024) == [(0, 10)]
+    with pytest.raises(ValueError, match="block_paths"):
+        eval_blocks(10, 0)
