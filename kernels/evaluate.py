@@ -71,7 +71,7 @@ from .results import (
     MASK_FACILITIES,
     PathOutcomes,
 )
-from .stats import ObjectiveAccumulator, ObjectiveEstimate
+from .stats import ObjectiveAccumulator, ObjectiveEstimate, tail_count
 
 #: Outcomes kept per plan for distribution charts.
 KEEP_PATHS = 20_000
@@ -86,8 +86,11 @@ TIME_QUANTILES = (0.05, 0.50, 0.95)
 EVAL_BLOCK_PATHS = 1 << 16
 #: Paths per evaluation block on a GPU (one chunk of the fused kernel).
 GPU_EVAL_BLOCK_PATHS = GPU_EVAL_CHUNK
-#: Blocks handed to an executor per worker and batch (bounds the partial states held at once).
+#: Blocks handed to an executor per worker and batch, at least.
 BLOCKS_PER_WORKER = 4
+#: Bytes of block states (CVaR tails, mostly) a batch may return at once; a batch has as many
+#: blocks as fit (never fewer than :data:`BLOCKS_PER_WORKER` per worker).
+BATCH_STATE_BYTES = 1 << 29
 
 
 @dataclass
@@ -694,7 +697,7 @@ def evaluate_plans(
         Paths per chunk inside a block (default: from the fleet size).
     progress
         Called with (paths done, paths total): after each chunk here, after each batch of
-        blocks with an executor.
+        blocks with an executor (a batch: as many blocks as :data:`BATCH_STATE_BYTES` holds).
     executor
         Any object with ``map(fn, items, **resources)`` returning results in order (the
         executors of :mod:`hashpivot.optimizer.executor`); ``None``: every block here. On a GPU
@@ -718,7 +721,11 @@ def evaluate_plans(
             total.merge(_evaluate_range(sc, plans, seed, a, b, paths, be, chunk, report))
     else:
         resources = {"GPU": 1} if be.is_gpu else {}
-        step = max(1, int(getattr(executor, "workers", 1) or 1)) * BLOCKS_PER_WORKER
+        workers = max(1, int(getattr(executor, "workers", 1) or 1))
+        # per block: each plan's tail rows of every plan's W, and the sums over time
+        tail = min(tail_count(sc.risk.cvar_alpha, paths), block)
+        state = 8 * len(names) * (len(names) * tail + 2 * n_t) + 1
+        step = max(workers * BLOCKS_PER_WORKER, BATCH_STATE_BYTES // state)
         for i in range(0, len(ranges), step):
             tasks = [
                 EvalBlock(sc, plans, seed, a, b, paths, be.name, chunk)

@@ -378,6 +378,7 @@ def optimize(
     solver_log: LogCallback | None = None,
     on_solved: Callable[[SolveResult], None] | None = None,
     hard_stop: Callable[[], None] | None = None,
+    executor: Any = None,
 ) -> OptimizeResult:
     """Run the whole pipeline on a scenario (a :class:`Scenario`, a YAML path or a shipped name).
 
@@ -385,7 +386,9 @@ def optimize(
     plan is feasible, with the reasons in words. ``progress`` gets (stage, done, total) for
     simulate, reduce and evaluate; ``solve_progress`` and ``solver_log`` go to
     :func:`~hashpivot.optimizer.solve.solve` (as ``progress``, ``log``; ``hard_stop`` too);
-    ``on_solved`` gets the solve's result.
+    ``on_solved`` gets the solve's result. ``executor`` (:mod:`~hashpivot.optimizer.executor`)
+    splits the evaluation's path blocks over its workers (``None``: in this process; the
+    statistics are the same bit for bit).
     """
     sc = _resolve(scenario)
     be = backend if isinstance(backend, Backend) else get_backend(backend)
@@ -426,7 +429,9 @@ def optimize(
     for name in POLICIES:
         plans[name] = baseline(name, sc, red)
     rules = {name: check_plan(sc, plans[name], red) for name in POLICIES}
-    ev = evaluate_plans(sc, plans, m, seed, backend=be, progress=stage("evaluate"))
+    ev = evaluate_plans(
+        sc, plans, m, seed, backend=be, progress=stage("evaluate"), executor=executor
+    )
     timings["evaluate"] = time.perf_counter() - t
     timings["report"] = 0.0
     return OptimizeResult(
@@ -499,10 +504,12 @@ def evaluate(
     backend: str | Backend | None = None,
     reduce_paths: int = 5000,
     progress: Progress | None = None,
+    executor: Any = None,
 ) -> EvaluateResult:
     """Judge a plan (or a named policy) out of sample beside the baselines.
 
     Raises :class:`PlanError` with the checker's lines for a plan that breaks a constraint.
+    ``executor`` splits the evaluation's path blocks over its workers (as in :func:`optimize`).
     """
     sc = _resolve(scenario)
     if (plan is None) == (policy is None):
@@ -531,5 +538,6 @@ def evaluate(
         if b != name:
             plans[b] = baseline(b, sc, red)
     cb = (lambda a, b: progress("evaluate", a, b)) if progress else None
-    ev = evaluate_plans(sc, plans, eval_paths or d.eval_paths, seed, backend=be, progress=cb)
+    m = eval_paths or d.eval_paths
+    ev = evaluate_plans(sc, plans, m, seed, backend=be, progress=cb, executor=executor)
     return EvaluateResult(sc, name, plan, ev)
