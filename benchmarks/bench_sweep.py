@@ -12,11 +12,15 @@ min(1) / min(2)) against the goal of 1.7× on 2 cores. Writes
 
     python benchmarks/bench_sweep.py [--repeats 3] [--paths 2000] [--scenarios 8]
                                      [--eval-paths 4000] [--time-limit 60] [--no-outputs]
+
+Pick the sizes so that ``seconds_per_variant_1_worker`` is ~10–20 s on the machine measured
+(shorter variants measure Dask's overhead more than the parallel work).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import platform
 import statistics
 import tempfile
@@ -94,7 +98,11 @@ def main() -> None:
         for w in WORKERS:
             t0 = time.perf_counter()
             clusters[w] = LocalCluster(
-                n_workers=w, threads_per_worker=1, processes=True, dashboard_address=None
+                n_workers=w,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
             )
             clients[w] = Client(clusters[w])
             clients[w].run(warm_up)
