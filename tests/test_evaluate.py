@@ -303,3 +303,37 @@ def test_blocks_are_fixed_by_the_paths() -> None:
     assert eval_blocks(10, 1024) == [(0, 10)]
     with pytest.raises(ValueError, match="block_paths"):
         eval_blocks(10, 0)
+
+
+class _CountingExecutor:
+    """Runs tasks here and records each map call's size and resources (duck-typed executor)."""
+
+    workers = 1
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, dict]] = []
+
+    def map(self, fn, items, **resources):
+        items = list(items)
+        self.calls.append((len(items), resources))
+        return [fn(x) for x in items]
+
+
+def test_batches_of_blocks_do_not_change_the_statistics(split_case, monkeypatch) -> None:
+    """With room for one block state per batch, six blocks go out in batches of
+    BLOCKS_PER_WORKER (4 + 2), untagged on the CPU; the statistics are those of one process."""
+    import hashpivot.kernels.evaluate as evaluate_module
+    from hashpivot.kernels.evaluate import BLOCKS_PER_WORKER, evaluate_plans
+
+    sc, plans = split_case
+    monkeypatch.setattr(evaluate_module, "BATCH_STATE_BYTES", 1)
+    ex = _CountingExecutor()
+    seen: list[tuple[int, int]] = []
+    kw = {"backend": "numpy", "chunk_paths": 400, "block_paths": 500}
+    batched = evaluate_plans(
+        sc, plans, SPLIT_PATHS, 9, executor=ex, progress=lambda a, b: seen.append((a, b)), **kw
+    )
+    assert BLOCKS_PER_WORKER == 4
+    assert ex.calls == [(4, {}), (2, {})]
+    assert seen == [(2000, SPLIT_PATHS), (SPLIT_PATHS, SPLIT_PATHS)]
+    _assert_identical(evaluate_plans(sc, plans, SPLIT_PATHS, 9, **kw), batched)
