@@ -34,6 +34,14 @@ On a GPU each plan and chunk is one fused kernel (``hp_evaluate`` in ``market.cu
 loop and the sites inside, fp32 factors and fp64 money). Streaming keeps memory bounded: per chunk the coefficient trajectories of the chunk's paths;
 across chunks running sums, the worst ⌈(1−α)·M⌉ outcomes of each plan (for CVaR), and the
 first :data:`KEEP_PATHS` outcomes (for distribution charts).
+
+Split evaluation: the paths are cut into fixed blocks of :data:`EVAL_BLOCK_PATHS` (set by the
+number of paths alone); each block's statistics state (:class:`EvalPartial`) is computed on its
+own — here, or as a task on any executor (a local process pool, a Dask cluster) — and the states
+are merged in block order, so the statistics are bit-identical for any number of workers.
+Per path, :attr:`~hashpivot.kernels.results.PathOutcomes.breach_mask` tells which covenant
+(DSCR, leverage), the minimum cash and which facilities breached; the counts are reported with
+the rates (:attr:`EvalStats.breach_events`).
 """
 
 from __future__ import annotations
@@ -54,8 +62,16 @@ from .backend import Backend, get_backend, to_numpy
 from .cashflow import CASH_TOL_USD, operating_flows, terminal_value_usd, trailing_sum
 from .market import iter_periods, market_params, mining_margin, tenant_default_periods
 from .plan import Plan, covenant_windows, debt_terms, schedule
-from .results import PathOutcomes
-from .stats import ObjectiveAccumulator, ObjectiveEstimate
+from .results import (
+    BREACH_COVENANT,
+    BREACH_DSCR,
+    BREACH_LEVERAGE,
+    BREACH_MIN_CASH,
+    FACILITY_BIT0,
+    MASK_FACILITIES,
+    PathOutcomes,
+)
+from .stats import ObjectiveAccumulator, ObjectiveEstimate, tail_count
 
 #: Outcomes kept per plan for distribution charts.
 KEEP_PATHS = 20_000
@@ -65,6 +81,16 @@ CHUNK_ELEMENTS = 6_000_000
 GPU_EVAL_CHUNK = 1 << 20
 #: Quantiles reported over time.
 TIME_QUANTILES = (0.05, 0.50, 0.95)
+#: Paths per evaluation block on the CPU: the unit of a split evaluation's work and of its
+#: merge order (a multiple of :data:`~hashpivot.kernels.accumulate.BLOCK_PATHS`).
+EVAL_BLOCK_PATHS = 1 << 16
+#: Paths per evaluation block on a GPU (one chunk of the fused kernel).
+GPU_EVAL_BLOCK_PATHS = GPU_EVAL_CHUNK
+#: Blocks handed to an executor per worker and batch, at least.
+BLOCKS_PER_WORKER = 4
+#: Bytes of block states (CVaR tails, mostly) a batch may return at once; a batch has as many
+#: blocks as fit (never fewer than :data:`BLOCKS_PER_WORKER` per worker).
+BATCH_STATE_BYTES = 1 << 29
 
 
 @dataclass
@@ -172,6 +198,9 @@ def simulate_plan(
     step_up = cov.waiver_step_up_bp * 1e-4 * dt
     open_ = xp.ones((n, n_f), dtype=bool)  # not accelerated
     breach = xp.zeros(n, dtype=bool)
+    dscr_breach = xp.zeros(n, dtype=bool)
+    lev_breach = xp.zeros(n, dtype=bool)
+    facility_breach = xp.zeros((n, n_f), dtype=bool)  # live and tested at a breached test
     cash_breach = xp.zeros(n, dtype=bool)
     ratio_min = xp.full(n, xp.inf)
     for t in range(t_n):
@@ -222,10 +251,14 @@ def simulate_plan(
             tested = live.any(axis=1) & alive
             w = min(t + 1, ppy)
             ds_trail = sched[:, t - w + 1 : t + 1].sum(axis=1)
-            bad = tested & (
-                (ocf_trail[:, t] < cov.min_dscr * ds_trail - CASH_TOL_USD)
-                | (debt_path[:, t] > cov.max_leverage * ocf_trail[:, t] * (ppy / w) + CASH_TOL_USD)
+            bad_dscr = tested & (ocf_trail[:, t] < cov.min_dscr * ds_trail - CASH_TOL_USD)
+            bad_lev = tested & (
+                debt_path[:, t] > cov.max_leverage * ocf_trail[:, t] * (ppy / w) + CASH_TOL_USD
             )
+            bad = bad_dscr | bad_lev
+            dscr_breach = dscr_breach | bad_dscr
+            lev_breach = lev_breach | bad_lev
+            facility_breach = facility_breach | (live & bad[:, None])
             ratio_min = xp.where(
                 tested & (ds_trail > 0),
                 xp.minimum(ratio_min, ocf_trail[:, t] / xp.where(ds_trail > 0, ds_trail, 1.0)),
@@ -278,6 +311,13 @@ def simulate_plan(
         - dilution
     )
     equity = xp.where(alive, terminal, 0.0) * (1.0 + h.discount_rate) ** (-t_n * dt)
+    mask = (
+        dscr_breach.astype(xp.int64) * BREACH_DSCR
+        + lev_breach.astype(xp.int64) * BREACH_LEVERAGE
+        + cash_breach.astype(xp.int64) * BREACH_MIN_CASH
+    )
+    for f in range(min(n_f, MASK_FACILITIES)):
+        mask = mask + facility_breach[:, f].astype(xp.int64) * (1 << (FACILITY_BIT0 + f))
     return PathOutcomes(
         equity_usd=equity,
         default_period=default_period,
@@ -289,7 +329,61 @@ def simulate_plan(
         emergency_btc=extra_btc,
         emergency_draw_usd=extra_draw,
         min_cash_breach=cash_breach,
+        breach_mask=mask,
     )
+
+
+# --------------------------------------------------------------------------- breach events
+#: Keys of :attr:`EvalStats.breach_events`: ``any`` (a covenant or minimum-cash breach: what the
+#: MILP's chance constraint bounds), ``covenant`` (DSCR or leverage), then each kind alone.
+BREACH_EVENT_KEYS = ("any", "covenant", "dscr", "leverage", "min_cash")
+#: Keys that need the per-covenant split of the breach mask.
+SPLIT_EVENT_KEYS = ("dscr", "leverage")
+
+
+def outcome_breach_mask(o: PathOutcomes) -> tuple[np.ndarray, bool]:
+    """The breach mask of ``o`` on the host and whether it splits the covenants.
+
+    Outcomes without a mask (the fused GPU kernel reports only ``breach`` and
+    ``min_cash_breach``; the CUDA side adds the per-covenant and per-facility bits) get one with
+    both covenant bits on a covenant breach and the minimum-cash bit: ``any``, ``covenant`` and
+    ``min_cash`` counts are exact, the DSCR/leverage and facility split is unknown (``False``).
+    """
+    if o.breach_mask is not None:
+        return to_numpy(o.breach_mask).astype(np.int64, copy=False), True
+    mask = to_numpy(o.breach).astype(np.int64) * BREACH_COVENANT
+    if o.min_cash_breach is not None:
+        mask = mask + to_numpy(o.min_cash_breach).astype(np.int64) * BREACH_MIN_CASH
+    return mask, False
+
+
+def breach_events(
+    mask: np.ndarray, facility_names: list[str] | tuple[str, ...]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Paths with each kind of breach event (:data:`BREACH_EVENT_KEYS`) and, per facility, paths
+    on which it was live and tested at a breached covenant test.
+
+    Parameters
+    ----------
+    mask
+        Breach masks of paths, (n,) int (bits of :mod:`~hashpivot.kernels.results`).
+    facility_names
+        The scenario's facility names, in order (those past :data:`MASK_FACILITIES` have no bit
+        and no count).
+    """
+    mask = np.asarray(mask, dtype=np.int64)
+    events = {
+        "any": int(((mask & (BREACH_COVENANT | BREACH_MIN_CASH)) != 0).sum()),
+        "covenant": int(((mask & BREACH_COVENANT) != 0).sum()),
+        "dscr": int(((mask & BREACH_DSCR) != 0).sum()),
+        "leverage": int(((mask & BREACH_LEVERAGE) != 0).sum()),
+        "min_cash": int(((mask & BREACH_MIN_CASH) != 0).sum()),
+    }
+    facilities = {
+        name: int(((mask >> (FACILITY_BIT0 + f)) & 1).sum())
+        for f, name in enumerate(facility_names[:MASK_FACILITIES])
+    }
+    return events, facilities
 
 
 # --------------------------------------------------------------------------- statistics
@@ -314,9 +408,19 @@ class EvalStats:
     """Share of paths whose cash ends a period below the minimum after recourse (alive)."""
     objective_stderr_usd: float = math.nan
     """Standard error of the objective, CVaR term included (influence function) [$]."""
+    paths: int = 0
+    """Evaluation paths (the trials of every event count below)."""
+    default_events: int = 0
+    """Paths that defaulted."""
+    breach_events: dict[str, int] = field(default_factory=dict)
+    """Paths with each kind of breach (:data:`BREACH_EVENT_KEYS`); ``dscr`` and ``leverage``
+    are absent where the backend does not split covenants (see :func:`outcome_breach_mask`)."""
+    facility_breach_events: dict[str, int] = field(default_factory=dict)
+    """Per facility name, paths on which it was live and tested at a breached covenant test
+    (empty where the backend does not split)."""
 
-    def to_json(self) -> dict[str, float]:
-        """The STATS object of ``summary.json``."""
+    def to_json(self) -> dict[str, Any]:
+        """The STATS object of ``summary.json``: rates, and the event counts behind them."""
         return {
             "objective_usd": self.objective_usd,
             "mean_equity_usd": self.mean_equity_usd,
@@ -326,6 +430,10 @@ class EvalStats:
             "p_default": self.p_default,
             "p_breach": self.p_breach,
             "p_min_cash_breach": self.p_min_cash_breach,
+            "paths": self.paths,
+            "default_events": self.default_events,
+            "breach_events": dict(self.breach_events),
+            "facility_breach_events": dict(self.facility_breach_events),
         }
 
 
@@ -346,10 +454,18 @@ class Evaluation:
 
 class _Accumulator:
     """Per-plan counts, samples and sums over time; the objective, its mean, CVaR and standard
-    errors come from the plans' shared :class:`~hashpivot.kernels.stats.ObjectiveAccumulator`."""
+    errors come from the plans' shared :class:`~hashpivot.kernels.stats.ObjectiveAccumulator`.
 
-    def __init__(self, n_t: int) -> None:
+    ``keep``: outcomes to keep for charts (the first ones added; a block that starts at path
+    ``a`` keeps ``KEEP_PATHS − a``, so merged blocks keep the first :data:`KEEP_PATHS`)."""
+
+    def __init__(self, n_t: int, facility_names: list[str], keep: int = KEEP_PATHS) -> None:
+        self.keep = max(0, keep)
+        self.facility_names = list(facility_names)
         self.defaults = self.breaches = self.cash_breaches = 0
+        self.events = dict.fromkeys(BREACH_EVENT_KEYS, 0)
+        self.facility_events = dict.fromkeys(self.facility_names[:MASK_FACILITIES], 0)
+        self.split = True  # every outcome added had a per-covenant breach mask
         self.sample: list[np.ndarray] = []
         self.kept = 0
         self.cash_sample: list[np.ndarray] = []
@@ -358,13 +474,20 @@ class _Accumulator:
         self.dscr: list[np.ndarray] = []
         self.extra_btc = self.extra_draw = 0.0
 
+    @property
+    def room(self) -> int:
+        """Outcomes still to keep."""
+        return max(0, self.keep - self.kept)
+
     def add(self, o: PathOutcomes, n_t: int) -> None:
         w = to_numpy(o.equity_usd)
         self.defaults += int((to_numpy(o.default_period) < n_t).sum())
         self.breaches += int(to_numpy(o.breach).sum())
         if o.min_cash_breach is not None:
             self.cash_breaches += int(to_numpy(o.min_cash_breach).sum())
-        take = max(0, min(len(w), KEEP_PATHS - self.kept))
+        mask, split = outcome_breach_mask(o)
+        self._count(*breach_events(mask, self.facility_names), split)
+        take = min(len(w), self.room)
         if take:
             self.sample.append(w[:take])
             self.cash_sample.append(to_numpy(o.cash_usd)[:take])
@@ -375,9 +498,39 @@ class _Accumulator:
         self.extra_btc += float(to_numpy(o.emergency_btc).sum())
         self.extra_draw += float(to_numpy(o.emergency_draw_usd).sum())
 
+    def _count(self, events: dict[str, int], facilities: dict[str, int], split: bool) -> None:
+        for k, v in events.items():
+            self.events[k] += v
+        for k, v in facilities.items():
+            self.facility_events[k] += v
+        self.split = self.split and split
+
+    def merge(self, other: _Accumulator) -> None:
+        """Add the state of the next range of paths (sums: this total + the other's)."""
+        self.defaults += other.defaults
+        self.breaches += other.breaches
+        self.cash_breaches += other.cash_breaches
+        self._count(other.events, other.facility_events, other.split)
+        for w, cash, dscr in zip(other.sample, other.cash_sample, other.dscr, strict=True):
+            take = min(len(w), self.room)
+            if not take:
+                break
+            self.sample.append(w[:take])
+            self.cash_sample.append(cash[:take])
+            self.dscr.append(dscr[:take])
+            self.kept += take
+        self.debt_sum += other.debt_sum
+        self.ai_sum += other.ai_sum
+        self.extra_btc += other.extra_btc
+        self.extra_draw += other.extra_draw
+
     def stats(self, paths: int, est: ObjectiveEstimate, i: int) -> EvalStats:
         cash = np.concatenate(self.cash_sample)
         dscr = np.concatenate(self.dscr)
+        events = dict(self.events)
+        if not self.split:
+            for k in SPLIT_EVENT_KEYS:
+                del events[k]
         return EvalStats(
             objective_usd=float(est.objective_usd[i]),
             mean_equity_usd=float(est.mean_usd[i]),
@@ -394,7 +547,120 @@ class _Accumulator:
             emergency_btc_mean=self.extra_btc / paths,
             emergency_draw_mean_usd=self.extra_draw / paths,
             p_min_cash_breach=self.cash_breaches / paths,
+            paths=paths,
+            default_events=self.defaults,
+            breach_events=events,
+            facility_breach_events=dict(self.facility_events) if self.split else {},
         )
+
+
+# --------------------------------------------------------------------------- split evaluation
+def eval_blocks(paths: int, block_paths: int) -> list[tuple[int, int]]:
+    """Path ranges ``[a, b)`` of the evaluation blocks: fixed by ``paths`` and ``block_paths``
+    alone, never by the number of workers."""
+    if block_paths < 1:
+        raise ValueError(f"block_paths must be >= 1, got {block_paths}")
+    return [(a, min(a + block_paths, paths)) for a in range(0, paths, block_paths)]
+
+
+@dataclass
+class EvalPartial:
+    """The statistics state of plans on the paths ``start .. stop − 1`` (picklable): per-plan
+    :class:`_Accumulator` s and the shared objective accumulator."""
+
+    start: int
+    stop: int
+    accumulators: dict[str, _Accumulator]
+    objectives: ObjectiveAccumulator
+
+    @classmethod
+    def empty(cls, sc: Scenario, names: list[str], paths: int, start: int = 0) -> EvalPartial:
+        """No paths yet, from path ``start``; ``paths`` is the whole evaluation's count."""
+        n_t = sc.horizon.n_periods
+        fac = [f.name for f in sc.debt_facilities]
+        keep = KEEP_PATHS - min(start, KEEP_PATHS)
+        return cls(
+            start,
+            start,
+            {name: _Accumulator(n_t, fac, keep) for name in names},
+            ObjectiveAccumulator(names, sc.risk.cvar_alpha, sc.risk.cvar_weight, paths),
+        )
+
+    def merge(self, other: EvalPartial) -> None:
+        """Append the next range (``other.start == self.stop``); merging the same ranges in
+        the same order gives bit-identical statistics wherever each range was computed."""
+        if other.start != self.stop:
+            raise ValueError(f"blocks merge in order: expected a block from path {self.stop}")
+        for name, acc in self.accumulators.items():
+            acc.merge(other.accumulators[name])
+        self.objectives.merge(other.objectives)
+        self.stop = other.stop
+
+
+@dataclass(frozen=True)
+class EvalBlock:
+    """One block of an evaluation: everything a worker needs (picklable)."""
+
+    scenario: Scenario
+    plans: dict[str, Plan]
+    seed: int
+    start: int
+    stop: int
+    paths: int  # the whole evaluation's paths (the CVaR tail size)
+    backend: str  # a resolved backend name: numpy or cupy
+    chunk_paths: int
+
+
+def evaluate_block(task: EvalBlock) -> EvalPartial:
+    """Evaluate the plans on one block of paths (a worker's task)."""
+    be = get_backend(task.backend, notify=False)
+    t = task
+    return _evaluate_range(t.scenario, t.plans, t.seed, t.start, t.stop, t.paths, be, t.chunk_paths)
+
+
+def _evaluate_range(
+    sc: Scenario,
+    plans: dict[str, Plan],
+    seed: int,
+    start: int,
+    stop: int,
+    paths: int,
+    be: Backend,
+    chunk: int,
+    progress: Callable[[int], None] | None = None,
+) -> EvalPartial:
+    """Paths ``start .. stop − 1`` in chunks of ``chunk``, from the block's first path."""
+    xp = be.xp
+    key = philox.seed_key(seed, philox.TAG_EVALUATE)
+    n_t = sc.horizon.n_periods
+    names = list(plans)
+    part = EvalPartial.empty(sc, names, paths, start)
+    accs = part.accumulators
+    if be.is_gpu:
+        from .cuda import device_plans, evaluate_chunk_gpu  # noqa: PLC0415
+
+        packed = device_plans(sc, plans)
+    done = start
+    while done < stop:
+        n = min(chunk, stop - done)
+        keep = {name: accs[name].room for name in plans}
+        if be.is_gpu:  # one fused kernel per chunk: every plan on one market pass per path
+            outs = evaluate_chunk_gpu(packed, key, done, n, keep)
+        else:
+            idx = xp.arange(done, done + n, dtype=xp.int64)
+            co = path_coefficients(sc, key, idx, xp=xp)
+            outs = {
+                name: simulate_plan(sc, plan, co, xp=xp, keep=keep[name])
+                for name, plan in plans.items()
+            }
+        for name, o in outs.items():
+            accs[name].add(o, n_t)
+        part.objectives.add(np.stack([to_numpy(outs[nm].equity_usd) for nm in names], axis=1), done)
+        done += n
+        if progress:
+            progress(done)
+    part.stop = stop
+    return part
 
 
 def evaluate_plans(
@@ -406,8 +672,15 @@ def evaluate_plans(
     backend: str | Backend | None = None,
     chunk_paths: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    executor: Any = None,
+    block_paths: int | None = None,
 ) -> Evaluation:
     """Judge ``plans`` on the same ``paths`` fresh paths (common random numbers).
+
+    The paths are split into fixed blocks (:func:`eval_blocks`); each block's statistics state
+    is computed on its own and the states are merged in block order, in this process or on the
+    workers of ``executor`` alike — so the statistics are bit-identical for any number of
+    workers (and, but for the per-period sums of debt and AI share, for any ``chunk_paths``).
 
     Parameters
     ----------
@@ -420,45 +693,51 @@ def evaluate_plans(
     backend
         Array backend.
     chunk_paths
-        Paths per chunk (default: from the fleet size).
+        Paths per chunk inside a block (default: from the fleet size).
+    progress
+        Called with (paths done, paths total): after each chunk here, after each batch of
+        blocks with an executor (a batch: as many blocks as :data:`BATCH_STATE_BYTES` holds).
+    executor
+        Any object with ``map(fn, items, **resources)`` returning results in order (the
+        executors of :mod:`hashpivot.optimizer.executor`); ``None``: every block here. On a GPU
+        backend the tasks ask for the resource ``GPU=1`` (Dask routes them to GPU workers).
+    block_paths
+        Paths per block (default :data:`EVAL_BLOCK_PATHS`, :data:`GPU_EVAL_BLOCK_PATHS` on a GPU).
     """
     be = backend if isinstance(backend, Backend) else get_backend(backend)
-    xp = be.xp
-    key = philox.seed_key(seed, philox.TAG_EVALUATE)
     n_t = sc.horizon.n_periods
     width = n_t * (len(sc.sites) + len(sc.market.power_regions) + 4 + 2 * len(sc.lease_offers))
     default_chunk = GPU_EVAL_CHUNK if be.is_gpu else max(256, CHUNK_ELEMENTS // max(width, 1))
     chunk = int(chunk_paths or default_chunk)
-    accs = {name: _Accumulator(n_t) for name in plans}
+    block = int(block_paths or (GPU_EVAL_BLOCK_PATHS if be.is_gpu else EVAL_BLOCK_PATHS))
+    ranges = eval_blocks(paths, block)
     names = list(plans)
+    total = EvalPartial.empty(sc, names, paths)
+    start = time.perf_counter()
+    if executor is None:
+        report = (lambda d: progress(d, paths)) if progress else None
+        for a, b in ranges:
+            total.merge(_evaluate_range(sc, plans, seed, a, b, paths, be, chunk, report))
+    else:
+        resources = {"GPU": 1} if be.is_gpu else {}
+        workers = max(1, int(getattr(executor, "workers", 1) or 1))
+        # per block: each plan's tail rows of every plan's W, and the sums over time
+        tail = min(tail_count(sc.risk.cvar_alpha, paths), block)
+        state = 8 * len(names) * (len(names) * tail + 2 * n_t) + 1
+        step = max(workers * BLOCKS_PER_WORKER, BATCH_STATE_BYTES // state)
+        for i in range(0, len(ranges), step):
+            tasks = [
+                EvalBlock(sc, plans, seed, a, b, paths, be.name, chunk)
+                for a, b in ranges[i : i + step]
+            ]
+            for part in executor.map(evaluate_block, tasks, **resources):
+                total.merge(part)
+            if progress:
+                progress(total.stop, paths)
     # objectives with their CVaR term on common paths: paired standard errors by the influence
     # function (kernels/stats.py), not the mean-equity difference's alone
-    objectives = ObjectiveAccumulator(names, sc.risk.cvar_alpha, sc.risk.cvar_weight, paths)
-    start = time.perf_counter()
-    done = 0
-    if be.is_gpu:
-        from .cuda import device_plans, evaluate_chunk_gpu  # noqa: PLC0415
-
-        packed = device_plans(sc, plans)
-    while done < paths:
-        n = min(chunk, paths - done)
-        keep = {name: max(0, KEEP_PATHS - accs[name].kept) for name in plans}
-        if be.is_gpu:  # one fused kernel per chunk: every plan on one market pass per path
-            outs = evaluate_chunk_gpu(packed, key, done, n, keep)
-        else:
-            idx = xp.arange(done, done + n, dtype=xp.int64)
-            co = path_coefficients(sc, key, idx, xp=xp)
-            outs = {
-                name: simulate_plan(sc, plan, co, xp=xp, keep=keep[name])
-                for name, plan in plans.items()
-            }
-        for name, o in outs.items():
-            accs[name].add(o, n_t)
-        objectives.add(np.stack([to_numpy(outs[nm].equity_usd) for nm in names], axis=1), done)
-        done += n
-        if progress:
-            progress(done, paths)
-    est = objectives.result()
+    est = total.objectives.result()
+    accs = total.accumulators
     stats = {name: accs[name].stats(paths, est, i) for i, name in enumerate(names)}
     paired = {}
     for b in names[1:]:

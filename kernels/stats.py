@@ -130,6 +130,30 @@ class ObjectiveAccumulator:
             self._tail_w[j], self._tail_i[j] = rows, ids
         self.seen += n
 
+    def merge(self, other: ObjectiveAccumulator) -> None:
+        """Add the partial state of another range of the same paths (e.g. from a worker).
+
+        The tails merge exactly (ties broken by path index); the sums add ``other``'s total to
+        this one's, so merging the same ranges in the same order gives bit-identical results
+        (:func:`~hashpivot.kernels.evaluate.evaluate_plans` fixes the ranges).
+        """
+        if (other.names, other.alpha, other.lam, other.paths) != (
+            self.names,
+            self.alpha,
+            self.lam,
+            self.paths,
+        ):
+            raise ValueError("cannot merge accumulators of different plans, risk or paths")
+        self._sums.add_raw(other._sums.result())
+        for j in range(len(self.names)):
+            rows = np.concatenate([self._tail_w[j], other._tail_w[j]])
+            ids = np.concatenate([self._tail_i[j], other._tail_i[j]])
+            if len(rows) > self.k:
+                keep = np.lexsort((ids, rows[:, j]))[: self.k]
+                rows, ids = rows[keep], ids[keep]
+            self._tail_w[j], self._tail_i[j] = rows, ids
+        self.seen += other.seen
+
     def result(self) -> ObjectiveEstimate:
         """Objectives, CVaRs and standard errors (delta method, see the module docstring)."""
         m = self.seen

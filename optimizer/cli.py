@@ -493,6 +493,42 @@ def validation_options(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def connect_scheduler(address: str) -> Any:
+    """A ``dask.distributed.Client`` of the scheduler at ``address``; a user error if none
+    answers within :data:`SCHEDULER_TIMEOUT_S`."""
+    try:
+        from distributed import Client  # noqa: PLC0415
+
+        return Client(address, timeout=SCHEDULER_TIMEOUT_S)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise UserError(f"--scheduler {address}: cannot connect ({exc})") from None
+
+
+@contextmanager
+def split_executor(args: argparse.Namespace) -> Iterator[Any]:
+    """The executor that splits the Monte Carlo paths: ``--workers N`` local processes, or the
+    workers of the Dask scheduler at ``--scheduler``; ``None`` (neither flag): in this process.
+    The statistics do not depend on it."""
+    from .executor import get_executor  # noqa: PLC0415
+
+    if getattr(args, "scheduler", None):
+        client = connect_scheduler(args.scheduler)
+        try:
+            yield get_executor(client=client)
+        finally:
+            client.close()
+    elif getattr(args, "workers", None):
+        pool = get_executor(args.workers)
+        try:
+            yield pool
+        finally:
+            close = getattr(pool, "close", None)
+            if close is not None:
+                close()
+    else:
+        yield None
+
+
 def cmd_optimize(args: argparse.Namespace) -> int:
     from .pipeline import gap_warning, input_warnings, optimize  # noqa: PLC0415
     from .report import write_optimize_outputs  # noqa: PLC0415
@@ -511,7 +547,10 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             f"defaults.mip_gap: {d.mip_gap:g} would call any plan optimal; use a gap below 1 "
             "(e.g. 0.01 for 1%) or --mip-gap"
         )
-    with StageDisplay(args.quiet, plain=args.solver_log) as display:
+    with (
+        split_executor(args) as executor,
+        StageDisplay(args.quiet, plain=args.solver_log) as display,
+    ):
         for text in input_warnings(sc, k, m):
             display.warn(text)
         try:
@@ -532,6 +571,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                 on_solved=display.solve_done,
                 hard_stop=display.hard_stop,
                 validation_progress=display.count,
+                executor=executor,
                 **checks,
             )
         except NoSolutionError as exc:
@@ -637,7 +677,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.out or default_output_dir(sc.name, "evaluate"), overwrite=args.overwrite
     )
     try:
-        with StageDisplay(args.quiet) as display:
+        with split_executor(args) as executor, StageDisplay(args.quiet) as display:
             warn = eval_paths_warning(args.paths or sc.defaults.eval_paths, "--paths")
             if warn:
                 display.warn(warn)
@@ -649,6 +689,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 backend=be,
                 progress=display.paths,
+                executor=executor,
             )
     except PlanError as exc:
         raise UserError(
@@ -699,14 +740,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     console = _console(args)
-    client = None
-    if args.scheduler:
-        try:
-            from distributed import Client  # noqa: PLC0415
-
-            client = Client(args.scheduler, timeout=SCHEDULER_TIMEOUT_S)
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise UserError(f"--scheduler {args.scheduler}: cannot connect ({exc})") from None
+    client = connect_scheduler(args.scheduler) if args.scheduler else None
     t0 = time.perf_counter()
     try:
         with StageDisplay(args.quiet) as display:
@@ -833,6 +867,25 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="print nothing but errors and warnings")
 
 
+def _add_workers(p: argparse.ArgumentParser, workers_help: str) -> None:
+    """``--workers N`` or ``--scheduler ADDRESS`` (not both)."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=positive_int, metavar="N", help=workers_help)
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="address of an existing Dask scheduler, e.g. tcp://host:8786 (its workers need "
+        "hashpivot installed)",
+    )
+
+
+#: Help of ``--workers`` where the Monte Carlo paths are split.
+SPLIT_WORKERS_HELP = (
+    "split the evaluation paths over N local processes (default: in this process; the "
+    "statistics are the same bit for bit)"
+)
+
+
 def _add_overwrite(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--overwrite",
@@ -937,6 +990,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--solver-log", action="store_true", help="show the HiGHS log, each line labelled by phase"
     )
+    _add_workers(p, SPLIT_WORKERS_HELP)
     p.add_argument("--out", help="output directory (default: hashpivot-out/NAME)")
     _add_overwrite(p)
     p.set_defaults(func=cmd_optimize)
@@ -960,19 +1014,14 @@ def build_parser() -> argparse.ArgumentParser:
     _scenario_default(
         p.add_argument("--paths", type=positive_int, help="evaluation paths"), "eval_paths"
     )
+    _add_workers(p, SPLIT_WORKERS_HELP)
     p.add_argument("--out", help="output directory (default: hashpivot-out/NAME-evaluate)")
     _add_overwrite(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = command("sweep", "run every variant of a sweep file on Dask (a local cluster by default)")
     p.add_argument("sweep", help="sweep YAML: a base scenario and a grid or list of variants")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument(
-        "--workers", type=positive_int, help="local worker processes (default: the cores available)"
-    )
-    where.add_argument(
-        "--scheduler", help="address of an existing Dask scheduler, e.g. tcp://host:8786"
-    )
+    _add_workers(p, "local worker processes (default: the cores available)")
     p.add_argument(
         "--backend",
         choices=("numpy", "cupy"),

@@ -425,8 +425,8 @@ def optimize(
     gap (``batch_scenarios`` i.i.d. scenarios each), and VSS and EVPI are estimated (EVPI on
     ``ws_scenarios`` wait-and-see solves). The repeated solves run on ``executor`` (default: a
     local process pool); a given ``executor`` also runs the market pass's work items
-    (:func:`~hashpivot.kernels.reduce.simulate_and_reduce`). Every number depends only on the
-    seed, not on the executor.
+    (:func:`~hashpivot.kernels.reduce.simulate_and_reduce`) and splits the evaluations' path
+    blocks over its workers. Every number depends only on the seed, not on the executor.
     """
     sc = _resolve(scenario)
     be = backend if isinstance(backend, Backend) else get_backend(backend)
@@ -542,7 +542,9 @@ def optimize(
         for name in POLICIES:
             plans[name] = baseline(name, sc, red)
         rules = {name: check_plan(sc, plans[name], red) for name in POLICIES}
-        ev = evaluate_plans(sc, plans, m, seed, backend=be, progress=stage("evaluate"))
+        ev = evaluate_plans(
+            sc, plans, m, seed, backend=be, progress=stage("evaluate"), executor=executor
+        )
         timings["evaluate"] = time.perf_counter() - t
 
         val = V.Validation(
@@ -640,10 +642,12 @@ def evaluate(
     backend: str | Backend | None = None,
     reduce_paths: int = 5000,
     progress: Progress | None = None,
+    executor: Any = None,
 ) -> EvaluateResult:
     """Judge a plan (or a named policy) out of sample beside the baselines.
 
     Raises :class:`PlanError` with the checker's lines for a plan that breaks a constraint.
+    ``executor`` splits the evaluation's path blocks over its workers (as in :func:`optimize`).
     """
     sc = _resolve(scenario)
     if (plan is None) == (policy is None):
@@ -672,5 +676,6 @@ def evaluate(
         if b != name:
             plans[b] = baseline(b, sc, red)
     cb = (lambda a, b: progress("evaluate", a, b)) if progress else None
-    ev = evaluate_plans(sc, plans, eval_paths or d.eval_paths, seed, backend=be, progress=cb)
+    m = eval_paths or d.eval_paths
+    ev = evaluate_plans(sc, plans, m, seed, backend=be, progress=cb, executor=executor)
     return EvaluateResult(sc, name, plan, ev)

@@ -308,7 +308,8 @@ def covenant_bound(sc: Scenario, st: EvalStats, why: str | None = None) -> dict[
         "paths": m,
         "p_breach": ev["any"] / m,
         "upper95": upper,
-        "per_covenant": {k: entry(ev[k]) for k in ("dscr", "leverage", "min_cash")},
+        # (the GPU kernel without a breach mask counts no DSCR/leverage split: left out)
+        "per_covenant": {k: entry(ev[k]) for k in ("dscr", "leverage", "min_cash") if k in ev},
         "per_facility": {name: entry(n) for name, n in st.facility_breach_events.items()},
         "p_default": st.default_events / m,
         "p_default_upper95": clopper_pearson_upper(st.default_events, m),

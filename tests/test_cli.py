@@ -426,7 +426,13 @@ def test_validation_flags_in_help(capsys: pytest.CaptureFixture[str]) -> None:
     out = " ".join(capsys.readouterr().out.split())
     for flag in ("--replications R", "--batches B", "--calibration-rounds N", "--no-validate"):
         assert flag in out
-    assert out.count("(default: from the scenario)") == 3
+    for flag, default in (
+        ("--replications R", "(default: 2)"),
+        ("--batches B", "(default: 5)"),
+        ("--batch-scenarios N", "(default: 16)"),
+        ("--calibration-rounds N", "(default: 3)"),
+    ):
+        assert default in out.split(flag, 1)[1].split(" --", 1)[0], flag
     assert "0 turns calibration off" in out and "(the fast path)" in out
 
 
@@ -459,3 +465,30 @@ def test_a_guarantee_that_fails_is_an_alarm() -> None:
     assert guarantee_alarms(None) == []
     (text,) = guarantee_alarms(validation_example(holds=False))
     assert "the guarantee does NOT hold" in text and "13.6%" in text
+
+
+# --------------------------------------------------------------------------- split Monte Carlo
+@pytest.mark.slow  # ~15 s on a quiet 2-core machine: two evaluations and two spawned workers
+def test_evaluate_on_two_workers_writes_the_same_statistics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--workers 2`` splits the paths in blocks over two processes (three blocks here) and
+    the summary's statistics are those of the run in this process, bit for bit."""
+    import hashpivot.kernels.evaluate as evaluate_module
+
+    monkeypatch.setattr(evaluate_module, "EVAL_BLOCK_PATHS", 512)
+    args = ["evaluate", "demo", "--policy", "greedy", "--paths", "1500", "--backend", "numpy"]
+    assert main(args + ["--quiet", "--out", str(tmp_path / "one")]) == 0
+    assert main(args + ["--quiet", "--workers", "2", "--out", str(tmp_path / "two")]) == 0
+    one, two = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("one", "two"))
+    for key in ("out_of_sample", "baselines", "vs_baselines"):
+        assert one[key] == two[key], key
+    assert one["out_of_sample"]["paths"] == 1500
+
+
+def test_workers_and_scheduler_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
+    for cmd in (["optimize", "demo"], ["evaluate", "demo", "--policy", "greedy"]):
+        with pytest.raises(SystemExit) as info:
+            main(cmd + ["--workers", "2", "--scheduler", "tcp://127.0.0.1:8786"])
+        assert info.value.code == 2
+        assert "not allowed with argument" in capsys.readouterr().err

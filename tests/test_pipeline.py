@@ -43,8 +43,16 @@ IN_SAMPLE = {
     "p_breach",
     "p_min_cash_breach",
 }
-#: Out of sample: standard errors of the mean and of the objective (CVaR term included).
-STATS = IN_SAMPLE | {"stderr_usd", "objective_stderr_usd"}
+#: Out of sample: standard errors of the mean and of the objective (CVaR term included), and
+#: the event counts behind the rates.
+STATS = IN_SAMPLE | {
+    "stderr_usd",
+    "objective_stderr_usd",
+    "paths",
+    "default_events",
+    "breach_events",
+    "facility_breach_events",
+}
 #: The evaluator on the MILP's own scenarios against the MILP objective.
 CONSISTENCY_RTOL = 1e-6
 

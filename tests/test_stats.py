@@ -10,6 +10,7 @@ import pytest
 from hashpivot.kernels.cashflow import cvar
 from hashpivot.kernels.stats import (
     ObjectiveAccumulator,
+    ObjectiveEstimate,
     clopper_pearson_upper,
     mmw_gap_interval,
     objective_influence,
@@ -94,6 +95,34 @@ def test_accumulator_equals_full_sample_and_is_chunk_invariant():
     diff, se = r.diff("a", "b")
     assert diff == pytest.approx(ja - jb, rel=EXACT_RTOL)
     assert se == pytest.approx((pa - pb).std(ddof=1) / math.sqrt(m), rel=1e-9)
+
+
+def test_merged_ranges_are_exact_and_order_of_ranges_is_fixed():
+    """Partial accumulators of path ranges, merged in range order, equal one accumulator that
+    merges the same ranges (bit for bit), whatever the chunks inside a range; the tail is the
+    full sample's (so the objective is the full-sample plug-in)."""
+    rng = np.random.default_rng(4)
+    w = _sample(rng, 3000)
+    alpha, lam = 0.9, 0.5
+    ranges = [(0, 1000), (1000, 2000), (2000, 3000)]
+
+    def merged(chunk: int) -> ObjectiveEstimate:
+        total = ObjectiveAccumulator(["a", "b"], alpha, lam, len(w))
+        for a, b in ranges:
+            part = ObjectiveAccumulator(["a", "b"], alpha, lam, len(w))
+            for s in range(a, b, chunk):
+                part.add(w[s : min(s + chunk, b)], s)
+            total.merge(part)
+        return total.result()
+
+    r1, r2 = merged(1000), merged(300)
+    for f in ("objective_usd", "cvar_usd", "stderr_usd", "paired_stderr_usd"):
+        np.testing.assert_array_equal(getattr(r1, f), getattr(r2, f))
+    ja, _ = objective_influence(w[:, 0], alpha, lam)
+    assert r1.objective_usd[0] == pytest.approx(ja, rel=EXACT_RTOL)
+    other = ObjectiveAccumulator(["a", "b"], alpha, 0.7, len(w))
+    with pytest.raises(ValueError, match="cannot merge"):
+        ObjectiveAccumulator(["a", "b"], alpha, lam, len(w)).merge(other)
 
 
 def test_paired_stderr_matches_repeated_sampling():
