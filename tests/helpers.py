@@ -12,6 +12,11 @@ from hashpivot.scenarios import Scenario, parse_yaml, shipped_path, validate_dat
 
 #: Monte Carlo checks pass within this many standard errors.
 N_SE = 4.0
+#: ``optimize`` keywords of the pipeline without its validation (one replication, no
+#: calibration, no gap batches): for tests whose subject is something else.
+NO_VALIDATION: dict[str, Any] = {"replications": 1, "calibration_rounds": 0, "validate": False}
+#: The same as ``hashpivot optimize`` flags.
+NO_VALIDATION_FLAGS = ["--replications", "1", "--calibration-rounds", "0", "--no-validate"]
 
 
 def deep_update(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

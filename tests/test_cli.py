@@ -432,7 +432,7 @@ def test_validation_flags_in_help(capsys: pytest.CaptureFixture[str]) -> None:
         ("--batch-scenarios N", "(default: 16)"),
         ("--calibration-rounds N", "(default: 3)"),
     ):
-        assert default in out.split(flag, 1)[1].split(" --", 1)[0], flag
+        assert default in out.rsplit(flag, 1)[1].split(" --", 1)[0], flag
     assert "0 turns calibration off" in out and "(the fast path)" in out
 
 

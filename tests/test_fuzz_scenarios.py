@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import NO_VALIDATION
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -48,7 +49,7 @@ EXTREMES: tuple[Any, ...] = (
 )
 
 #: A tiny optimize: seconds, not minutes.
-TINY = {"paths": 200, "n_scenarios": 4, "eval_paths": 200, "time_limit_s": 10.0}
+TINY = {"paths": 200, "n_scenarios": 4, "eval_paths": 200, "time_limit_s": 10.0, **NO_VALIDATION}
 
 
 def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:

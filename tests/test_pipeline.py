@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import NO_VALIDATION, NO_VALIDATION_FLAGS
 
 from hashpivot.kernels.cashflow import cvar
 from hashpivot.kernels.evaluate import PathCoefficients, simulate_plan
@@ -134,7 +135,7 @@ def test_summary_has_every_field(demo_run) -> None:
         "baseline_rules",
         "warnings",
         "timings_seconds",
-        "warnings",
+        "validation",
     ):
         assert key in s, key
     # the shipped defaults are reliable: the only possible warning is a gap above the target
@@ -164,9 +165,27 @@ def test_summary_has_every_field(demo_run) -> None:
         "reduce",
         "build",
         "solve",
+        "replicate",
+        "select",
+        "calibrate",
         "evaluate",
+        "gap_ci",
         "report",
     }
+    # the validation block of issue 11, at the shipped defaults
+    v = s["validation"]
+    assert set(v) == {
+        "replications",
+        "gap_ci",
+        "covenant_bound",
+        "calibration_rounds",
+        "vss",
+        "evpi",
+    }
+    assert v["replications"]["count"] == 2 and v["gap_ci"]["batches"] == 5
+    assert {"gbar_usd", "s_usd", "batches", "upper95_usd", "upper95_rel"} <= set(v["gap_ci"])
+    assert {"p_breach", "upper95", "per_covenant", "holds"} <= set(v["covenant_bound"])
+    assert v["covenant_bound"]["holds"]  # demo keeps its guarantee (5.3% < 10%)
     assert s["solver"]["status"] == "optimal" and s["solver"]["gap"] <= 0.001 + 1e-12
 
 
@@ -274,7 +293,8 @@ def test_tiny_time_limit_warns_in_the_summary(tmp_path: Path) -> None:
     proc = subprocess.run(
         CLI
         + ["optimize", "texas_hybrid", "--out", str(out), "--backend", "numpy"]
-        + ["--paths", "2000", "--scenarios", "4", "--eval-paths", "500", "--time-limit", "1"],
+        + ["--paths", "2000", "--scenarios", "4", "--eval-paths", "500", "--time-limit", "1"]
+        + NO_VALIDATION_FLAGS,
         capture_output=True,
         text=True,
         timeout=600,
@@ -302,7 +322,8 @@ def test_ctrl_c_during_the_solve_stops_within_seconds(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         CLI
         + ["optimize", "texas_hybrid", "--out", str(out), "--backend", "numpy"]
-        + ["--paths", "2000", "--eval-paths", "1000", "--time-limit", "300"],
+        + ["--paths", "2000", "--eval-paths", "1000", "--time-limit", "300"]
+        + NO_VALIDATION_FLAGS,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -353,7 +374,9 @@ def test_evaluate_refuses_loose_plan_values(tmp_path: Path) -> None:
 
 
 def test_consistency_with_milp_objective() -> None:
-    res = optimize("demo", paths=4000, n_scenarios=8, eval_paths=2000, seed=3, backend="numpy")
+    res = optimize(
+        "demo", paths=4000, n_scenarios=8, eval_paths=2000, seed=3, backend="numpy", **NO_VALIDATION
+    )
     red = res.reduced
     co = PathCoefficients(
         **{
@@ -413,7 +436,9 @@ def test_texas_hybrid_against_baselines_is_pinned(tmp_path: Path) -> None:
     scenarios and the plan beats each by > 3 standard errors of the paired difference."""
     out = tmp_path / "tx"
     proc = subprocess.run(
-        CLI + ["optimize", "texas_hybrid", "--out", str(out), "--backend", "numpy", "--quiet"],
+        CLI
+        + ["optimize", "texas_hybrid", "--out", str(out), "--backend", "numpy", "--quiet"]
+        + NO_VALIDATION_FLAGS,
         capture_output=True,
         text=True,
         timeout=1200,
@@ -510,7 +535,9 @@ def test_a_strong_btc_drift_does_not_convert_more() -> None:
         d = copy.deepcopy(data)
         d["market"]["btc"]["drift_per_year"] = drift
         sc = validate_data(d)
-        res = optimize(sc, paths=4000, n_scenarios=16, eval_paths=500, backend="numpy")
+        res = optimize(
+            sc, paths=4000, n_scenarios=16, eval_paths=500, backend="numpy", **NO_VALIDATION
+        )
         assert res.solve.gap_ok
         mw[drift] = sum(
             res.plan.blocks[i].sum() * s.conversion.block_mw for i, s in enumerate(sc.sites)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import validation_example
+from helpers import NO_VALIDATION, validation_example
 
 from hashpivot.kernels.cashflow import cash_flows
 from hashpivot.optimizer import optimize
@@ -56,6 +56,7 @@ def result():
         seed=5,
         backend="numpy",
         time_limit_s=20,
+        **NO_VALIDATION,
     )
 
 
