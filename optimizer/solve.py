@@ -549,6 +549,8 @@ class _Session:
             self.h.run()
         finally:
             finished.set()
+            # wake the watchdog now (it would otherwise sleep out its poll: 0.2 s per run)
+            os.write(write_fd, b"\0")
             signal.set_wakeup_fd(previous_fd)
             signal.signal(signal.SIGINT, previous)
             watchdog.join()
@@ -567,6 +569,8 @@ class _Session:
             if not ready:
                 continue
             os.read(read_fd, 64)
+            if finished.is_set():  # woken because HiGHS has finished, not by a signal
+                return
             self._stop = True
             if self.hard_stop is not None and not finished.wait(INTERRUPT_GRACE_S):
                 self.hard_stop()
@@ -696,6 +700,19 @@ def repair_financing(
     return None
 
 
+def _fits(d: ModelData, plan: Plan) -> bool:
+    """Whether ``plan`` names the sites, leases and facilities of ``d`` over its periods."""
+    sc = d.sc
+    return (
+        plan.site_names == tuple(x.name for x in sc.sites)
+        and plan.lease_names == tuple(x.name for x in sc.lease_offers)
+        and plan.facility_names == tuple(x.name for x in sc.debt_facilities)
+        and plan.blocks.shape == (d.n_sites, d.n_periods)
+        and plan.racks_new.shape == (d.n_sites, d.n_periods)
+        and plan.lease_it_mw.shape == (d.n_leases, d.n_sites, d.n_periods)
+    )
+
+
 def _meets_covenants(d: ModelData, plan: Plan) -> bool:
     """Whether minimum cash and the covenants fail only in scenarios within the budget."""
     from hashpivot.kernels.cashflow import CASH_TOL_USD, cash_flows  # noqa: PLC0415
@@ -719,6 +736,7 @@ def solve(
     log: LogCallback | None = None,
     hard_stop: Callable[[], None] | None = None,
     max_nodes: int | None = None,
+    start: Plan | None = None,
 ) -> SolveResult:
     """Build and solve the MILP for ``d`` in phases.
 
@@ -728,6 +746,11 @@ def solve(
     ``time_limit_s`` is only a safety net over the whole solve: when it stops a run, the result
     says so (``time_limited``, status TIME_LIMIT) and may then depend on machine load.
 
+    0. With ``start`` (a plan to warm-start from: another replication's candidate, a previous
+       calibration round's plan), its conversion, racks and leases are fixed and the financing
+       re-solved with every rule (fix-and-optimize); a feasible result is the first incumbent
+       and the MIP start of the later runs. A start that does not fit ``d`` (other sites,
+       leases, facilities or periods) or is infeasible for it is ignored.
     1. The model without covenant rows, a relaxation: if its optimum keeps the covenants at the
        required confidence it is optimal for the full model.
     2. Incumbents: a fix-and-optimize repair keeps phase 1's conversion, racks and leases and
@@ -740,7 +763,8 @@ def solve(
        relaxation first (an infeasible LP skips its regime), warm-started from the best plan
        so far; after the first regime, a cutoff row asks for a
        plan better than the incumbent by ``CUTOFF_GAP_SHARE`` of the gap, so regimes that
-       cannot win end at their root.
+       cannot win end at their root; a regime whose LP bound is at most that cutoff is not
+       solved at all (its LP bound bounds it).
 
     The bound reported is the tighter of phase 1's and the largest regime bound (a regime that
     found nothing above its cutoff is bounded by it). A time limit returns the incumbent with
@@ -773,17 +797,30 @@ def solve(
         hard_stop=hard_stop,
     )
     full_runs: list[_Run] = []
+    skipped_bounds: list[float] = []  # LP bounds of regimes pruned without a MIP run [M$]
 
     def left() -> float:
         return max(1.0, limit - (time.perf_counter() - t_start))
 
+    runs: list[_Run] = []
+    seed: _Run | None = None
+    if start is not None and not _fits(d, start):
+        start = None  # a plan of another scenario: nothing to start from
+    if start is not None and two_phase:
+        # fix-and-optimize the start under every rule: an incumbent of the full model
+        seed = session.run("start", time_limit_s=left(), max_nodes=HEURISTIC_MAX_NODES, fix=start)
+        runs.append(seed)
+        if seed.plan is None:
+            seed = None  # infeasible for these data: ignored
     first = session.run(
         "without covenants" if two_phase or not covenants else "full model",
         time_limit_s=left(),
         max_nodes=node_budget,
         covenants=not two_phase and covenants,
+        start=seed.plan if seed is not None else start,
+        start_excused=seed.excused if seed is not None else None,
     )
-    runs = [first]
+    runs.append(first)
     final = first
     if (
         two_phase
@@ -793,7 +830,7 @@ def solve(
     ):
         pass  # the relaxation's optimum keeps the covenants: optimal for the full model
     elif two_phase:
-        best = None
+        best = seed
         regimes: list[tuple[bool, ...] | None] = (
             list(covenant_regimes(d)) if hasattr(session.m, "facility_used") else []
         ) or [None]
@@ -811,10 +848,10 @@ def solve(
             def within_gap(run: _Run) -> bool:
                 return max(0.0, bound1 - run.objective) / max(abs(run.objective), 1e-9) <= gap_tol
 
-            if repair.plan is not None:
+            if repair.plan is not None and (best is None or repair.objective > best.objective):
                 best = repair
-                if within_gap(repair):
-                    final = repair
+            if best is not None and within_gap(best):
+                final = best
             if final is first:
                 # excuse heuristic (where the big-M model is solved whole): excuse the
                 # scenarios phase 1's plan breaks worst and hold the rest to the covenants, so
@@ -834,12 +871,12 @@ def solve(
                         final = heur
         if final is first:
             # the full model, one regime of drawn covenant facilities at a time where few
+            lp_bound: dict[tuple[bool, ...] | None, float] = {}
             if len(regimes) > 1:
                 # best LP bound first (ties: fewest covenant facilities): the regime most
                 # likely to hold the optimum gives the cutoff that prunes the others at their
                 # root; a regime whose LP is infeasible holds no plan and is skipped, one whose
                 # LP needs more than REGIME_LP_MAX_ITERATIONS is ranked first (bound unknown)
-                lp_bound: dict[tuple[bool, ...] | None, float] = {}
                 for reg in regimes:
                     lp = session.run(
                         f"{_regime_name(reg)} LP", time_limit_s=left(), regime=reg, relaxation=True
@@ -860,6 +897,9 @@ def solve(
                     else best.objective
                     + CUTOFF_GAP_SHARE * gap_tol * max(abs(best.objective), 1e-9)
                 )
+                if cutoff is not None and lp_bound.get(reg, np.inf) <= cutoff:
+                    skipped_bounds.append(lp_bound[reg])  # nothing there beats the cutoff
+                    continue
                 run = session.run(
                     _regime_name(reg),
                     time_limit_s=left(),
@@ -873,7 +913,7 @@ def solve(
                 full_runs.append(run)
                 if run.plan is not None and (best is None or run.objective > best.objective):
                     best = run
-            final = best or full_runs[-1]
+            final = best or (full_runs[-1] if full_runs else first)
     if final.plan is None:
         from .diagnose import explain_infeasibility  # noqa: PLC0415
 
@@ -897,8 +937,8 @@ def solve(
     # best over the regimes of the full model (an infeasible regime holds no plan); never a
     # restricted run's
     bounds = [] if runs[0].bound is None else [runs[0].bound]
-    if full_runs:
-        bounds.append(max(r.regime_bound() for r in full_runs))
+    if full_runs or skipped_bounds:
+        bounds.append(max([r.regime_bound() for r in full_runs] + skipped_bounds))
     bound = min(bounds) if bounds else final.objective
     obj = final.objective
     gap = max(0.0, bound - obj) / max(abs(obj), 1e-9)
