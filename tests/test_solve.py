@@ -317,3 +317,33 @@ def test_solves_with_different_thread_counts_in_one_process() -> None:
     second = solve(d, time_limit_s=60, threads=2)
     assert first.status == second.status == Termination.OPTIMAL
     assert second.objective_usd == pytest.approx(first.objective_usd, rel=1e-6)
+
+
+def test_a_warm_start_gives_the_plan_of_a_cold_solve(small_demo) -> None:
+    """solve(start=...) (another replication's candidate, a previous calibration round's plan)
+    reaches the plan of a cold solve: both to a gap of zero on demo at K = 4, the optimum being
+    unique there. The start becomes the first incumbent ('start' run) and two warm solves
+    agree to the last node."""
+    d, _ = small_demo
+    cold = solve(d, time_limit_s=120, mip_gap=0.0)
+    warm = solve(d, time_limit_s=120, mip_gap=0.0, start=cold.plan)
+    assert cold.status == warm.status == Termination.OPTIMAL
+    assert warm.runs[0]["run"] == "start" and warm.runs[0]["status"] == "optimal"
+    assert warm.objective_usd == pytest.approx(cold.objective_usd, rel=1e-9)
+    for f in ("blocks", "racks_new", "lease_signed"):
+        np.testing.assert_array_equal(getattr(warm.plan, f), getattr(cold.plan, f))
+    _same_result(warm, solve(d, time_limit_s=120, mip_gap=0.0, start=cold.plan))
+
+
+def test_a_start_that_does_not_fit_or_is_infeasible_is_ignored(small_demo) -> None:
+    d, cold = small_demo
+    other = copy.deepcopy(cold.plan)
+    other.site_names = ("elsewhere", *other.site_names[1:])  # a plan of another fleet
+    _same_result(cold, solve(d, time_limit_s=120, start=other))
+    broken = copy.deepcopy(cold.plan)
+    broken.blocks[:] = 0
+    broken.blocks[0, :3] = 5  # more blocks than the site may start per period, or has
+    res = solve(d, time_limit_s=120, start=broken)
+    assert res.runs[0]["run"] == "start" and res.runs[0]["status"] == "infeasible"
+    assert res.status == Termination.OPTIMAL
+    assert res.objective_usd == pytest.approx(cold.objective_usd, rel=d.sc.defaults.mip_gap)
