@@ -538,14 +538,22 @@ def _ocf_terms(m: pyo.ConcreteModel, d: ModelData, k: int, t: int, *, penalties:
 
 def add_chance_budget(m: pyo.ConcreteModel, d: ModelData) -> None:
     """The excused scenarios z_k of the chance constraint (minimum cash and covenants share
-    them) and their budget Σ_k p_k·z_k ≤ 1 − confidence; nothing when confidence is 1."""
+    them) and their budget Σ_k p_k·z_k ≤ 1 − confidence; nothing when confidence is 1. A
+    scenario heavier than the budget can never be excused: its z_k is fixed to 0 (every
+    scenario of a wait-and-see solve, K = 1)."""
     cov = d.sc.covenants
     if hasattr(m, "excused") or cov.confidence >= 1.0:
         return
-    m.excused = pyo.Var(m.K, within=pyo.Binary, bounds=(0, 1))
+    excusable = excusable_scenarios(d)
+    m.excused = pyo.Var(m.K, within=pyo.Binary, bounds=lambda _, k: (0, 1 if excusable[k] else 0))
     m.chance_limit = pyo.Constraint(
         rule=linear(0.0, d.weights, [m.excused[k] for k in m.K]) <= 1.0 - cov.confidence + 1e-12
     )
+
+
+def excusable_scenarios(d: ModelData) -> np.ndarray:
+    """Scenarios whose weight fits within the chance budget 1 − confidence, (K,) bool."""
+    return d.weights <= 1.0 - d.sc.covenants.confidence + 1e-12
 
 
 def add_cash_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
@@ -576,9 +584,10 @@ def add_cash_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
     floor = d.sc.covenants.min_cash_usd / MONEY
     big_m = cash_big_m(d)
     rows = []
+    excusable = excusable_scenarios(d)
     for k in range(d.n_scenarios):
         for t in range(d.n_periods):
-            if big_m[k, t] <= 0.0:
+            if big_m[k, t] <= 0.0 or not excusable[k]:
                 m.cash[k, t].setlb(floor)  # holds in every feasible plan
             else:
                 rows.append((k, t))

@@ -27,6 +27,11 @@ DEFAULT_THREADS = 2
 #: Branch-and-bound node budget of each run of the full model (one per regime) and of phase 1:
 #: a limit in solver work, so a solve stops at the same point on a quiet or a loaded machine.
 MAX_NODES = 2000
+#: Most free integer plan decisions (blocks, racks, signatures, campuses) for which the whole
+#: model (covenants, drawn facilities and excused scenarios left to HiGHS) is solved first,
+#: before the phases: on demo (83) HiGHS solves it in a third to a half of the phases' work at
+#: K = 1, 16, 32 and 64; on texas_hybrid (~400) the phases take 60 % of its work.
+DIRECT_MAX_PLAN_INTEGERS = 200
 #: Node budget of the fix-and-optimize repair and of the excuse heuristic (restricted models).
 HEURISTIC_MAX_NODES = 200
 #: HiGHS options set on every run. RINS and RENS sub-MIPs (and the root reduced-cost sub-MIP)
@@ -302,11 +307,14 @@ def _fix_integers(m: pyo.ConcreteModel, plan: Plan, pin) -> None:
         pin(v, float(plan.racks_new[s_, t]))
     for l, v in m.sign.items():
         pin(v, float(plan.lease_signed[l]))
-    used = plan.lease_it_mw.sum(axis=2) > 0
+    total = plan.lease_it_mw.sum(axis=2)
     for (l, e), v in m.campus.items():
-        if plan.lease_signed[l] and not used[l].any():
+        if not v.is_binary():
+            continue  # campus shares (several sites may serve the lease): left to the LP
+        if plan.lease_signed[l] and total[l].max() <= DELIVERED_TOL_MW:
             continue  # signed but nothing delivered yet: keep the campus choice free
-        pin(v, 1.0 if plan.lease_signed[l] and used[l, e] else 0.0)
+        # the site delivering most (solver noise can leave tiny deliveries elsewhere)
+        pin(v, float(plan.lease_signed[l] and e == int(total[l].argmax())))
 
 
 def covenant_severity(d: ModelData, plan: Plan) -> np.ndarray:
@@ -707,6 +715,18 @@ def repair_financing(
     return None
 
 
+def plan_integers(m: pyo.ConcreteModel) -> int:
+    """Integer plan decisions left free in ``m``: conversion blocks, racks, signatures and
+    single campuses whose bounds allow a choice."""
+    comps = (m.blocks, m.racks_new, m.sign, m.campus)
+    return sum(
+        1
+        for c in comps
+        for v in c.values()
+        if v.is_integer() and (v.lb is None or v.ub is None or v.ub > v.lb)
+    )
+
+
 def _fits(d: ModelData, plan: Plan) -> bool:
     """Whether ``plan`` names the sites, leases and facilities of ``d`` over its periods."""
     sc = d.sc
@@ -758,6 +778,11 @@ def solve(
        re-solved with every rule (fix-and-optimize); a feasible result is the first incumbent
        and the MIP start of the later runs. A start that does not fit ``d`` (other sites,
        leases, facilities or periods) or is infeasible for it is ignored.
+    Where the plan has at most ``DIRECT_MAX_PLAN_INTEGERS`` free integer decisions
+    (:func:`plan_integers`), the whole model is solved first (node budget ``max_nodes``); the
+    phases below run only when it ends above the gap, starting from its incumbent, its bound
+    kept.
+
     1. The model without covenant rows, a relaxation: if its optimum keeps the covenants at the
        required confidence it is optimal for the full model.
     2. Incumbents: a fix-and-optimize repair keeps phase 1's conversion, racks and leases and
@@ -773,9 +798,10 @@ def solve(
        cannot win end at their root; a regime whose LP bound is at most that cutoff is not
        solved at all (its LP bound bounds it).
 
-    The bound reported is the tighter of phase 1's and the largest regime bound (a regime that
-    found nothing above its cutoff is bounded by it). A time limit returns the incumbent with
-    its gap; no incumbent raises :class:`NoSolutionError` with reasons in words.
+    The bound reported is the tightest of the whole model's, phase 1's and the largest regime
+    bound (a regime that found nothing above its cutoff is bounded by it). A time limit returns
+    the incumbent with its gap; no incumbent raises :class:`NoSolutionError` with reasons in
+    words.
 
     ``progress`` receives a :class:`SolveProgress` at most every ``PROGRESS_EVERY_S`` while HiGHS
     runs;
@@ -820,108 +846,129 @@ def solve(
         runs.append(seed)
         if seed.plan is None:
             seed = None  # infeasible for these data: ignored
-    first = session.run(
-        "without covenants" if two_phase or not covenants else "full model",
-        time_limit_s=left(),
-        max_nodes=node_budget,
-        covenants=not two_phase and covenants,
-        start=seed.plan if seed is not None else start,
-        start_excused=seed.excused if seed is not None else None,
-    )
-    runs.append(first)
-    final = first
-    if (
-        two_phase
-        and first.plan is not None
-        and first.status == Termination.OPTIMAL
-        and _meets_covenants(d, first.plan)
-    ):
-        pass  # the relaxation's optimum keeps the covenants: optimal for the full model
-    elif two_phase:
-        best = seed
-        regimes: list[tuple[bool, ...] | None] = (
-            list(covenant_regimes(d)) if hasattr(session.m, "facility_used") else []
-        ) or [None]
-        if first.plan is not None:
-            # fix-and-optimize: phase 1's conversion, racks and leases with the covenants back on
-            repair = session.run(
-                "repair",
-                time_limit_s=left(),
-                max_nodes=HEURISTIC_MAX_NODES,
-                fix=first.plan,
-            )
-            runs.append(repair)
-            bound1 = first.bound if first.bound is not None else np.inf
-
-            def within_gap(run: _Run) -> bool:
-                return max(0.0, bound1 - run.objective) / max(abs(run.objective), 1e-9) <= gap_tol
-
-            if repair.plan is not None and (best is None or repair.objective > best.objective):
-                best = repair
-            if best is not None and within_gap(best):
-                final = best
-            if final is first:
-                # excuse heuristic (where the big-M model is solved whole): excuse the
-                # scenarios phase 1's plan breaks worst and hold the rest to the covenants, so
-                # the big-M rows become plain rows and the LP is tight
-                excuse = excuse_worst(d, covenant_severity(d, first.plan))
-                heur = session.run(
-                    "excuse heuristic",
+    direct: _Run | None = None
+    if two_phase and plan_integers(session.m) <= DIRECT_MAX_PLAN_INTEGERS:
+        # few plan decisions: HiGHS solves the whole model faster than the phases below
+        direct = session.run(
+            "full model",
+            time_limit_s=left(),
+            max_nodes=node_budget,
+            start=seed.plan if seed is not None else None,
+            start_excused=seed.excused if seed is not None else None,
+        )
+        runs.append(direct)
+        if direct.plan is not None and (seed is None or direct.objective > seed.objective):
+            seed = direct  # the phases start from its incumbent; its bound stays valid
+    if direct is not None and direct.status == Termination.OPTIMAL:
+        first = final = direct
+    else:
+        first = session.run(
+            "without covenants" if two_phase or not covenants else "full model",
+            time_limit_s=left(),
+            max_nodes=node_budget,
+            covenants=not two_phase and covenants,
+            start=seed.plan if seed is not None else start,
+            start_excused=seed.excused if seed is not None else None,
+        )
+        runs.append(first)
+        final = first
+        if (
+            two_phase
+            and first.plan is not None
+            and first.status == Termination.OPTIMAL
+            and _meets_covenants(d, first.plan)
+        ):
+            pass  # the relaxation's optimum keeps the covenants: optimal for the full model
+        elif two_phase:
+            best = seed
+            regimes: list[tuple[bool, ...] | None] = (
+                list(covenant_regimes(d)) if hasattr(session.m, "facility_used") else []
+            ) or [None]
+            if first.plan is not None:
+                # fix-and-optimize: phase 1's conversion, racks and leases with the covenants back on
+                repair = session.run(
+                    "repair",
                     time_limit_s=left(),
                     max_nodes=HEURISTIC_MAX_NODES,
-                    start=first.plan,
-                    excuse=excuse,
+                    fix=first.plan,
                 )
-                runs.append(heur)
-                if heur.plan is not None and (best is None or heur.objective > best.objective):
-                    best = heur
-                    if within_gap(heur):
-                        final = heur
-        if final is first:
-            # the full model, one regime of drawn covenant facilities at a time where few
-            lp_bound: dict[tuple[bool, ...] | None, float] = {}
-            if len(regimes) > 1:
-                # best LP bound first (ties: fewest covenant facilities): the regime most
-                # likely to hold the optimum gives the cutoff that prunes the others at their
-                # root; a regime whose LP is infeasible holds no plan and is skipped, one whose
-                # LP needs more than REGIME_LP_MAX_ITERATIONS is ranked first (bound unknown)
-                for reg in regimes:
-                    lp = session.run(
-                        f"{_regime_name(reg)} LP", time_limit_s=left(), regime=reg, relaxation=True
+                runs.append(repair)
+                bound1 = first.bound if first.bound is not None else np.inf
+
+                def within_gap(run: _Run) -> bool:
+                    return (
+                        max(0.0, bound1 - run.objective) / max(abs(run.objective), 1e-9) <= gap_tol
                     )
-                    lp.plan, lp.bound = None, None  # a fractional point, not a plan
-                    runs.append(lp)
-                    if lp.status == Termination.OPTIMAL and lp.objective is not None:
-                        lp_bound[reg] = lp.objective
-                    elif lp.status != Termination.INFEASIBLE:
-                        lp_bound[reg] = np.inf  # unknown: keep it, first
-                regimes = sorted(lp_bound, key=lambda r: -lp_bound[r]) or regimes[:1]
-            for i, reg in enumerate(regimes):
-                # after the first regime, only plans that beat the incumbent by part of the gap
-                # are worth finding: a regime whose bound is below that is pruned at its root
-                cutoff = (
-                    None
-                    if best is None or i == 0
-                    else best.objective
-                    + CUTOFF_GAP_SHARE * gap_tol * max(abs(best.objective), 1e-9)
-                )
-                if cutoff is not None and lp_bound.get(reg, np.inf) <= cutoff:
-                    skipped_bounds.append(lp_bound[reg])  # nothing there beats the cutoff
-                    continue
-                run = session.run(
-                    _regime_name(reg),
-                    time_limit_s=left(),
-                    max_nodes=node_budget,
-                    regime=reg,
-                    start=(best or first).plan,
-                    cutoff=cutoff,
-                    start_excused=(best or first).excused,
-                )
-                runs.append(run)
-                full_runs.append(run)
-                if run.plan is not None and (best is None or run.objective > best.objective):
-                    best = run
-            final = best or (full_runs[-1] if full_runs else first)
+
+                if repair.plan is not None and (best is None or repair.objective > best.objective):
+                    best = repair
+                if best is not None and within_gap(best):
+                    final = best
+                if final is first:
+                    # excuse heuristic (where the big-M model is solved whole): excuse the
+                    # scenarios phase 1's plan breaks worst and hold the rest to the covenants, so
+                    # the big-M rows become plain rows and the LP is tight
+                    excuse = excuse_worst(d, covenant_severity(d, first.plan))
+                    heur = session.run(
+                        "excuse heuristic",
+                        time_limit_s=left(),
+                        max_nodes=HEURISTIC_MAX_NODES,
+                        start=first.plan,
+                        excuse=excuse,
+                    )
+                    runs.append(heur)
+                    if heur.plan is not None and (best is None or heur.objective > best.objective):
+                        best = heur
+                        if within_gap(heur):
+                            final = heur
+            if final is first:
+                # the full model, one regime of drawn covenant facilities at a time where few
+                lp_bound: dict[tuple[bool, ...] | None, float] = {}
+                if len(regimes) > 1:
+                    # best LP bound first (ties: fewest covenant facilities): the regime most
+                    # likely to hold the optimum gives the cutoff that prunes the others at their
+                    # root; a regime whose LP is infeasible holds no plan and is skipped, one whose
+                    # LP needs more than REGIME_LP_MAX_ITERATIONS is ranked first (bound unknown)
+                    for reg in regimes:
+                        lp = session.run(
+                            f"{_regime_name(reg)} LP",
+                            time_limit_s=left(),
+                            regime=reg,
+                            relaxation=True,
+                        )
+                        lp.plan, lp.bound = None, None  # a fractional point, not a plan
+                        runs.append(lp)
+                        if lp.status == Termination.OPTIMAL and lp.objective is not None:
+                            lp_bound[reg] = lp.objective
+                        elif lp.status != Termination.INFEASIBLE:
+                            lp_bound[reg] = np.inf  # unknown: keep it, first
+                    regimes = sorted(lp_bound, key=lambda r: -lp_bound[r]) or regimes[:1]
+                for i, reg in enumerate(regimes):
+                    # after the first regime, only plans that beat the incumbent by part of the gap
+                    # are worth finding: a regime whose bound is below that is pruned at its root
+                    cutoff = (
+                        None
+                        if best is None or i == 0
+                        else best.objective
+                        + CUTOFF_GAP_SHARE * gap_tol * max(abs(best.objective), 1e-9)
+                    )
+                    if cutoff is not None and lp_bound.get(reg, np.inf) <= cutoff:
+                        skipped_bounds.append(lp_bound[reg])  # nothing there beats the cutoff
+                        continue
+                    run = session.run(
+                        _regime_name(reg),
+                        time_limit_s=left(),
+                        max_nodes=node_budget,
+                        regime=reg,
+                        start=(best or first).plan,
+                        cutoff=cutoff,
+                        start_excused=(best or first).excused,
+                    )
+                    runs.append(run)
+                    full_runs.append(run)
+                    if run.plan is not None and (best is None or run.objective > best.objective):
+                        best = run
+                final = best or (full_runs[-1] if full_runs else first)
     if final.plan is None:
         from .diagnose import explain_infeasibility  # noqa: PLC0415
 
@@ -944,7 +991,7 @@ def solve(
     # valid upper bounds: phase 1 when it relaxes the covenants, or it is the whole model; the
     # best over the regimes of the full model (an infeasible regime holds no plan); never a
     # restricted run's
-    bounds = [] if runs[0].bound is None else [runs[0].bound]
+    bounds = [r.bound for r in (first, direct) if r is not None and r.bound is not None]
     if full_runs or skipped_bounds:
         bounds.append(max([r.regime_bound() for r in full_runs] + skipped_bounds))
     bound = min(bounds) if bounds else final.objective

@@ -16,6 +16,7 @@ from helpers import scenario, tiny
 from hashpivot.kernels.cashflow import cash_flows
 from hashpivot.kernels.plan import Plan
 from hashpivot.kernels.reduce import reduce_scenarios
+from hashpivot.optimizer import solve as solve_module
 from hashpivot.optimizer.checker import check_plan
 from hashpivot.optimizer.model import build_model, covenant_regimes, model_data
 from hashpivot.optimizer.solve import (
@@ -29,6 +30,7 @@ from hashpivot.optimizer.solve import (
     _Session,
     covenant_severity,
     excuse_worst,
+    plan_integers,
     solve,
     start_values,
 )
@@ -271,8 +273,31 @@ def test_the_same_data_give_the_same_plan_and_the_time_limit_is_only_a_safety_ne
     _same_result(once, solve(d, time_limit_s=3600))  # a generous vs a very generous limit
 
 
-def test_regimes_are_solved_best_lp_bound_first(small_demo) -> None:
-    _, res = small_demo
+@pytest.fixture(scope="module")
+def small_demo_phased(small_demo):
+    """small_demo solved in phases (demo is small enough to be solved whole first)."""
+    d, _ = small_demo
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(solve_module, "DIRECT_MAX_PLAN_INTEGERS", 0)
+        res = solve(d, time_limit_s=120)
+    return d, res
+
+
+def test_small_models_are_solved_whole_first(small_demo, small_demo_phased) -> None:
+    """demo (83 plan integers) is solved whole in one run; in phases it reaches the same
+    optimum within the gap, with more runs."""
+    d, whole = small_demo
+    _, phased = small_demo_phased
+    assert plan_integers(build_model(d)) <= solve_module.DIRECT_MAX_PLAN_INTEGERS
+    assert [r["run"] for r in whole.runs] == ["full model"]
+    assert whole.status == phased.status == Termination.OPTIMAL and len(phased.runs) > 2
+    assert whole.objective_usd == pytest.approx(phased.objective_usd, rel=d.sc.defaults.mip_gap)
+    assert whole.bound_usd >= phased.objective_usd * (1 - 1e-9)
+    assert phased.bound_usd >= whole.objective_usd * (1 - 1e-9)
+
+
+def test_regimes_are_solved_best_lp_bound_first(small_demo_phased) -> None:
+    _, res = small_demo_phased
     lp = {r["run"][: -len(" LP")]: r["objective_usd"] for r in res.runs if r["run"].endswith(" LP")}
     assert len(lp) == 2  # demo: one facility with covenants, drawn or not
     mips = [r for r in res.runs if r["run"] in lp]
