@@ -16,8 +16,11 @@ Conversion and capacity (``add_conversion_constraints``, ``add_capacity_constrai
     A[s,t] = A[s,t−1] − block_s·n[s,t],  A[s,−1] = asic_s             ASIC MW mining
     I[s,t] = I[s,t−1] + ρ_s·block_s·n[s,t−lead_s]                     IT MW online
     Σ_t block_s·n[s,t] ≤ convertible_s;  Σ_s n[s,t] ≤ fleet blocks per period
-    K[s,t] = K[s,t−1] + r[s,t] − r[s,t−life]                          racks active
-    Σ_l d[l,s,t] + kW/1000·K[s,t] ≤ I[s,t];  M[t] = Σ_s (I − Σ_l d − kW/1000·K)   market IT MW
+    K[s,t] = K[s,t−1] + kW/1000·(r[s,t] − r[s,t−life])                IT MW of active racks
+    Σ_l d[l,s,t] + K[s,t] ≤ I[s,t];  M[t] = Σ_s (I − Σ_l d − K)   market IT MW
+    (racks aggregated in IT MW, not counts: HiGHS takes a count of racks, a sum of integers,
+    for an implied integer with an unbounded range, and its reduced-cost fixing keeps ~1,000
+    entries for each such column — most of texas_hybrid's root time)
 
 Leases (``add_lease_constraints``)
     d[l,e,t] ≤ it_l·x[l,e];  D[l,t] = Σ_e d[l,e,t] ≤ it_l·y[l]
@@ -233,8 +236,8 @@ def add_variables(m: pyo.ConcreteModel, d: ModelData) -> None:
     )
     m.asic = pyo.Var(m.S, m.T, within=pyo.NonNegativeReals)
     m.it_online = pyo.Var(m.S, m.T, within=pyo.NonNegativeReals)
-    m.racks_active = pyo.Var(m.S, m.T, within=pyo.NonNegativeReals)
-    m.racks_region = pyo.Var(m.R, m.T, within=pyo.NonNegativeReals)
+    m.rack_it = pyo.Var(m.S, m.T, within=pyo.NonNegativeReals)  # IT MW of active racks
+    m.rack_it_region = pyo.Var(m.R, m.T, within=pyo.NonNegativeReals)
     m.market_it = pyo.Var(m.T, within=pyo.NonNegativeReals)
     m.balance = pyo.Var(m.F, m.T, within=pyo.NonNegativeReals)
     m.total_draw = pyo.Var(m.F, within=pyo.NonNegativeReals)
@@ -289,18 +292,20 @@ def add_conversion_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
 
 
 def add_rack_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
-    """Active racks over their life, per-period installation limit, regional aggregates."""
+    """IT MW of active racks over their life, per-period installation limit, regional
+    aggregates."""
     life = d.rack_life
+    kw = d.sc.gpu_racks.rack_kw / 1000.0
 
     def active_rule(_, s, t):
-        terms = [m.racks_active[s, t], m.racks_new[s, t]]
-        coefs = [1.0, -1.0]
+        terms = [m.rack_it[s, t], m.racks_new[s, t]]
+        coefs = [1.0, -kw]
         if t:
-            terms.append(m.racks_active[s, t - 1])
+            terms.append(m.rack_it[s, t - 1])
             coefs.append(-1.0)
         if t - life >= 0:
             terms.append(m.racks_new[s, t - life])
-            coefs.append(1.0)
+            coefs.append(kw)
         return linear(0.0, coefs, terms) == 0.0
 
     m.racks_active_balance = pyo.Constraint(m.S, m.T, rule=active_rule)
@@ -316,7 +321,7 @@ def add_rack_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
             linear(
                 0.0,
                 [1.0] + [-1.0] * len(sites),
-                [m.racks_region[r, t]] + [m.racks_active[s, t] for s in sites],
+                [m.rack_it_region[r, t]] + [m.rack_it[s, t] for s in sites],
             )
             == 0.0
         )
@@ -326,7 +331,6 @@ def add_rack_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
 
 def add_capacity_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
     """IT capacity per site shared by leases, racks and the market; market IT MW total."""
-    kw = d.sc.gpu_racks.rack_kw / 1000.0
     by_site: dict[tuple[int, int], list[int]] = {}
     for l, e, t in m.LET:
         by_site.setdefault((e, t), []).append(l)
@@ -336,8 +340,8 @@ def add_capacity_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
         return (
             linear(
                 0.0,
-                [1.0] * len(leases) + [kw, -1.0],
-                [m.deliver[l, s, t] for l in leases] + [m.racks_active[s, t], m.it_online[s, t]],
+                [1.0] * len(leases) + [1.0, -1.0],
+                [m.deliver[l, s, t] for l in leases] + [m.rack_it[s, t], m.it_online[s, t]],
             )
             <= 0.0
         )
@@ -346,12 +350,8 @@ def add_capacity_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
 
     def market_rule(_, t):
         lets = [(l, e) for (l, e) in m.LE if d.active[l, t]]
-        terms = (
-            [m.market_it[t]]
-            + [m.it_online[s, t] for s in m.S]
-            + [m.racks_active[s, t] for s in m.S]
-        )
-        coefs = [1.0] + [-1.0] * d.n_sites + [kw] * d.n_sites
+        terms = [m.market_it[t]] + [m.it_online[s, t] for s in m.S] + [m.rack_it[s, t] for s in m.S]
+        coefs = [1.0] + [-1.0] * d.n_sites + [1.0] * d.n_sites
         terms += [m.deliver[l, e, t] for (l, e) in lets]
         coefs += [1.0] * len(lets)
         return linear(0.0, coefs, terms) == 0.0
@@ -530,21 +530,30 @@ def _ocf_terms(m: pyo.ConcreteModel, d: ModelData, k: int, t: int, *, penalties:
             if penalties and d.late[l, t] and d.penalty[l] > 0:
                 coefs.append(-float(d.penalty[l] * d.sc.lease_offers[l].it_mw))
                 terms.append(m.sign[l])
-    coefs += d.rack_coef[k, :, t].tolist() + [float(d.market_coef[k, t]), -1.0]
-    terms += [m.racks_region[r, t] for r in m.R] + [m.market_it[t], m.it_opex[t]]
+    per_mw = d.rack_coef[k, :, t] / (d.sc.gpu_racks.rack_kw / 1000.0)  # M$ per rack IT MW
+    coefs += per_mw.tolist() + [float(d.market_coef[k, t]), -1.0]
+    terms += [m.rack_it_region[r, t] for r in m.R] + [m.market_it[t], m.it_opex[t]]
     return coefs, terms
 
 
 def add_chance_budget(m: pyo.ConcreteModel, d: ModelData) -> None:
     """The excused scenarios z_k of the chance constraint (minimum cash and covenants share
-    them) and their budget Σ_k p_k·z_k ≤ 1 − confidence; nothing when confidence is 1."""
+    them) and their budget Σ_k p_k·z_k ≤ 1 − confidence; nothing when confidence is 1. A
+    scenario heavier than the budget can never be excused: its z_k is fixed to 0 (every
+    scenario of a wait-and-see solve, K = 1)."""
     cov = d.sc.covenants
     if hasattr(m, "excused") or cov.confidence >= 1.0:
         return
-    m.excused = pyo.Var(m.K, within=pyo.Binary, bounds=(0, 1))
+    excusable = excusable_scenarios(d)
+    m.excused = pyo.Var(m.K, within=pyo.Binary, bounds=lambda _, k: (0, 1 if excusable[k] else 0))
     m.chance_limit = pyo.Constraint(
         rule=linear(0.0, d.weights, [m.excused[k] for k in m.K]) <= 1.0 - cov.confidence + 1e-12
     )
+
+
+def excusable_scenarios(d: ModelData) -> np.ndarray:
+    """Scenarios whose weight fits within the chance budget 1 − confidence, (K,) bool."""
+    return d.weights <= 1.0 - d.sc.covenants.confidence + 1e-12
 
 
 def add_cash_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
@@ -575,9 +584,10 @@ def add_cash_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
     floor = d.sc.covenants.min_cash_usd / MONEY
     big_m = cash_big_m(d)
     rows = []
+    excusable = excusable_scenarios(d)
     for k in range(d.n_scenarios):
         for t in range(d.n_periods):
-            if big_m[k, t] <= 0.0:
+            if big_m[k, t] <= 0.0 or not excusable[k]:
                 m.cash[k, t].setlb(floor)  # holds in every feasible plan
             else:
                 rows.append((k, t))

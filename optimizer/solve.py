@@ -27,6 +27,11 @@ DEFAULT_THREADS = 2
 #: Branch-and-bound node budget of each run of the full model (one per regime) and of phase 1:
 #: a limit in solver work, so a solve stops at the same point on a quiet or a loaded machine.
 MAX_NODES = 2000
+#: Most free integer plan decisions (blocks, racks, signatures, campuses) for which the whole
+#: model (covenants, drawn facilities and excused scenarios left to HiGHS) is solved first,
+#: before the phases: on demo (83) HiGHS solves it in a third to a half of the phases' work at
+#: K = 1, 16, 32 and 64; on texas_hybrid (~400) the phases take 60 % of its work.
+DIRECT_MAX_PLAN_INTEGERS = 200
 #: Node budget of the fix-and-optimize repair and of the excuse heuristic (restricted models).
 HEURISTIC_MAX_NODES = 200
 #: HiGHS options set on every run. RINS and RENS sub-MIPs (and the root reduced-cost sub-MIP)
@@ -149,6 +154,9 @@ class SolveResult:
     nodes: int = 0
     lp_iterations: int = 0
     time_limited: bool = False
+    cpu_seconds: float = 0.0
+    """CPU seconds of this process over the whole solve, build included (all threads; on a
+    loaded machine a fairer measure of the work than the wall clock) [s]."""
     warnings: list[str] = field(default_factory=list)
     """One line per thing the user should know that is not an error (an offer that cannot be
     delivered by its hard deadline, left unsigned)."""
@@ -264,6 +272,7 @@ class _Run:
     excused: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     nodes: int = 0  # branch-and-bound nodes
     lp_iterations: int = 0  # simplex iterations
+    cpu_seconds: float = 0.0  # CPU seconds of this process while HiGHS ran
 
     def regime_bound(self) -> float:
         """Upper bound of the model this run solved, cutoff aside [M$]: a run that found
@@ -283,6 +292,7 @@ class _Run:
             "cutoff_usd": None if self.cutoff is None else self.cutoff * MONEY,
             "transfer_seconds": self.transfer_seconds,
             "solve_seconds": self.solve_seconds,
+            "cpu_seconds": self.cpu_seconds,
             "nodes": self.nodes,
             "lp_iterations": self.lp_iterations,
         }
@@ -297,11 +307,14 @@ def _fix_integers(m: pyo.ConcreteModel, plan: Plan, pin) -> None:
         pin(v, float(plan.racks_new[s_, t]))
     for l, v in m.sign.items():
         pin(v, float(plan.lease_signed[l]))
-    used = plan.lease_it_mw.sum(axis=2) > 0
+    total = plan.lease_it_mw.sum(axis=2)
     for (l, e), v in m.campus.items():
-        if plan.lease_signed[l] and not used[l].any():
+        if not v.is_binary():
+            continue  # campus shares (several sites may serve the lease): left to the LP
+        if plan.lease_signed[l] and total[l].max() <= DELIVERED_TOL_MW:
             continue  # signed but nothing delivered yet: keep the campus choice free
-        pin(v, 1.0 if plan.lease_signed[l] and used[l, e] else 0.0)
+        # the site delivering most (solver noise can leave tiny deliveries elsewhere)
+        pin(v, float(plan.lease_signed[l] and e == int(total[l].argmax())))
 
 
 def covenant_severity(d: ModelData, plan: Plan) -> np.ndarray:
@@ -549,6 +562,8 @@ class _Session:
             self.h.run()
         finally:
             finished.set()
+            # wake the watchdog now (it would otherwise sleep out its poll: 0.2 s per run)
+            os.write(write_fd, b"\0")
             signal.set_wakeup_fd(previous_fd)
             signal.signal(signal.SIGINT, previous)
             watchdog.join()
@@ -567,6 +582,8 @@ class _Session:
             if not ready:
                 continue
             os.read(read_fd, 64)
+            if finished.is_set():  # woken because HiGHS has finished, not by a signal
+                return
             self._stop = True
             if self.hard_stop is not None and not finished.wait(INTERRUPT_GRACE_S):
                 self.hard_stop()
@@ -626,6 +643,7 @@ class _Session:
         if start is not None:
             _warm_start(self.opt, m, start, start_excused)
         t1 = time.perf_counter()
+        c1 = time.process_time()
         try:
             h.setOptionValue("time_limit", max(1.0, time_limit_s - (t1 - t0)))
             h.setOptionValue("mip_max_nodes", int(max_nodes))
@@ -647,6 +665,7 @@ class _Session:
                 cutoff=cutoff,
                 nodes=max(0, int(info.mip_node_count)),
                 lp_iterations=max(0, int(info.simplex_iteration_count)),
+                cpu_seconds=time.process_time() - c1,
             )
             if info.primal_solution_status == 2:  # a feasible solution
                 x = np.asarray(h.getSolution().col_value)
@@ -696,6 +715,31 @@ def repair_financing(
     return None
 
 
+def plan_integers(m: pyo.ConcreteModel) -> int:
+    """Integer plan decisions left free in ``m``: conversion blocks, racks, signatures and
+    single campuses whose bounds allow a choice."""
+    comps = (m.blocks, m.racks_new, m.sign, m.campus)
+    return sum(
+        1
+        for c in comps
+        for v in c.values()
+        if v.is_integer() and (v.lb is None or v.ub is None or v.ub > v.lb)
+    )
+
+
+def _fits(d: ModelData, plan: Plan) -> bool:
+    """Whether ``plan`` names the sites, leases and facilities of ``d`` over its periods."""
+    sc = d.sc
+    return (
+        plan.site_names == tuple(x.name for x in sc.sites)
+        and plan.lease_names == tuple(x.name for x in sc.lease_offers)
+        and plan.facility_names == tuple(x.name for x in sc.debt_facilities)
+        and plan.blocks.shape == (d.n_sites, d.n_periods)
+        and plan.racks_new.shape == (d.n_sites, d.n_periods)
+        and plan.lease_it_mw.shape == (d.n_leases, d.n_sites, d.n_periods)
+    )
+
+
 def _meets_covenants(d: ModelData, plan: Plan) -> bool:
     """Whether minimum cash and the covenants fail only in scenarios within the budget."""
     from hashpivot.kernels.cashflow import CASH_TOL_USD, cash_flows  # noqa: PLC0415
@@ -719,6 +763,7 @@ def solve(
     log: LogCallback | None = None,
     hard_stop: Callable[[], None] | None = None,
     max_nodes: int | None = None,
+    start: Plan | None = None,
 ) -> SolveResult:
     """Build and solve the MILP for ``d`` in phases.
 
@@ -727,6 +772,16 @@ def solve(
     heuristic), so the same data give the same plan on any machine. The wall-clock
     ``time_limit_s`` is only a safety net over the whole solve: when it stops a run, the result
     says so (``time_limited``, status TIME_LIMIT) and may then depend on machine load.
+
+    0. With ``start`` (a plan to warm-start from: another replication's candidate, a previous
+       calibration round's plan), its conversion, racks and leases are fixed and the financing
+       re-solved with every rule (fix-and-optimize); a feasible result is the first incumbent
+       and the MIP start of the later runs. A start that does not fit ``d`` (other sites,
+       leases, facilities or periods) or is infeasible for it is ignored.
+    Where the plan has at most ``DIRECT_MAX_PLAN_INTEGERS`` free integer decisions
+    (:func:`plan_integers`), the whole model is solved first (node budget ``max_nodes``); the
+    phases below run only when it ends above the gap, starting from its incumbent, its bound
+    kept.
 
     1. The model without covenant rows, a relaxation: if its optimum keeps the covenants at the
        required confidence it is optimal for the full model.
@@ -740,11 +795,13 @@ def solve(
        relaxation first (an infeasible LP skips its regime), warm-started from the best plan
        so far; after the first regime, a cutoff row asks for a
        plan better than the incumbent by ``CUTOFF_GAP_SHARE`` of the gap, so regimes that
-       cannot win end at their root.
+       cannot win end at their root; a regime whose LP bound is at most that cutoff is not
+       solved at all (its LP bound bounds it).
 
-    The bound reported is the tighter of phase 1's and the largest regime bound (a regime that
-    found nothing above its cutoff is bounded by it). A time limit returns the incumbent with
-    its gap; no incumbent raises :class:`NoSolutionError` with reasons in words.
+    The bound reported is the tightest of the whole model's, phase 1's and the largest regime
+    bound (a regime that found nothing above its cutoff is bounded by it). A time limit returns
+    the incumbent with its gap; no incumbent raises :class:`NoSolutionError` with reasons in
+    words.
 
     ``progress`` receives a :class:`SolveProgress` at most every ``PROGRESS_EVERY_S`` while HiGHS
     runs;
@@ -761,6 +818,7 @@ def solve(
     node_budget = MAX_NODES if max_nodes is None else max_nodes
     two_phase = covenants and d.n_facilities > 0
     t_start = time.perf_counter()
+    c_start = time.process_time()
     session = _Session(
         d,
         mip_gap=gap_tol,
@@ -773,107 +831,144 @@ def solve(
         hard_stop=hard_stop,
     )
     full_runs: list[_Run] = []
+    skipped_bounds: list[float] = []  # LP bounds of regimes pruned without a MIP run [M$]
 
     def left() -> float:
         return max(1.0, limit - (time.perf_counter() - t_start))
 
-    first = session.run(
-        "without covenants" if two_phase or not covenants else "full model",
-        time_limit_s=left(),
-        max_nodes=node_budget,
-        covenants=not two_phase and covenants,
-    )
-    runs = [first]
-    final = first
-    if (
-        two_phase
-        and first.plan is not None
-        and first.status == Termination.OPTIMAL
-        and _meets_covenants(d, first.plan)
-    ):
-        pass  # the relaxation's optimum keeps the covenants: optimal for the full model
-    elif two_phase:
-        best = None
-        regimes: list[tuple[bool, ...] | None] = (
-            list(covenant_regimes(d)) if hasattr(session.m, "facility_used") else []
-        ) or [None]
-        if first.plan is not None:
-            # fix-and-optimize: phase 1's conversion, racks and leases with the covenants back on
-            repair = session.run(
-                "repair",
-                time_limit_s=left(),
-                max_nodes=HEURISTIC_MAX_NODES,
-                fix=first.plan,
-            )
-            runs.append(repair)
-            bound1 = first.bound if first.bound is not None else np.inf
-
-            def within_gap(run: _Run) -> bool:
-                return max(0.0, bound1 - run.objective) / max(abs(run.objective), 1e-9) <= gap_tol
-
-            if repair.plan is not None:
-                best = repair
-                if within_gap(repair):
-                    final = repair
-            if final is first:
-                # excuse heuristic (where the big-M model is solved whole): excuse the
-                # scenarios phase 1's plan breaks worst and hold the rest to the covenants, so
-                # the big-M rows become plain rows and the LP is tight
-                excuse = excuse_worst(d, covenant_severity(d, first.plan))
-                heur = session.run(
-                    "excuse heuristic",
+    runs: list[_Run] = []
+    seed: _Run | None = None
+    if start is not None and not _fits(d, start):
+        start = None  # a plan of another scenario: nothing to start from
+    if start is not None and two_phase:
+        # fix-and-optimize the start under every rule: an incumbent of the full model
+        seed = session.run("start", time_limit_s=left(), max_nodes=HEURISTIC_MAX_NODES, fix=start)
+        runs.append(seed)
+        if seed.plan is None:
+            seed = None  # infeasible for these data: ignored
+    direct: _Run | None = None
+    if two_phase and plan_integers(session.m) <= DIRECT_MAX_PLAN_INTEGERS:
+        # few plan decisions: HiGHS solves the whole model faster than the phases below
+        direct = session.run(
+            "full model",
+            time_limit_s=left(),
+            max_nodes=node_budget,
+            start=seed.plan if seed is not None else None,
+            start_excused=seed.excused if seed is not None else None,
+        )
+        runs.append(direct)
+        if direct.plan is not None and (seed is None or direct.objective > seed.objective):
+            seed = direct  # the phases start from its incumbent; its bound stays valid
+    if direct is not None and direct.status == Termination.OPTIMAL:
+        first = final = direct
+    else:
+        first = session.run(
+            "without covenants" if two_phase or not covenants else "full model",
+            time_limit_s=left(),
+            max_nodes=node_budget,
+            covenants=not two_phase and covenants,
+            start=seed.plan if seed is not None else start,
+            start_excused=seed.excused if seed is not None else None,
+        )
+        runs.append(first)
+        final = first
+        if (
+            two_phase
+            and first.plan is not None
+            and first.status == Termination.OPTIMAL
+            and _meets_covenants(d, first.plan)
+        ):
+            pass  # the relaxation's optimum keeps the covenants: optimal for the full model
+        elif two_phase:
+            best = seed
+            regimes: list[tuple[bool, ...] | None] = (
+                list(covenant_regimes(d)) if hasattr(session.m, "facility_used") else []
+            ) or [None]
+            if first.plan is not None:
+                # fix-and-optimize: phase 1's conversion, racks and leases with the covenants back on
+                repair = session.run(
+                    "repair",
                     time_limit_s=left(),
                     max_nodes=HEURISTIC_MAX_NODES,
-                    start=first.plan,
-                    excuse=excuse,
+                    fix=first.plan,
                 )
-                runs.append(heur)
-                if heur.plan is not None and (best is None or heur.objective > best.objective):
-                    best = heur
-                    if within_gap(heur):
-                        final = heur
-        if final is first:
-            # the full model, one regime of drawn covenant facilities at a time where few
-            if len(regimes) > 1:
-                # best LP bound first (ties: fewest covenant facilities): the regime most
-                # likely to hold the optimum gives the cutoff that prunes the others at their
-                # root; a regime whose LP is infeasible holds no plan and is skipped, one whose
-                # LP needs more than REGIME_LP_MAX_ITERATIONS is ranked first (bound unknown)
-                lp_bound: dict[tuple[bool, ...] | None, float] = {}
-                for reg in regimes:
-                    lp = session.run(
-                        f"{_regime_name(reg)} LP", time_limit_s=left(), regime=reg, relaxation=True
+                runs.append(repair)
+                bound1 = first.bound if first.bound is not None else np.inf
+
+                def within_gap(run: _Run) -> bool:
+                    return (
+                        max(0.0, bound1 - run.objective) / max(abs(run.objective), 1e-9) <= gap_tol
                     )
-                    lp.plan, lp.bound = None, None  # a fractional point, not a plan
-                    runs.append(lp)
-                    if lp.status == Termination.OPTIMAL and lp.objective is not None:
-                        lp_bound[reg] = lp.objective
-                    elif lp.status != Termination.INFEASIBLE:
-                        lp_bound[reg] = np.inf  # unknown: keep it, first
-                regimes = sorted(lp_bound, key=lambda r: -lp_bound[r]) or regimes[:1]
-            for i, reg in enumerate(regimes):
-                # after the first regime, only plans that beat the incumbent by part of the gap
-                # are worth finding: a regime whose bound is below that is pruned at its root
-                cutoff = (
-                    None
-                    if best is None or i == 0
-                    else best.objective
-                    + CUTOFF_GAP_SHARE * gap_tol * max(abs(best.objective), 1e-9)
-                )
-                run = session.run(
-                    _regime_name(reg),
-                    time_limit_s=left(),
-                    max_nodes=node_budget,
-                    regime=reg,
-                    start=(best or first).plan,
-                    cutoff=cutoff,
-                    start_excused=(best or first).excused,
-                )
-                runs.append(run)
-                full_runs.append(run)
-                if run.plan is not None and (best is None or run.objective > best.objective):
-                    best = run
-            final = best or full_runs[-1]
+
+                if repair.plan is not None and (best is None or repair.objective > best.objective):
+                    best = repair
+                if best is not None and within_gap(best):
+                    final = best
+                if final is first:
+                    # excuse heuristic (where the big-M model is solved whole): excuse the
+                    # scenarios phase 1's plan breaks worst and hold the rest to the covenants, so
+                    # the big-M rows become plain rows and the LP is tight
+                    excuse = excuse_worst(d, covenant_severity(d, first.plan))
+                    heur = session.run(
+                        "excuse heuristic",
+                        time_limit_s=left(),
+                        max_nodes=HEURISTIC_MAX_NODES,
+                        start=first.plan,
+                        excuse=excuse,
+                    )
+                    runs.append(heur)
+                    if heur.plan is not None and (best is None or heur.objective > best.objective):
+                        best = heur
+                        if within_gap(heur):
+                            final = heur
+            if final is first:
+                # the full model, one regime of drawn covenant facilities at a time where few
+                lp_bound: dict[tuple[bool, ...] | None, float] = {}
+                if len(regimes) > 1:
+                    # best LP bound first (ties: fewest covenant facilities): the regime most
+                    # likely to hold the optimum gives the cutoff that prunes the others at their
+                    # root; a regime whose LP is infeasible holds no plan and is skipped, one whose
+                    # LP needs more than REGIME_LP_MAX_ITERATIONS is ranked first (bound unknown)
+                    for reg in regimes:
+                        lp = session.run(
+                            f"{_regime_name(reg)} LP",
+                            time_limit_s=left(),
+                            regime=reg,
+                            relaxation=True,
+                        )
+                        lp.plan, lp.bound = None, None  # a fractional point, not a plan
+                        runs.append(lp)
+                        if lp.status == Termination.OPTIMAL and lp.objective is not None:
+                            lp_bound[reg] = lp.objective
+                        elif lp.status != Termination.INFEASIBLE:
+                            lp_bound[reg] = np.inf  # unknown: keep it, first
+                    regimes = sorted(lp_bound, key=lambda r: -lp_bound[r]) or regimes[:1]
+                for i, reg in enumerate(regimes):
+                    # after the first regime, only plans that beat the incumbent by part of the gap
+                    # are worth finding: a regime whose bound is below that is pruned at its root
+                    cutoff = (
+                        None
+                        if best is None or i == 0
+                        else best.objective
+                        + CUTOFF_GAP_SHARE * gap_tol * max(abs(best.objective), 1e-9)
+                    )
+                    if cutoff is not None and lp_bound.get(reg, np.inf) <= cutoff:
+                        skipped_bounds.append(lp_bound[reg])  # nothing there beats the cutoff
+                        continue
+                    run = session.run(
+                        _regime_name(reg),
+                        time_limit_s=left(),
+                        max_nodes=node_budget,
+                        regime=reg,
+                        start=(best or first).plan,
+                        cutoff=cutoff,
+                        start_excused=(best or first).excused,
+                    )
+                    runs.append(run)
+                    full_runs.append(run)
+                    if run.plan is not None and (best is None or run.objective > best.objective):
+                        best = run
+                final = best or (full_runs[-1] if full_runs else first)
     if final.plan is None:
         from .diagnose import explain_infeasibility  # noqa: PLC0415
 
@@ -896,9 +991,9 @@ def solve(
     # valid upper bounds: phase 1 when it relaxes the covenants, or it is the whole model; the
     # best over the regimes of the full model (an infeasible regime holds no plan); never a
     # restricted run's
-    bounds = [] if runs[0].bound is None else [runs[0].bound]
-    if full_runs:
-        bounds.append(max(r.regime_bound() for r in full_runs))
+    bounds = [r.bound for r in (first, direct) if r is not None and r.bound is not None]
+    if full_runs or skipped_bounds:
+        bounds.append(max([r.regime_bound() for r in full_runs] + skipped_bounds))
     bound = min(bounds) if bounds else final.objective
     obj = final.objective
     gap = max(0.0, bound - obj) / max(abs(obj), 1e-9)
@@ -933,4 +1028,5 @@ def solve(
         nodes=sum(r.nodes for r in runs),
         lp_iterations=sum(r.lp_iterations for r in runs),
         time_limited=time_limited,
+        cpu_seconds=time.process_time() - c_start,
     )

@@ -16,6 +16,7 @@ from helpers import scenario, tiny
 from hashpivot.kernels.cashflow import cash_flows
 from hashpivot.kernels.plan import Plan
 from hashpivot.kernels.reduce import reduce_scenarios
+from hashpivot.optimizer import solve as solve_module
 from hashpivot.optimizer.checker import check_plan
 from hashpivot.optimizer.model import build_model, covenant_regimes, model_data
 from hashpivot.optimizer.solve import (
@@ -29,6 +30,7 @@ from hashpivot.optimizer.solve import (
     _Session,
     covenant_severity,
     excuse_worst,
+    plan_integers,
     solve,
     start_values,
 )
@@ -271,8 +273,31 @@ def test_the_same_data_give_the_same_plan_and_the_time_limit_is_only_a_safety_ne
     _same_result(once, solve(d, time_limit_s=3600))  # a generous vs a very generous limit
 
 
-def test_regimes_are_solved_best_lp_bound_first(small_demo) -> None:
-    _, res = small_demo
+@pytest.fixture(scope="module")
+def small_demo_phased(small_demo):
+    """small_demo solved in phases (demo is small enough to be solved whole first)."""
+    d, _ = small_demo
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(solve_module, "DIRECT_MAX_PLAN_INTEGERS", 0)
+        res = solve(d, time_limit_s=120)
+    return d, res
+
+
+def test_small_models_are_solved_whole_first(small_demo, small_demo_phased) -> None:
+    """demo (83 plan integers) is solved whole in one run; in phases it reaches the same
+    optimum within the gap, with more runs."""
+    d, whole = small_demo
+    _, phased = small_demo_phased
+    assert plan_integers(build_model(d)) <= solve_module.DIRECT_MAX_PLAN_INTEGERS
+    assert [r["run"] for r in whole.runs] == ["full model"]
+    assert whole.status == phased.status == Termination.OPTIMAL and len(phased.runs) > 2
+    assert whole.objective_usd == pytest.approx(phased.objective_usd, rel=d.sc.defaults.mip_gap)
+    assert whole.bound_usd >= phased.objective_usd * (1 - 1e-9)
+    assert phased.bound_usd >= whole.objective_usd * (1 - 1e-9)
+
+
+def test_regimes_are_solved_best_lp_bound_first(small_demo_phased) -> None:
+    _, res = small_demo_phased
     lp = {r["run"][: -len(" LP")]: r["objective_usd"] for r in res.runs if r["run"].endswith(" LP")}
     assert len(lp) == 2  # demo: one facility with covenants, drawn or not
     mips = [r for r in res.runs if r["run"] in lp]
@@ -317,3 +342,33 @@ def test_solves_with_different_thread_counts_in_one_process() -> None:
     second = solve(d, time_limit_s=60, threads=2)
     assert first.status == second.status == Termination.OPTIMAL
     assert second.objective_usd == pytest.approx(first.objective_usd, rel=1e-6)
+
+
+def test_a_warm_start_gives_the_plan_of_a_cold_solve(small_demo) -> None:
+    """solve(start=...) (another replication's candidate, a previous calibration round's plan)
+    reaches the plan of a cold solve: both to a gap of zero on demo at K = 4, the optimum being
+    unique there. The start becomes the first incumbent ('start' run) and two warm solves
+    agree to the last node."""
+    d, _ = small_demo
+    cold = solve(d, time_limit_s=120, mip_gap=0.0)
+    warm = solve(d, time_limit_s=120, mip_gap=0.0, start=cold.plan)
+    assert cold.status == warm.status == Termination.OPTIMAL
+    assert warm.runs[0]["run"] == "start" and warm.runs[0]["status"] == "optimal"
+    assert warm.objective_usd == pytest.approx(cold.objective_usd, rel=1e-9)
+    for f in ("blocks", "racks_new", "lease_signed"):
+        np.testing.assert_array_equal(getattr(warm.plan, f), getattr(cold.plan, f))
+    _same_result(warm, solve(d, time_limit_s=120, mip_gap=0.0, start=cold.plan))
+
+
+def test_a_start_that_does_not_fit_or_is_infeasible_is_ignored(small_demo) -> None:
+    d, cold = small_demo
+    other = copy.deepcopy(cold.plan)
+    other.site_names = ("elsewhere", *other.site_names[1:])  # a plan of another fleet
+    _same_result(cold, solve(d, time_limit_s=120, start=other))
+    broken = copy.deepcopy(cold.plan)
+    broken.blocks[:] = 0
+    broken.blocks[0, :3] = 5  # more blocks than the site may start per period, or has
+    res = solve(d, time_limit_s=120, start=broken)
+    assert res.runs[0]["run"] == "start" and res.runs[0]["status"] == "infeasible"
+    assert res.status == Termination.OPTIMAL
+    assert res.objective_usd == pytest.approx(cold.objective_usd, rel=d.sc.defaults.mip_gap)
