@@ -69,7 +69,12 @@ TIME_QUANTILES = (0.05, 0.50, 0.95)
 
 @dataclass
 class PathCoefficients:
-    """Coefficient trajectories of a chunk of paths (path axis first)."""
+    """Coefficient trajectories of a chunk of paths (path axis first).
+
+    The shapes are logical: :func:`path_coefficients` stores each period's values as one
+    contiguous block (time-major memory) and exposes them through transposed views, so consumers
+    must not assume C order.
+    """
 
     margin_usd_per_mw: Any  # (n, S, T)
     btc_price_usd: Any  # (n, T)
@@ -86,31 +91,42 @@ class PathCoefficients:
 def path_coefficients(
     sc: Scenario, key: tuple[int, int], paths: Any, *, xp: ModuleType = np
 ) -> PathCoefficients:
-    """Simulate the coefficient trajectories of ``paths``."""
+    """Simulate the coefficient trajectories of ``paths``.
+
+    Each period writes contiguous blocks of time-major buffers (``(T, n, S)`` for the margins);
+    the returned arrays are their transposed views with the documented ``(n, …, T)`` shapes.
+    """
     mp = market_params(sc)
     n, t_n = paths.shape[0], mp.n_periods
-    margin = xp.empty((n, mp.n_sites, t_n))
-    btc = xp.empty((n, t_n))
-    power = xp.empty((n, mp.n_regions, t_n))
-    lxo = xp.empty((n, t_n))
-    gpu = xp.empty((n, t_n))
+    margin = xp.empty((t_n, n, mp.n_sites))
+    btc = xp.empty((t_n, n))
+    power = xp.empty((t_n, n, mp.n_regions))
+    lxo = xp.empty((t_n, n))
+    gpu = xp.empty((t_n, n))
+    occ = xp.empty(n)
     for f in iter_periods(mp, key, paths, xp=xp):
-        margin[:, :, f.t] = mining_margin(mp, f, xp=xp).T
-        btc[:, f.t] = xp.exp(f.ln_btc)
-        power[:, :, f.t] = xp.exp(f.ln_power).T
-        lxo[:, f.t] = xp.exp(f.ln_lease) / (1.0 + xp.exp(-f.occ_logit))
-        gpu[:, f.t] = xp.exp(f.ln_gpu)
-    first = tenant_default_periods(mp, key, paths, xp=xp).T  # (n, L)
-    t_idx = xp.arange(t_n)[None, None, :]
+        t = f.t
+        mining_margin(mp, f, xp=xp, out=margin[t].T)
+        xp.exp(f.ln_btc, out=btc[t])
+        xp.exp(f.ln_power.T, out=power[t])
+        # lease × occupancy = e^{ln lease} / (1 + e^{−u})
+        xp.negative(f.occ_logit, out=occ)
+        xp.exp(occ, out=occ)
+        occ += 1.0
+        xp.exp(f.ln_lease, out=lxo[t])
+        lxo[t] /= occ
+        xp.exp(f.ln_gpu, out=gpu[t])
+    first = tenant_default_periods(mp, key, paths, xp=xp)  # (L, n)
+    t_idx = xp.arange(t_n)[:, None, None]
     gap = sc.market.ai_lease.releasing_gap_periods
     return PathCoefficients(
-        margin_usd_per_mw=margin,
-        btc_price_usd=btc,
-        power_usd_per_mwh=power,
-        lease_x_occupancy=lxo,
-        gpu_hour_usd=gpu,
-        tenant_survival=(first[:, :, None] > t_idx).astype(xp.float64),
-        tenant_relet=(first[:, :, None] + gap <= t_idx).astype(xp.float64),
+        margin_usd_per_mw=margin.transpose(1, 2, 0),
+        btc_price_usd=btc.T,
+        power_usd_per_mwh=power.transpose(1, 2, 0),
+        lease_x_occupancy=lxo.T,
+        gpu_hour_usd=gpu.T,
+        tenant_survival=(first.T[None] > t_idx).astype(xp.float64).transpose(1, 2, 0),
+        tenant_relet=(first.T[None] + gap <= t_idx).astype(xp.float64).transpose(1, 2, 0),
     )
 
 
