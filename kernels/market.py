@@ -383,11 +383,15 @@ def iter_periods(
     past_gaps = [None] * (lag + 1)  # ring buffer of margin gaps g
     nf = mp.n_factors
     for t in range(mp.n_periods):
-        z = philox.normals(key, paths, t, mp.n_normals, xp=xp)
+        if mp.jump_lambda_dt > 0.0:  # the jump uniform from the normals' Philox call
+            z, u = philox.normals_and_uniform(
+                key, paths, t, mp.n_normals, philox.JUMP_STREAM, xp=xp
+            )
+        else:
+            z = philox.normals(key, paths, t, mp.n_normals, xp=xp)
         eps = correlate(chol, z, xp=xp)
         jumps = 0.0
         if mp.jump_lambda_dt > 0.0:
-            u, _, _, _ = philox.lane_uniforms(key, paths, t, philox.JUMP_STREAM, xp=xp)
             count = poisson_from_uniform(u, mp.jump_lambda_dt, xp=xp)
             jumps = count * mp.jump_mean + xp.sqrt(count) * mp.jump_std * z[nf]
         ret = mp.btc_drift_dt + mp.btc_vol_sqdt * eps[F_BTC] + jumps
