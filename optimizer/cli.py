@@ -434,6 +434,7 @@ def stats_table(title: str, rows: dict[str, dict]) -> Table:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
+    from .charts import preload_matplotlib  # noqa: PLC0415
     from .pipeline import gap_warning, input_warnings, optimize  # noqa: PLC0415
     from .report import write_optimize_outputs  # noqa: PLC0415
     from .solve import NoSolutionError  # noqa: PLC0415
@@ -453,6 +454,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     with StageDisplay(args.quiet, plain=args.solver_log) as display:
         for text in input_warnings(sc, k, m):
             display.warn(text)
+        preload_matplotlib()  # the report's import runs beside the Monte Carlo stages
         try:
             res = optimize(
                 sc,

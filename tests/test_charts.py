@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
+import sys
 
 import numpy as np
 from matplotlib.ticker import LogLocator, MultipleLocator
@@ -42,3 +44,18 @@ def test_in_view_drops_only_ticks_beyond_the_view() -> None:
 
 def test_in_view_draws_the_same_svg() -> None:
     assert _svg(wrap=True) == _svg(wrap=False)
+
+
+def test_preload_imports_matplotlib_once_in_the_background() -> None:
+    code = (
+        "import sys\n"
+        "from hashpivot.optimizer.charts import preload_matplotlib\n"
+        "assert 'matplotlib' not in sys.modules\n"
+        "t = preload_matplotlib()\n"
+        "assert t is not None and preload_matplotlib() is None\n"
+        "t.join()\n"
+        "print('matplotlib.figure' in sys.modules, 'matplotlib.backends.backend_svg' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True"]
