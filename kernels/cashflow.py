@@ -117,33 +117,62 @@ class OperatingFlows:
 def operating_flows(
     sc: Scenario, sch: Schedule, coeffs: dict[str, Any], *, xp: ModuleType = np
 ) -> OperatingFlows:
-    """MIN, LEASE, RACK, MKT and OCF of the module docstring for every scenario or path."""
+    """MIN, LEASE, RACK, MKT and OCF of the module docstring for every scenario or path.
+
+    Sums over sites and leases are contractions of the (n, S, T) and (n, L, T) coefficients
+    with the schedule (``einsum``: no (n, S, T) temporaries, any memory layout); the fixed
+    parts (fixed opex, rack opex) are summed over the schedule first, and the racks' power over
+    regions (RACK = a·G·ΣK − b·Σ_r p_r·Σ_{s∈r} K_s − opex·ΣK).
+    """
     dt = sc.horizon.dt_years
-    a = xp.asarray(sch.asic_mw)
+    a = sch.asic_mw  # (S, T)
     margin = xp.asarray(coeffs["margin_usd_per_mw"])
-    fixed = xp.asarray([s.fixed_opex_usd_per_mw_year * dt for s in sc.sites])[:, None]
-    mining = ((margin - fixed[None]) * a[None]).sum(axis=1)
+    fixed = np.array([s.fixed_opex_usd_per_mw_year * dt for s in sc.sites])[:, None]
+    gross = xp.einsum("nst,st->nt", margin, xp.asarray(a))
+    mining = gross - xp.asarray((fixed * a).sum(axis=0))[None]
     mu = xp.asarray(coeffs["lease_x_occupancy"]) * 1000.0 * 12 * dt  # $/IT MW/period
     rent, _, _ = lease_terms(sc)
-    d = xp.asarray(sch.lease_total_it_mw)  # (L, T)
+    d = sch.lease_total_it_mw  # (L, T)
     surv, relet = xp.asarray(coeffs["tenant_survival"]), xp.asarray(coeffs["tenant_relet"])
-    lease = (d[None] * (xp.asarray(rent)[None] * surv + mu[:, None, :] * relet)).sum(axis=1)
-    gpu, power = xp.asarray(coeffs["gpu_hour_usd"]), xp.asarray(coeffs["power_usd_per_mwh"])
-    racks = (rack_coefficient(sc, gpu, power, xp) * xp.asarray(sch.racks_active)[None]).sum(axis=1)
+    lease = xp.einsum("nlt,lt->nt", surv, xp.asarray(d * rent))
+    lease += mu * xp.einsum("nlt,lt->nt", relet, xp.asarray(d))
+    racks = _rack_flows(sc, sch.racks_active, coeffs, xp)
     market = mu * xp.asarray(sch.market_it_mw.sum(axis=0))[None]
     opex = np.array([s.conversion.opex_usd_per_it_mw_year * dt for s in sc.sites])[:, None]
     it_opex = xp.asarray((opex * sch.it_online_mw).sum(axis=0))
     penalty = np.array([lo.late_penalty_usd_per_mw_period for lo in sc.lease_offers])[:, None]
     pen = xp.asarray((penalty * sch.lease_short_it_mw).sum(axis=0))
-    ai_revenue = lease + racks + market
+    ai_revenue = lease
+    ai_revenue += racks
+    ai_revenue += market
     ai_noi = ai_revenue - it_opex[None]
     return OperatingFlows(
         mining_usd=mining,
-        gross_mining_usd=(margin * a[None]).sum(axis=1),
+        gross_mining_usd=gross,
         ai_revenue_usd=ai_revenue,
         ai_noi_usd=ai_noi,
         ocf_usd=mining + ai_noi - pen[None],
     )
+
+
+def _rack_flows(
+    sc: Scenario, racks_active: np.ndarray, coeffs: dict[str, Any], xp: ModuleType
+) -> Any:
+    """Σ_s K[s,t]·rack_coefficient[n,s,t] of every scenario or path, (n, T) [$/period], with
+    the power term summed per region."""
+    g = sc.gpu_racks
+    hours = sc.horizon.hours_per_period
+    regions = list(sc.market.power_regions)
+    region = np.array([regions.index(s.region) for s in sc.sites], dtype=np.int64)
+    k_total = racks_active.sum(axis=0)  # (T,)
+    k_region = np.zeros((len(regions), racks_active.shape[1]))
+    np.add.at(k_region, region, racks_active)  # (R, T)
+    gpu = xp.asarray(coeffs["gpu_hour_usd"])
+    power = xp.asarray(coeffs["power_usd_per_mwh"])
+    out = gpu * xp.asarray(g.gpus_per_rack * hours * g.utilization * k_total)[None]
+    out -= xp.einsum("nrt,rt->nt", power, xp.asarray(g.rack_kw / 1000.0 * g.pue * hours * k_region))
+    out -= xp.asarray(g.opex_usd_per_rack_year * sc.horizon.dt_years * k_total)[None]
+    return out
 
 
 @dataclass

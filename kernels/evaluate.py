@@ -95,7 +95,12 @@ BATCH_STATE_BYTES = 1 << 29
 
 @dataclass
 class PathCoefficients:
-    """Coefficient trajectories of a chunk of paths (path axis first)."""
+    """Coefficient trajectories of a chunk of paths (path axis first).
+
+    The shapes are logical: :func:`path_coefficients` stores each period's values as one
+    contiguous block (time-major memory) and exposes them through transposed views, so consumers
+    must not assume C order.
+    """
 
     margin_usd_per_mw: Any  # (n, S, T)
     btc_price_usd: Any  # (n, T)
@@ -112,32 +117,65 @@ class PathCoefficients:
 def path_coefficients(
     sc: Scenario, key: tuple[int, int], paths: Any, *, xp: ModuleType = np
 ) -> PathCoefficients:
-    """Simulate the coefficient trajectories of ``paths``."""
+    """Simulate the coefficient trajectories of ``paths``.
+
+    Each period writes contiguous blocks of time-major buffers (``(T, n, S)`` for the margins);
+    the returned arrays are their transposed views with the documented ``(n, …, T)`` shapes.
+    """
     mp = market_params(sc)
     n, t_n = paths.shape[0], mp.n_periods
-    margin = xp.empty((n, mp.n_sites, t_n))
-    btc = xp.empty((n, t_n))
-    power = xp.empty((n, mp.n_regions, t_n))
-    lxo = xp.empty((n, t_n))
-    gpu = xp.empty((n, t_n))
+    margin = xp.empty((t_n, n, mp.n_sites))
+    btc = xp.empty((t_n, n))
+    power = xp.empty((t_n, n, mp.n_regions))
+    lxo = xp.empty((t_n, n))
+    gpu = xp.empty((t_n, n))
+    occ = xp.empty(n)
     for f in iter_periods(mp, key, paths, xp=xp):
-        margin[:, :, f.t] = mining_margin(mp, f, xp=xp).T
-        btc[:, f.t] = xp.exp(f.ln_btc)
-        power[:, :, f.t] = xp.exp(f.ln_power).T
-        lxo[:, f.t] = xp.exp(f.ln_lease) / (1.0 + xp.exp(-f.occ_logit))
-        gpu[:, f.t] = xp.exp(f.ln_gpu)
-    first = tenant_default_periods(mp, key, paths, xp=xp).T  # (n, L)
-    t_idx = xp.arange(t_n)[None, None, :]
+        t = f.t
+        mining_margin(mp, f, xp=xp, out=margin[t].T)
+        xp.exp(f.ln_btc, out=btc[t])
+        xp.exp(f.ln_power.T, out=power[t])
+        # lease × occupancy = e^{ln lease} / (1 + e^{−u})
+        xp.negative(f.occ_logit, out=occ)
+        xp.exp(occ, out=occ)
+        occ += 1.0
+        xp.exp(f.ln_lease, out=lxo[t])
+        lxo[t] /= occ
+        xp.exp(f.ln_gpu, out=gpu[t])
+    first = tenant_default_periods(mp, key, paths, xp=xp)  # (L, n)
+    t_idx = xp.arange(t_n)[:, None, None]
     gap = sc.market.ai_lease.releasing_gap_periods
     return PathCoefficients(
-        margin_usd_per_mw=margin,
-        btc_price_usd=btc,
-        power_usd_per_mwh=power,
-        lease_x_occupancy=lxo,
-        gpu_hour_usd=gpu,
-        tenant_survival=(first[:, :, None] > t_idx).astype(xp.float64),
-        tenant_relet=(first[:, :, None] + gap <= t_idx).astype(xp.float64),
+        margin_usd_per_mw=margin.transpose(1, 2, 0),
+        btc_price_usd=btc.T,
+        power_usd_per_mwh=power.transpose(1, 2, 0),
+        lease_x_occupancy=lxo.T,
+        gpu_hour_usd=gpu.T,
+        tenant_survival=(first.T[None] > t_idx).astype(xp.float64).transpose(1, 2, 0),
+        tenant_relet=(first.T[None] + gap <= t_idx).astype(xp.float64).transpose(1, 2, 0),
     )
+
+
+def _row_sum(x: Any, xp: ModuleType) -> Any:
+    """Σ over the columns of ``x`` (n, k), added in column order: with the few facility
+    columns, k − 1 elementwise adds cost far less than a reduction over a short inner axis
+    (for k ≤ 2 the bits are those of ``x.sum(axis=1)``)."""
+    if x.shape[1] == 0:
+        return xp.zeros(x.shape[0])
+    acc = x[:, 0].copy()
+    for j in range(1, x.shape[1]):
+        acc += x[:, j]
+    return acc
+
+
+def _row_any(x: Any, xp: ModuleType) -> Any:
+    """Whether any column of the boolean ``x`` (n, k) is set, column by column."""
+    if x.shape[1] == 0:
+        return xp.zeros(x.shape[0], dtype=bool)
+    acc = x[:, 0].copy()
+    for j in range(1, x.shape[1]):
+        acc |= x[:, j]
+    return acc
 
 
 def simulate_plan(
@@ -207,15 +245,15 @@ def simulate_plan(
         was_alive = alive
         planned = xp.asarray(plan.draws_usd[:, t])[None, :] * open_ if n_f else xp.zeros((n, 0))
         interest = balance * rate
-        dilution = dilution * growth + (balance * xp.asarray(dil_rates)[None]).sum(axis=1)
+        dilution = dilution * growth + _row_sum(balance * xp.asarray(dil_rates)[None], xp)
         drawn = drawn + planned
         principal = drawn * xp.asarray(repay[:, t])[None] if n_f else xp.zeros((n, 0))
         balance = balance + planned - principal
-        service = (interest + principal).sum(axis=1)
+        service = _row_sum(interest + principal, xp)
         sched[:, t] = (
-            (interest + principal * xp.asarray(amortising)[None]).sum(axis=1) if n_f else 0.0
+            _row_sum(interest + principal * xp.asarray(amortising)[None], xp) if n_f else 0.0
         )
-        inflow = (planned * (1.0 - xp.asarray(fees))[None]).sum(axis=1) if n_f else 0.0
+        inflow = _row_sum(planned * (1.0 - xp.asarray(fees))[None], xp) if n_f else 0.0
         sold = float(plan.btc_sold[t])
         held = held - sold
         cash = cash * growth + ocf[:, t] + inflow - service - capex[t] + btc[:, t] * sold
@@ -245,10 +283,10 @@ def simulate_plan(
             newly = alive & (cash < -CASH_TOL_USD)
             default_period = xp.where(newly, t, default_period)
             alive = alive & ~newly
-        debt_path[:, t] = balance.sum(axis=1) if n_f else 0.0
+        debt_path[:, t] = _row_sum(balance, xp) if n_f else 0.0
         if n_f and t >= ppy - 1:
             live = (planned_used[None, :] | emergency_used) & windows[None, :, t] & open_
-            tested = live.any(axis=1) & alive
+            tested = _row_any(live, xp) & alive
             w = min(t + 1, ppy)
             ds_trail = sched[:, t - w + 1 : t + 1].sum(axis=1)
             bad_dscr = tested & (ocf_trail[:, t] < cov.min_dscr * ds_trail - CASH_TOL_USD)
@@ -267,7 +305,7 @@ def simulate_plan(
             breach = breach | bad
             if rule != "ignore" and bool(bad.any()):
                 hit = live & bad[:, None]
-                due = (balance * hit).sum(axis=1)
+                due = _row_sum(balance * hit, xp)
                 if rule == "accelerate":  # the balance falls due; the facility is closed
                     cash = cash - due
                     balance = xp.where(hit, 0.0, balance)
@@ -287,7 +325,7 @@ def simulate_plan(
                 newly = alive & (cash < -CASH_TOL_USD)
                 default_period = xp.where(newly, t, default_period)
                 alive = alive & ~newly
-                debt_path[:, t] = balance.sum(axis=1)
+                debt_path[:, t] = _row_sum(balance, xp)
         cash_breach = cash_breach | (was_alive & (cash < cov.min_cash_usd - CASH_TOL_USD))
         cash_path[:, t] = xp.where(alive, cash, 0.0)
     salvage_end = float(
@@ -307,7 +345,7 @@ def simulate_plan(
         + btc[:, -1] * held
         + tv
         + salvage_end
-        - (balance.sum(axis=1) if n_f else 0.0)
+        - (_row_sum(balance, xp) if n_f else 0.0)
         - dilution
     )
     equity = xp.where(alive, terminal, 0.0) * (1.0 + h.discount_rate) ** (-t_n * dt)

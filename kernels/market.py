@@ -383,11 +383,15 @@ def iter_periods(
     past_gaps = [None] * (lag + 1)  # ring buffer of margin gaps g
     nf = mp.n_factors
     for t in range(mp.n_periods):
-        z = philox.normals(key, paths, t, mp.n_normals, xp=xp)
+        if mp.jump_lambda_dt > 0.0:  # the jump uniform from the normals' Philox call
+            z, u = philox.normals_and_uniform(
+                key, paths, t, mp.n_normals, philox.JUMP_STREAM, xp=xp
+            )
+        else:
+            z = philox.normals(key, paths, t, mp.n_normals, xp=xp)
         eps = correlate(chol, z, xp=xp)
         jumps = 0.0
         if mp.jump_lambda_dt > 0.0:
-            u, _, _, _ = philox.lane_uniforms(key, paths, t, philox.JUMP_STREAM, xp=xp)
             count = poisson_from_uniform(u, mp.jump_lambda_dt, xp=xp)
             jumps = count * mp.jump_mean + xp.sqrt(count) * mp.jump_std * z[nf]
         ret = mp.btc_drift_dt + mp.btc_vol_sqdt * eps[F_BTC] + jumps
@@ -418,6 +422,10 @@ def iter_periods(
         yield PeriodFactors(t, ln_p, ln_h, ln_hp, x_pow, ln_lease, u_occ, ln_g)
 
 
+#: Period × lease-stream × path words per Philox call of :func:`tenant_default_periods`.
+DEFAULT_DRAW_ELEMENTS = 1 << 15
+
+
 def tenant_default_periods(
     mp: MarketParams, key: tuple[int, int], paths: Any, *, xp: ModuleType = np
 ) -> Any:
@@ -425,16 +433,30 @@ def tenant_default_periods(
 
     Lease ``l`` defaults in period ``t`` when the uniform of its lane in stream
     ``DEFAULT_STREAM + l // 4`` falls below the per-period hazard 1 − (1 − q)^Δ, so that
-    P(default by the end of period t) = 1 − (1 − q)^{t_years}.
+    P(default by the end of period t) = 1 − (1 − q)^{t_years}. The uniforms of many periods
+    come from one Philox call (the counter holds the period, so the bits are those of a call
+    per period).
     """
     n_leases = mp.lease_default_hazard.shape[0]
-    out = xp.full((n_leases, paths.shape[0]), mp.n_periods, dtype=xp.int64)
-    if n_leases == 0:
+    n, t_n = paths.shape[0], mp.n_periods
+    out = xp.full((n_leases, n), t_n, dtype=xp.int64)
+    if n_leases == 0 or n == 0:
         return out
-    hazard = xp.asarray(mp.lease_default_hazard)[:, None]
-    for t in range(mp.n_periods - 1, -1, -1):  # backwards: the earliest hit wins
-        u = philox.stream_uniforms(key, paths, t, philox.DEFAULT_STREAM, n_leases, xp=xp)
-        out = xp.where(u < hazard, t, out)
+    hazard = xp.asarray(mp.lease_default_hazard)[None, :, None]
+    lo, hi = philox.path_counter(paths, xp=xp)
+    n_streams = (n_leases + 3) // 4
+    streams = xp.arange(philox.DEFAULT_STREAM, philox.DEFAULT_STREAM + n_streams, dtype=xp.uint64)[
+        None, :, None
+    ]
+    step = max(1, DEFAULT_DRAW_ELEMENTS // (n_streams * n))
+    for t0 in range(t_n - 1, -1, -step):  # backwards: the earliest hit wins
+        t1 = max(t0 + 1 - step, 0)
+        periods = xp.arange(t1, t0 + 1, dtype=xp.uint64)[:, None, None]
+        words = philox.philox4x32((lo[None, None], hi[None, None], periods, streams), key, xp=xp)
+        u = philox.uniform(xp.stack(words, axis=2), xp=xp)  # (P, streams, 4, n)
+        hit = u.reshape(t0 + 1 - t1, 4 * n_streams, n)[:, :n_leases] < hazard
+        first = xp.argmax(hit, axis=0) + t1  # earliest hit in the batch, if any
+        out = xp.where(hit.any(axis=0), first, out)
     return out
 
 
@@ -444,6 +466,11 @@ _AS_P = 0.2316419
 _AS_B = (0.319381530, -0.356563782, 1.781477937, -1.821255978, 1.330274429)
 #: Site × path elements per tile of the NumPy margin kernel (keeps temporaries in L2 cache).
 MARGIN_TILE_ELEMENTS = 16384
+#: ln of the largest finite float32 (3.4028235e38).
+LN_F32_MAX = float(np.log(np.finfo(np.float32).max))
+#: Headroom of the float32 margin kernel's clamp [ln units]: the margin adds up to four terms
+#: (ln 4) and a period's R·hours·uptime must stay finite after the row coefficients.
+_MARGIN_LN_HEADROOM = float(np.log(4.0))
 
 
 def norm_cdf(x: Any, *, xp: ModuleType = np) -> Any:
@@ -526,21 +553,53 @@ def _margin_rows(mp: MarketParams) -> tuple[np.ndarray, ...]:
     return tuple((r * hu).astype(np.float32)[:, None] for r in rows)
 
 
-def mining_margin(mp: MarketParams, f: PeriodFactors, *, xp: ModuleType = np) -> Any:
+def margin_log_bounds(mp: MarketParams) -> tuple[float, float]:
+    """Clamp of ln hashprice and ln power price in the float32 margin kernel, (lo, hi).
+
+    Within ±``hi`` every float32 intermediate of :func:`_put_tile` is finite and every divisor
+    a normal number: revenue R = HP·k_s and power p times the largest row coefficient
+    (hours·uptime), summed over the four terms, stay below the float32 maximum, and
+    φ(d₂) = φ(d₁)·p/R is formed as (φ(d₁)·p)/R with R ≥ k_s·e^{−hi}.
+    Accepted scenarios can reach ln HP ≈ 80 (BTC at $10M growing at 100%/year against a
+    shrinking network for 40 years); values beyond the bound are economically meaningless
+    ($10³³/MWh) and are capped instead of turning into inf or NaN.
+    """
+    rows = np.abs(np.concatenate([r.ravel() for r in _margin_rows(mp)] + [np.ones(1)]))
+    c_rev = np.abs(mp.site_ln_rev_per_hp) if mp.n_sites else np.zeros(1)
+    hi = LN_F32_MAX - float(np.log(rows.max())) - float(c_rev.max()) - _MARGIN_LN_HEADROOM
+    return -hi, hi
+
+
+def mining_margin(
+    mp: MarketParams, f: PeriodFactors, *, xp: ModuleType = np, out: Any = None
+) -> Any:
     """Expected mining margin per utility MW of ASICs of every site, shape ``(S, n)`` [$/MW/period].
 
     On NumPy the paths are processed in cache-sized float32 tiles (power prices exponentiated
     per region, revenue as hashprice times a per-site constant, the contract terms as the row
-    coefficients of :func:`_margin_rows`); other array modules use the broadcasting reference
-    formulas (the CUDA path has its own fused kernel).
+    coefficients of :func:`_margin_rows`; ln hashprice and ln power clamped to
+    :func:`margin_log_bounds` so that nothing overflows); other array modules use the
+    broadcasting reference formulas (the CUDA path has its own fused kernel).
+
+    Parameters
+    ----------
+    out
+        Optional float64 array of shape ``(S, n)`` to write into (a strided view, such as the
+        transpose of a path-major ``(n, S)`` block, is fine); it is returned.
     """
     if xp is not np:
-        return _mining_margin_reference(mp, f, xp=xp)
+        ref = _mining_margin_reference(mp, f, xp=xp)
+        if out is None:
+            return ref
+        out[...] = ref
+        return out
     region = mp.site_region
     n = f.ln_hashprice.shape[0]
     s = mp.n_sites
-    out = np.empty((s, n), dtype=np.float64)
+    if out is None:
+        out = np.empty((s, n), dtype=np.float64)
     tile = max(64, MARGIN_TILE_ELEMENTS // max(s, 1))
+    lo, hi = (np.float32(v) for v in margin_log_bounds(mp))
     c_rev = mp.site_ln_rev_per_hp.astype(np.float32)[:, None]
     k_rev = np.exp(mp.site_ln_rev_per_hp).astype(np.float32)[:, None]
     sig = mp.power_intra[region].astype(np.float32)[:, None]
@@ -551,7 +610,9 @@ def mining_margin(mp: MarketParams, f: PeriodFactors, *, xp: ModuleType = np) ->
     for a in range(0, n, tile):
         b = min(n, a + tile)
         ln_hp = f.ln_hashprice[a:b].astype(np.float32)
+        np.clip(ln_hp, lo, hi, out=ln_hp)
         ln_pow_r = f.ln_power[:, a:b].astype(np.float32)  # (R, tile)
+        np.clip(ln_pow_r, lo, hi, out=ln_pow_r)
         power = np.take(np.exp(ln_pow_r), region, axis=0)
         ln_pow_r -= ln_hp
         ln_ratio = np.take(ln_pow_r, region, axis=0)
@@ -561,7 +622,10 @@ def mining_margin(mp: MarketParams, f: PeriodFactors, *, xp: ModuleType = np) ->
         if has_sig:
             _put_tile(rev, power, ln_ratio, sig, put)
         else:
-            put[...] = expected_shortfall_put(rev, power, sig)
+            # float64: p/R of the clamped values may exceed the float32 range
+            put[...] = expected_shortfall_put(
+                rev.astype(np.float64), power.astype(np.float64), sig.astype(np.float64)
+            )
         put *= row_a
         if use_b:
             power *= row_b

@@ -117,16 +117,34 @@ def normals(
     All streams in one Philox call and one Box–Muller pass (the same operations on every
     element as stream by stream, so the same bits).
     """
+    return _normals(key, paths, period, count, None, xp)[0]
+
+
+def normals_and_uniform(
+    key: tuple[int, int], paths: Any, period: int, count: int, stream: int, *, xp: ModuleType = np
+) -> tuple[Any, Any]:
+    """:func:`normals` and the uniform of lane 0 of ``stream`` (as :func:`lane_uniforms`
+    gives it), both from one Philox call: the same bits as the two calls."""
+    return _normals(key, paths, period, count, stream, xp)
+
+
+def _normals(
+    key: tuple[int, int], paths: Any, period: int, count: int, extra: int | None, xp: ModuleType
+) -> tuple[Any, Any]:
     lo, hi = path_counter(paths, xp=xp)
     n_streams = (count + 3) // 4
-    streams = xp.arange(n_streams, dtype=xp.uint64)[:, None]
+    streams = xp.arange(n_streams + (extra is not None), dtype=xp.uint64)[:, None]
+    if extra is not None:
+        streams[n_streams] = extra
     x0, x1, x2, x3 = philox4x32((lo[None, :], hi[None, :], period, streams), key, xp=xp)
+    u = uniform(x0[n_streams], xp=xp) if extra is not None else None
+    x0, x1, x2, x3 = x0[:n_streams], x1[:n_streams], x2[:n_streams], x3[:n_streams]
     r = xp.sqrt(-2.0 * xp.log(uniform(xp.stack([x0, x2], axis=1), xp=xp)))  # (streams, 2, n)
     theta = TWO_PI * uniform(xp.stack([x1, x3], axis=1), xp=xp)
     out = xp.empty((n_streams, 2, 2, lo.shape[0]), dtype=xp.float64)
     out[:, :, 0] = r * xp.cos(theta)
     out[:, :, 1] = r * xp.sin(theta)
-    return out.reshape(4 * n_streams, lo.shape[0])[:count]
+    return out.reshape(4 * n_streams, lo.shape[0])[:count], u
 
 
 def stream_uniforms(

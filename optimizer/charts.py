@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +30,9 @@ DPI = 90
 PNG_COMPRESS_LEVEL = 1
 #: Width of every chart [in]: 990 px at :data:`DPI`, the report's column.
 WIDTH_IN = 11.0
+#: Relative margin beyond the view within which :func:`in_view` keeps a tick (matplotlib draws
+#: ticks within 1e-10 of the view's ends).
+VIEW_TOL = 1e-6
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -44,16 +49,49 @@ RC = {
 }
 
 
+_preload: threading.Thread | None = None
+
+
+def preload_matplotlib() -> threading.Thread | None:
+    """Start importing matplotlib (figure, Agg and SVG backends, ticker) in a background thread,
+    once; returns the thread (``None`` when matplotlib is loaded or loading already).
+
+    ``hashpivot optimize`` calls this before its NumPy stages so that the import (0.5–1 s of
+    CPU) runs beside them instead of opening the report stage. A chart drawn before the
+    thread is done waits on Python's import lock; a failed import is raised again there.
+    """
+    global _preload
+    if _preload is not None or "matplotlib.figure" in sys.modules:
+        return None
+    _preload = threading.Thread(target=_import_matplotlib, name="hashpivot-matplotlib-import")
+    _preload.start()
+    return _preload
+
+
+def _import_matplotlib() -> None:
+    try:
+        import matplotlib.backends.backend_agg  # noqa: F401, PLC0415
+        import matplotlib.backends.backend_svg  # noqa: F401, PLC0415
+        import matplotlib.figure  # noqa: F401, PLC0415
+        import matplotlib.ticker  # noqa: F401, PLC0415
+    except Exception:  # the report's own import raises it where it can be reported
+        return
+
+
 def new_figure(width_in: float, height_in: float, **subplots: Any) -> tuple[Figure, Any]:
     """A figure on an Agg canvas (no pyplot state) and its axes (``subplots`` kwargs)."""
     from matplotlib import rc_context  # noqa: PLC0415
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
     from matplotlib.figure import Figure  # noqa: PLC0415
+    from matplotlib.ticker import AutoLocator  # noqa: PLC0415
 
     with rc_context(RC):
         fig = Figure(figsize=(width_in, height_in), dpi=DPI)
         FigureCanvasAgg(fig)
         axes = fig.subplots(**subplots) if subplots else fig.add_subplot()
+    for ax in fig.axes:  # the default locators, without the ticks beyond the view
+        ax.xaxis.set_major_locator(in_view(AutoLocator()))
+        ax.yaxis.set_major_locator(in_view(AutoLocator()))
     return fig, axes
 
 
@@ -107,19 +145,58 @@ def _year_label(x: float, _pos: int = 0) -> str:
     return str(year) if q == 1 else f"{year} Q{q}"
 
 
+def in_view(locator: Any) -> Any:
+    """``locator`` restricted to the ticks inside the axis' view interval.
+
+    matplotlib builds a tick (three lines and two labels, ~2 ms) for every location a locator
+    returns and draws only those in view; most locators return one or more beyond each end
+    (a log locator whole decades). Dropping them changes nothing drawn.
+    """
+    from matplotlib.ticker import Locator  # noqa: PLC0415
+
+    class InView(Locator):
+        def __init__(self, base: Any) -> None:
+            self.base = base
+
+        def set_axis(self, axis: Any) -> None:
+            super().set_axis(axis)
+            self.base.set_axis(axis)
+
+        def tick_values(self, vmin: float, vmax: float) -> Any:
+            return self._clip(self.base.tick_values(vmin, vmax), vmin, vmax)
+
+        def __call__(self) -> Any:
+            return self._clip(self.base(), *self.axis.get_view_interval())
+
+        def nonsingular(self, v0: float, v1: float) -> tuple[float, float]:
+            return self.base.nonsingular(v0, v1)
+
+        def view_limits(self, vmin: float, vmax: float) -> tuple[float, float]:
+            return self.base.view_limits(vmin, vmax)
+
+        @staticmethod
+        def _clip(locs: Any, vmin: float, vmax: float) -> Any:
+            lo, hi = min(vmin, vmax), max(vmin, vmax)
+            tol = VIEW_TOL * (hi - lo)
+            locs = np.asarray(locs)
+            return locs[(locs >= lo - tol) & (locs <= hi + tol)]
+
+    return InView(locator)
+
+
 def date_axis(ax: Axes, x: np.ndarray, max_ticks: int | None = None) -> None:
     """Calendar ticks on a decimal-year x axis: years (``2027``), half-years or quarters
     (``2027 Q3``) on short spans, at most ``max_ticks`` labels (default: by the axes' width)."""
     from matplotlib.ticker import FuncFormatter, MaxNLocator, MultipleLocator  # noqa: PLC0415
 
     if ax.get_yscale() == "linear":  # fewer ticks: each one is several artists to draw
-        ax.yaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
+        ax.yaxis.set_major_locator(in_view(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10])))
     if max_ticks is None:
         width_in = ax.get_position().width * ax.figure.get_figwidth()
         max_ticks = max(4, int(width_in / 0.7))
     span = float(x[-1] - x[0]) if len(x) > 1 else 1.0
     step = next(s for s in (0.25, 0.5, 1.0, 2.0, 5.0, 10.0) if span / s <= max_ticks or s == 10.0)
-    ax.xaxis.set_major_locator(MultipleLocator(step))
+    ax.xaxis.set_major_locator(in_view(MultipleLocator(step)))
     ax.xaxis.set_major_formatter(FuncFormatter(_year_label))
     ax.set_xlim(x[0] - 0.05, x[-1] + 0.3)
 
@@ -129,12 +206,12 @@ def plain_log_axis(ax: Axes) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator  # noqa: PLC0415
 
     ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_locator(in_view(LogLocator(base=10, subs=(1.0, 2.0, 5.0))))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.6g}"))
     ax.yaxis.set_minor_locator(NullLocator())
     lo, hi = ax.get_ylim()
     if hi / lo < 5:  # at most two 1-2-5 ticks: label 1, 2, 3, … 9 instead
-        ax.yaxis.set_major_locator(LogLocator(base=10, subs=np.arange(1.0, 10.0)))
+        ax.yaxis.set_major_locator(in_view(LogLocator(base=10, subs=np.arange(1.0, 10.0))))
 
 
 def title(ax: Axes, text: str, fontsize: float = 10) -> None:

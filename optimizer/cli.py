@@ -530,6 +530,7 @@ def split_executor(args: argparse.Namespace) -> Iterator[Any]:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
+    from .charts import preload_matplotlib  # noqa: PLC0415
     from .pipeline import gap_warning, input_warnings, optimize  # noqa: PLC0415
     from .report import write_optimize_outputs  # noqa: PLC0415
     from .solve import NoSolutionError  # noqa: PLC0415
@@ -553,6 +554,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     ):
         for text in input_warnings(sc, k, m):
             display.warn(text)
+        preload_matplotlib()  # the report's import runs beside the Monte Carlo stages
         try:
             res = optimize(
                 sc,

@@ -423,3 +423,64 @@ def test_shipped_hashprice_stays_near_breakeven_and_btc_drift_raises_hashrate() 
         assert hp.p95[-1] > b
     h = {mu: r.factors["network_hashrate_eh_s"].p50[-1] for mu, r in out.items()}
     assert h[0.8] > 5 * h[0.12]
+
+
+# --------------------------------------------------------------------------- float32 range
+def _extreme_hashprice_data() -> dict:
+    """Valid extremes that drive ln hashprice to ~85 by year 40 with no randomness: BTC at $10M
+    growing at 100%/year, a 0.1 EH/s network shrinking 50%/year that never responds upwards,
+    100 BTC subsidy halving every 1M blocks plus 50 BTC fees, 200 blocks a day, 1 J/TH sites."""
+    from hashpivot.scenarios.synthetic import synthetic_data  # noqa: PLC0415
+
+    d = synthetic_data(3, 1, years=40.0)
+    m = d["market"]
+    m["btc"].update(price_usd=1e7, drift_per_year=1.0, vol_per_year=0.0)
+    m["btc"].update(jump_intensity_per_year=0.0)
+    m["hashrate"].update(
+        hashrate_eh_s=0.1, drift_per_year=-0.5, vol_per_year=0.0, up_response_per_year=0.0
+    )
+    m["halving"].update(
+        block_height_at_start=0,
+        blocks_per_day=200.0,
+        initial_subsidy_btc=100.0,
+        interval_blocks=1_000_000,
+    )
+    m["fees_btc_per_block"] = 50.0
+    for s in d["sites"]:
+        s["efficiency_j_per_th"] = 1.0
+    return d
+
+
+def test_margin_stays_finite_at_extreme_accepted_values() -> None:
+    """Regression: exp of a huge ln revenue times hours·uptime overflowed float32 (inf, then
+    NaN and an infeasible MILP). Below the clamp of margin_log_bounds the kernel equals the
+    float64 reference; above it, the reference at the clamped hashprice."""
+    from hashpivot.scenarios.validate import validate_data  # noqa: PLC0415
+
+    mp = mk.market_params(validate_data(_extreme_hashprice_data(), "extreme"))
+    lo, hi = mk.margin_log_bounds(mp)
+    f32_max = float(np.finfo(np.float32).max)
+    rows = mp.site_hours_uptime.max()
+    reached = False
+    for f in mk.iter_periods(mp, philox.seed_key(5), np.arange(4)):
+        got = mk.mining_margin(mp, f)  # RuntimeWarnings are errors under pytest
+        assert np.all(np.isfinite(got))
+        assert np.all(got >= 0.0)
+        ln_hp = float(f.ln_hashprice.max())
+        # unclamped, R·hours·uptime would not fit in float32
+        reached |= ln_hp + mp.site_ln_rev_per_hp.max() + math.log(rows) > math.log(f32_max)
+        capped = mk.PeriodFactors(
+            f.t,
+            f.ln_btc,
+            f.ln_hashrate,
+            np.clip(f.ln_hashprice, lo, hi),
+            np.clip(f.ln_power, lo, hi),
+            f.ln_lease,
+            f.occ_logit,
+            f.ln_gpu,
+        )
+        ref = mk._mining_margin_reference(mp, capped, xp=np)
+        scale = np.abs(ref).max(axis=1, keepdims=True)
+        assert np.all(np.abs(got - ref) <= MARGIN_F32_RTOL * scale)
+    assert reached
+    assert hi > 60.0  # far beyond any realistic ln hashprice (≈ 4) or ln power (≈ 4)

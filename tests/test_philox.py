@@ -87,3 +87,14 @@ def test_batched_streams_follow_the_layout() -> None:
     for i in range(6):
         lanes = philox.lane_uniforms(key, paths, 3, philox.DEFAULT_STREAM + i // 4)
         np.testing.assert_array_equal(u[i], lanes[i % 4])
+
+
+def test_normals_and_uniform_are_the_bits_of_the_separate_calls() -> None:
+    """One Philox call for the normals and the jump stream gives the bits of two calls."""
+    key = philox.seed_key(77, philox.TAG_EVALUATE)
+    paths = np.arange(3000, 4500, dtype=np.int64)
+    for t, count in ((0, 10), (5, 7), (59, 4)):
+        z, u = philox.normals_and_uniform(key, paths, t, count, philox.JUMP_STREAM)
+        np.testing.assert_array_equal(z, philox.normals(key, paths, t, count))
+        lane = philox.lane_uniforms(key, paths, t, philox.JUMP_STREAM)[0]
+        np.testing.assert_array_equal(u, lane)
