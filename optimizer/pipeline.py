@@ -491,13 +491,20 @@ def optimize(
         t = time.perf_counter()
         candidates = [V.Candidate(0, seed, red, res)]
         tasks: list[tuple] = [
-            ("replication", (sc, paths, k, V.derived_seed(seed, V._REPLICATION, r), mip_gap, limit))
+            (
+                "replication",
+                (sc, paths, k, V.derived_seed(seed, V._REPLICATION, r), mip_gap, limit, be.name),
+            )
             for r in range(1, settings.replications)
         ]
         ws_sample = None
         if validate:
             ws_sample = sample_scenarios(
-                sc, settings.ws_scenarios, V.derived_seed(seed, V._WS), tag=philox.TAG_WAIT_AND_SEE
+                sc,
+                settings.ws_scenarios,
+                V.derived_seed(seed, V._WS),
+                tag=philox.TAG_WAIT_AND_SEE,
+                backend=be,
             )
             tasks += [("ws", (sc, ws_sample, j, limit)) for j in range(settings.ws_scenarios)]
         if tasks:

@@ -64,6 +64,7 @@ import numpy as np
 from scipy import stats as _st
 
 from hashpivot.kernels import philox
+from hashpivot.kernels.backend import get_backend
 from hashpivot.kernels.cashflow import CASH_TOL_USD, cash_flows
 from hashpivot.kernels.evaluate import EvalStats, Evaluation, evaluate_plans
 from hashpivot.kernels.plan import Plan
@@ -92,6 +93,9 @@ VALIDATION_MAX_NODES = 500
 VALIDATION_THREADS = 1
 #: Two-sided 95% normal quantile.
 Z95 = 1.959963984540054
+
+#: A batch's few scenarios are drawn on the CPU, silently, in any worker.
+NUMPY = "numpy"
 
 # purposes of derived seeds
 _REPLICATION, _SELECT, _BATCH, _ETA, _WS = 1, 2, 3, 4, 5
@@ -150,10 +154,16 @@ def batch_confidence(sc: Scenario, n: int) -> tuple[float, int]:
 
 # --------------------------------------------------------------------------- tasks
 def replication_task(
-    sc: Scenario, paths: int, k: int, seed: int, mip_gap: float | None, time_limit_s: float
+    sc: Scenario,
+    paths: int,
+    k: int,
+    seed: int,
+    mip_gap: float | None,
+    time_limit_s: float,
+    backend: str = "numpy",
 ) -> tuple[ReducedScenarios, SolveResult]:
-    """Reduce an independent path set and solve it (one SAA replication)."""
-    red = reduce_scenarios(sc, paths, k, seed)
+    """Reduce an independent path set on ``backend`` and solve it (one SAA replication)."""
+    red = reduce_scenarios(sc, paths, k, seed, backend=get_backend(backend, notify=False))
     res = solve(
         model_data(sc, red),
         mip_gap=mip_gap,
@@ -167,7 +177,7 @@ def batch_task(
     sc: Scenario, plan: Plan, n: int, seed: int, mip_gap: float | None, time_limit_s: float
 ) -> dict[str, Any]:
     """Solve one MMW batch at the relaxed risk level; the plan's W on the same scenarios."""
-    batch = sample_scenarios(sc, n, seed, tag=philox.TAG_BATCH)
+    batch = sample_scenarios(sc, n, seed, tag=philox.TAG_BATCH, backend=NUMPY)
     conf, q = batch_confidence(sc, n)
     out: dict[str, Any] = {"w_plan": terminal_equity(sc, plan, batch), "excusable": q}
     try:
@@ -177,6 +187,7 @@ def batch_task(
             time_limit_s=time_limit_s,
             threads=VALIDATION_THREADS,
             max_nodes=VALIDATION_MAX_NODES,
+            start=plan,  # the chosen plan: an incumbent from the start (it fits the relaxed risk)
         )
     except NoSolutionError as e:  # the relaxed batch problem has no plan: no bound from it
         return out | {"bound_usd": None, "error": str(e)}
@@ -423,7 +434,9 @@ def calibrate(
             break  # the plan as solved keeps its guarantee: nothing to calibrate
         conf = 1.0 if i == 1 else 0.5 * (lo + hi)
         try:
-            res = solve(model_data(with_confidence(sc, conf), red), **solve_kwargs)
+            res = solve(
+                model_data(with_confidence(sc, conf), red), start=out[-1].plan, **solve_kwargs
+            )
         except NoSolutionError as e:
             why = f"no plan keeps the covenants at in-sample confidence {conf:.4g}: {e}"
             break
@@ -462,7 +475,9 @@ def gap_interval(
     solve_kwargs: dict[str, Any],
 ) -> dict[str, Any]:
     """The Mak–Morton–Wood block of ``summary.json`` (module docstring)."""
-    eta_sample = sample_scenarios(sc, ETA_SCENARIOS, derived_seed(seed, _ETA), tag=philox.TAG_BATCH)
+    eta_sample = sample_scenarios(
+        sc, ETA_SCENARIOS, derived_seed(seed, _ETA), tag=philox.TAG_BATCH, backend=NUMPY
+    )
     w_eta = terminal_equity(sc, plan, eta_sample)
     eta = float(np.quantile(-w_eta, sc.risk.cvar_alpha, method="inverted_cdf"))
     n = settings.batch_scenarios
