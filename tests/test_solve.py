@@ -304,6 +304,11 @@ def test_regimes_are_solved_best_lp_bound_first(small_demo_phased) -> None:
     assert mips[0]["run"] == max(lp, key=lp.get)
     for r in mips:  # an LP relaxation bounds its regime's MIP
         assert r["objective_usd"] is None or r["objective_usd"] <= lp[r["run"]] * (1 + 1e-9)
+    # a later regime whose LP bound is below the incumbent is not solved as a MIP at all
+    for name, bound in lp.items():
+        if name != mips[0]["run"] and bound < mips[0]["objective_usd"]:
+            assert name not in {r["run"] for r in mips}
+    assert res.bound_usd >= res.objective_usd and res.bound_usd <= max(lp.values()) * (1 + 1e-9)
 
 
 def test_a_node_budget_ends_the_search_as_a_work_limit_with_a_valid_bound(small_demo) -> None:
