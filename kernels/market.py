@@ -529,8 +529,8 @@ def _put_tile(
         poly += b1
         poly *= k
         poly *= dens  # tail(|d|) = 1 − Φ(|d|)
-        # Φ(−d) = tail where d ≥ 0, 1 − tail where d < 0
-        np.subtract(np.float32(1.0), poly, out=poly, where=d < 0)
+        # Φ(−d) = tail where d ≥ 0, 1 − tail where d < 0 (np.where: a masked ufunc is slower)
+        poly = np.where(d < 0, np.float32(1.0) - poly, poly)
         poly *= weight
         if sign == 1:
             np.negative(poly, out=out)  # −p·Φ(−d₁)
