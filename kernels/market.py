@@ -315,17 +315,21 @@ class PeriodFactors:
 
 
 def poisson_from_uniform(u: Any, lam: float, *, xp: ModuleType = np) -> Any:
-    """Poisson(λ) counts by inversion of the CDF, capped at :data:`MAX_JUMPS`."""
-    count = xp.zeros(u.shape, dtype=xp.float64)
+    """Poisson(λ) counts by inversion of the CDF, capped at :data:`MAX_JUMPS`.
+
+    The count is the number of CDF values F(0) … F(MAX_JUMPS − 1) below ``u``: one binary
+    search per path instead of a comparison pass per k, with the same counts.
+    """
     if lam <= 0.0:
-        return count
+        return xp.zeros(u.shape, dtype=xp.float64)
     pmf = np.exp(-lam)
     cdf = pmf
+    table = np.empty(MAX_JUMPS)
     for k in range(1, MAX_JUMPS + 1):
-        count += u > cdf
+        table[k - 1] = cdf
         pmf *= lam / k
         cdf += pmf
-    return count
+    return xp.searchsorted(xp.asarray(table), u, side="left").astype(xp.float64)
 
 
 def correlate(chol: Any, z: Any, *, xp: ModuleType = np) -> Any:
@@ -525,8 +529,8 @@ def _put_tile(
         poly += b1
         poly *= k
         poly *= dens  # tail(|d|) = 1 − Φ(|d|)
-        # Φ(−d) = tail where d ≥ 0, 1 − tail where d < 0
-        np.subtract(np.float32(1.0), poly, out=poly, where=d < 0)
+        # Φ(−d) = tail where d ≥ 0, 1 − tail where d < 0 (np.where: a masked ufunc is slower)
+        poly = np.where(d < 0, np.float32(1.0) - poly, poly)
         poly *= weight
         if sign == 1:
             np.negative(poly, out=out)  # −p·Φ(−d₁)

@@ -484,3 +484,11 @@ def test_margin_stays_finite_at_extreme_accepted_values() -> None:
         assert np.all(np.abs(got - ref) <= MARGIN_F32_RTOL * scale)
     assert reached
     assert hi > 60.0  # far beyond any realistic ln hashprice (≈ 4) or ln power (≈ 4)
+
+
+def test_poisson_counts_by_hand() -> None:
+    """λ = 0.3: F(0) = e^{−0.3} = 0.7408, F(1) = 0.9631, F(2) = 0.99640, F(3) = 0.99973;
+    1 − F(10) ≈ 3.4e-14 and 1 − F(11) ≈ 8.4e-16, so u = 1 − 1e-15 counts 11 jumps."""
+    u = np.array([0.5, 0.7408, 0.8, 0.97, 0.999, 0.9998, 1.0 - 1e-15])
+    got = mk.poisson_from_uniform(u, 0.3)
+    np.testing.assert_array_equal(got, [0, 0, 1, 2, 3, 4, 11])
