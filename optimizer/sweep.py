@@ -159,7 +159,7 @@ def pipeline_options(ex: ExpandedSweep) -> dict[str, Any]:
         "replications": o.replications,
         "batches": o.batches,
         "calibration_rounds": o.calibration_rounds,
-        "validate": o.validate,
+        "validate": o.run_validation,
         "backend": "numpy",
     }
 

@@ -67,8 +67,9 @@ class SweepOptions(_Model):
     """Mak–Morton–Wood batches of the optimality-gap interval [range 2–256]."""
     calibration_rounds: Annotated[int, Field(ge=0, le=32)] | None = None
     """Calibration rounds of the covenant chance constraint (0: none) [range 0–32]."""
-    validate: bool = True
-    """Estimate the optimality-gap interval, VSS and EVPI (false: the fast path)."""
+    run_validation: bool = Field(True, alias="validate")
+    """``validate``: estimate the optimality-gap interval, VSS and EVPI (false: the fast path);
+    named apart from pydantic's ``BaseModel.validate``."""
 
 
 class Variant(_Model):
