@@ -394,8 +394,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     console = _console(args)
     paths = args.paths or sc.defaults.paths
     seed = sc.defaults.seed if args.seed is None else args.seed
-    with progress_bar(console, "simulating") as update:
-        res = simulate(sc, paths, seed, backend=be, chunk_paths=args.chunk_paths, progress=update)
+    with split_executor(args) as executor, progress_bar(console, "simulating") as update:
+        res = simulate(
+            sc,
+            paths,
+            seed,
+            backend=be,
+            chunk_paths=args.chunk_paths,
+            progress=update,
+            executor=executor,
+        )
     with atomic_output_dir(out, overwrite=args.overwrite, command=f"simulate {sc.name}") as tmp:
         write_json(tmp / "simulation.json", res.to_json())
         simulation_charts(tmp, res)
@@ -888,6 +896,13 @@ SPLIT_WORKERS_HELP = (
 )
 
 
+#: Help of ``simulate``'s ``--workers``.
+SIMULATE_WORKERS_HELP = (
+    "split the simulated paths over N local processes in fixed blocks (default: in this "
+    "process; the statistics are the same bit for bit)"
+)
+
+
 def _add_overwrite(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--overwrite",
@@ -930,6 +945,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="output directory (default: hashpivot-out/NAME-simulate)")
     _add_overwrite(p)
+    _add_workers(p, SIMULATE_WORKERS_HELP)
     p.set_defaults(func=cmd_simulate)
 
     p = command("optimize", "simulate, reduce, solve the MILP, evaluate, report")

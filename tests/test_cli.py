@@ -486,8 +486,24 @@ def test_evaluate_on_two_workers_writes_the_same_statistics(
     assert one["out_of_sample"]["paths"] == 1500
 
 
+@pytest.mark.slow  # two simulations of 140,000 paths with charts, two spawned workers
+def test_simulate_on_two_workers_writes_the_same_statistics(tmp_path: Path) -> None:
+    """``simulate --workers 2``: 140,000 paths in three fixed blocks over two processes give
+    the statistics of the run in this process, bit for bit."""
+    args = ["simulate", "demo", "--paths", "140000", "--backend", "numpy", "--quiet"]
+    assert main(args + ["--out", str(tmp_path / "one")]) == 0
+    assert main(args + ["--workers", "2", "--out", str(tmp_path / "two")]) == 0
+    one, two = (json.loads((tmp_path / d / "simulation.json").read_text()) for d in ("one", "two"))
+    assert one.pop("seconds") > 0 and two.pop("seconds") > 0  # wall clock: the only difference
+    assert one == two
+
+
 def test_workers_and_scheduler_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
-    for cmd in (["optimize", "demo"], ["evaluate", "demo", "--policy", "greedy"]):
+    for cmd in (
+        ["simulate", "demo"],
+        ["optimize", "demo"],
+        ["evaluate", "demo", "--policy", "greedy"],
+    ):
         with pytest.raises(SystemExit) as info:
             main(cmd + ["--workers", "2", "--scheduler", "tcp://127.0.0.1:8786"])
         assert info.value.code == 2
