@@ -327,6 +327,13 @@ def cash_flows(
     )
 
 
+def chance_breach(sc: Scenario, cf: CashFlows) -> np.ndarray:
+    """Per scenario, whether it misses what the chance constraint bounds: a covenant, or cash
+    below the minimum at a period end (K,) bool."""
+    short = (np.asarray(cf.cash_usd) < sc.covenants.min_cash_usd - CASH_TOL_USD).any(axis=1)
+    return np.asarray(cf.covenant_breach) | short
+
+
 def objective(sc: Scenario, cf: CashFlows, weights: np.ndarray) -> tuple[float, float, float]:
     """(objective, E[W], CVaR_α(−W)) with objective = E[W] − λ·CVaR_α(−W)."""
     w = np.asarray(cf.terminal_equity_usd)

@@ -742,11 +742,10 @@ def _fits(d: ModelData, plan: Plan) -> bool:
 
 def _meets_covenants(d: ModelData, plan: Plan) -> bool:
     """Whether minimum cash and the covenants fail only in scenarios within the budget."""
-    from hashpivot.kernels.cashflow import CASH_TOL_USD, cash_flows  # noqa: PLC0415
+    from hashpivot.kernels.cashflow import cash_flows, chance_breach  # noqa: PLC0415
 
     cf = cash_flows(d.sc, plan, d.red.coefficient_arrays())
-    short = (np.asarray(cf.cash_usd) < d.sc.covenants.min_cash_usd - CASH_TOL_USD).any(axis=1)
-    share = float(d.weights[np.asarray(cf.covenant_breach) | short].sum())
+    share = float(d.weights[chance_breach(d.sc, cf)].sum())
     return share <= 1.0 - d.sc.covenants.confidence + 1e-9
 
 

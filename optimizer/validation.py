@@ -65,7 +65,7 @@ from scipy import stats as _st
 
 from hashpivot.kernels import philox
 from hashpivot.kernels.backend import get_backend
-from hashpivot.kernels.cashflow import CASH_TOL_USD, cash_flows
+from hashpivot.kernels.cashflow import cash_flows, chance_breach
 from hashpivot.kernels.evaluate import EvalStats, Evaluation, evaluate_plans
 from hashpivot.kernels.plan import Plan
 from hashpivot.kernels.reduce import ReducedScenarios, reduce_scenarios, sample_scenarios
@@ -135,8 +135,7 @@ def terminal_equity(sc: Scenario, plan: Plan, red: ReducedScenarios) -> np.ndarr
 def in_sample_breach(sc: Scenario, plan: Plan, red: ReducedScenarios) -> float:
     """Weight of ``red``'s scenarios where ``plan`` breaches a covenant or minimum cash."""
     cf = cash_flows(sc, plan, red.coefficient_arrays())
-    short = (np.asarray(cf.cash_usd) < sc.covenants.min_cash_usd - CASH_TOL_USD).any(axis=1)
-    return float(red.weights[np.asarray(cf.covenant_breach) | short].sum())
+    return float(red.weights[chance_breach(sc, cf)].sum())
 
 
 def fixed_eta_objective(sc: Scenario, w: np.ndarray, eta_usd: float) -> float:
