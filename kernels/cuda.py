@@ -21,7 +21,7 @@ import numpy as np
 from .accumulate import HIST_BINS, HIST_HALF_WIDTH, LogHistograms, OrderedSums
 from .cashflow import CASH_TOL_USD, remaining_convertible_mw
 from .factors import factor_values_from_logs, feature_groups, start_logs
-from .market import MAX_JUMPS, MarketParams, market_params
+from .market import MAX_JUMPS, MarketParams, margin_log_bounds, market_params
 from .nvrtc import NVRTC_OPTIONS, kernel_source
 from .plan import covenant_windows, debt_terms, lease_terms, schedule
 from .results import PathOutcomes
@@ -79,6 +79,8 @@ P_SLOTS = [
     "gpu_drift_dt",
     "gpu_vol_sqdt",
     "hist_width",
+    "margin_ln_lo",
+    "margin_ln_hi",
 ]
 #: hp_ci: sizes, offsets of the float arrays in hp_cf, of the double arrays in hp_cd, the
 #: per-thread float slots in shared memory (M_*), offsets of the int arrays in hp_ci.
@@ -175,6 +177,9 @@ def pack_params(mp: MarketParams, shift: np.ndarray, groups: np.ndarray) -> Mark
         "gpu_vol_sqdt": mp.gpu_vol_sqdt,
         "hist_width": 2.0 * HIST_HALF_WIDTH / HIST_BINS,
     }
+    # clamp of ln hashprice and ln power in hp_margin, as the NumPy kernel (rounded to float32
+    # by the packing, as mining_margin rounds them)
+    scalars["margin_ln_lo"], scalars["margin_ln_hi"] = margin_log_bounds(mp)
     per_group = np.bincount(groups)
     floats = {
         "hpconst": np.log(mp.blocks_per_day * (mp.subsidy_btc + mp.fees_btc) / 1000.0),

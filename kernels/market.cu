@@ -104,7 +104,7 @@ enum {
     P_HASH_GAP0,
     P_LN_LEASE0, P_LEASE_DRIFT_DT, P_LEASE_A, P_LEASE_SD,
     P_OCC_M, P_OCC_U0, P_OCC_A, P_OCC_SD,
-    P_LN_GPU0, P_GPU_DRIFT, P_GPU_VOL, P_HIST_WIDTH, P_N_SCALARS
+    P_LN_GPU0, P_GPU_DRIFT, P_GPU_VOL, P_HIST_WIDTH, P_MARGIN_LN_LO, P_MARGIN_LN_HI, P_N_SCALARS
 };
 // ---- slots of hp_ci (kernels/cuda.py: I_SIZES, I_OFFSETS, I_TAIL) ----
 enum {
@@ -267,11 +267,14 @@ HP_INLINE void hp_step(hp_mem m, unsigned int k0, unsigned int k1, unsigned long
     st->lng += hp_cf[P_GPU_DRIFT] + hp_cf[P_GPU_VOL] * e[4];
 }
 
-// Mining margin per MW of site s [$/MW/period] (kernels/market.py: mining_margin).
+// Mining margin per MW of site s [$/MW/period] (kernels/market.py: mining_margin): ln
+// hashprice and ln power clamped to [P_MARGIN_LN_LO, P_MARGIN_LN_HI] (margin_log_bounds) so
+// that no float32 intermediate overflows.
 HP_INLINE float hp_margin(hp_mem m, int s, float lnhp) {
     const int r = hp_ci[hp_ci[I_SITE_REGION] + s];
-    const float lnpow = HP_F(m, hp_ci[M_XPOW] + r);
-    float lnrev = lnhp + hp_cf[hp_ci[O_SLNREV] + s];
+    const float lo = hp_cf[P_MARGIN_LN_LO], hi = hp_cf[P_MARGIN_LN_HI];
+    const float lnpow = fminf(fmaxf(HP_F(m, hp_ci[M_XPOW] + r), lo), hi);
+    float lnrev = fminf(fmaxf(lnhp, lo), hi) + hp_cf[hp_ci[O_SLNREV] + s];
     float rev = expf(lnrev), p = expf(lnpow);
     float put = hp_put(rev, p, lnpow - lnrev, hp_cf[hp_ci[O_PINTRA] + r]);
     float c = hp_cf[hp_ci[O_SFIXED] + s];

@@ -583,7 +583,7 @@ def mining_margin(
     per region, revenue as hashprice times a per-site constant, the contract terms as the row
     coefficients of :func:`_margin_rows`; ln hashprice and ln power clamped to
     :func:`margin_log_bounds` so that nothing overflows); other array modules use the
-    broadcasting reference formulas (the CUDA path has its own fused kernel).
+    broadcasting reference formulas (the CUDA path has its own fused kernel, same clamp).
 
     Parameters
     ----------

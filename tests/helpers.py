@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hashpivot.scenarios import Scenario, parse_yaml, shipped_path, validate_data
+from hashpivot.scenarios.synthetic import synthetic_data
 
 #: Monte Carlo checks pass within this many standard errors.
 N_SE = 4.0
@@ -279,3 +280,26 @@ def validation_example(*, holds: bool = True) -> dict[str, Any]:
             "scenarios": 64,
         },
     }
+
+
+def extreme_hashprice_data() -> dict[str, Any]:
+    """Valid extremes that drive ln hashprice to ~85 by year 40 with no randomness: BTC at $10M
+    growing at 100%/year, a 0.1 EH/s network shrinking 50%/year that never responds upwards,
+    100 BTC subsidy halving every 1M blocks plus 50 BTC fees, 200 blocks a day, 1 J/TH sites."""
+    d = synthetic_data(3, 1, years=40.0)
+    m = d["market"]
+    m["btc"].update(price_usd=1e7, drift_per_year=1.0, vol_per_year=0.0)
+    m["btc"].update(jump_intensity_per_year=0.0)
+    m["hashrate"].update(
+        hashrate_eh_s=0.1, drift_per_year=-0.5, vol_per_year=0.0, up_response_per_year=0.0
+    )
+    m["halving"].update(
+        block_height_at_start=0,
+        blocks_per_day=200.0,
+        initial_subsidy_btc=100.0,
+        interval_blocks=1_000_000,
+    )
+    m["fees_btc_per_block"] = 50.0
+    for s in d["sites"]:
+        s["efficiency_j_per_th"] = 1.0
+    return d

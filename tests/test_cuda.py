@@ -4,6 +4,7 @@ GPU through CuPy (tests marked ``gpu``)."""
 from __future__ import annotations
 
 import ctypes
+import math
 import re
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import scenario
+from helpers import extreme_hashprice_data, scenario
 
 from hashpivot.kernels import philox
 from hashpivot.kernels.accumulate import HIST_BINS
@@ -25,13 +26,14 @@ from hashpivot.kernels.cuda import (
     scratch_rows,
     simulate_smem_bytes,
 )
-from hashpivot.kernels.market import market_params
+from hashpivot.kernels.market import margin_log_bounds, market_params
 from hashpivot.kernels.simulate import (
     factor_values_from_logs,
     feature_groups,
     simulate,
     start_logs,
 )
+from hashpivot.scenarios import validate_data
 
 #: fp32 kernel against the fp64 NumPy path: relative tolerance on means.
 FP32_MEAN_RTOL = 1e-4
@@ -165,6 +167,42 @@ def test_host_sums_bit_identical_across_chunkings(host_lib: ctypes.CDLL) -> None
     np.testing.assert_array_equal(split, whole)
     np.testing.assert_array_equal(hist2, hist)
     np.testing.assert_array_equal(feat2, feat)
+
+
+def test_packed_margin_bounds_are_margin_log_bounds() -> None:
+    """hp_margin clamps ln hashprice and ln power to the scenario's margin_log_bounds, packed
+    as float32 scalars (P_MARGIN_LN_LO, P_MARGIN_LN_HI) as mining_margin rounds them."""
+    from hashpivot.kernels.cuda import P_SLOTS, market_constants
+
+    enums = _cu_enums(kernel_source())
+    his = []
+    for sc in (scenario("demo"), validate_data(extreme_hashprice_data())):
+        mc = market_constants(sc)
+        lo, hi = margin_log_bounds(market_params(sc))
+        at_lo, at_hi = P_SLOTS.index("margin_ln_lo"), P_SLOTS.index("margin_ln_hi")
+        assert (enums["P_MARGIN_LN_LO"], enums["P_MARGIN_LN_HI"]) == (at_lo, at_hi)
+        assert mc.cf[at_lo] == np.float32(lo) and mc.cf[at_hi] == np.float32(hi)
+        his.append(hi)
+    assert his[1] < his[0]  # per scenario (hours·uptime, revenue per hashprice), not a constant
+
+
+@needs_gxx
+def test_host_margin_clamped_as_numpy_beyond_float32_range(host_lib: ctypes.CDLL) -> None:
+    """Regression: hp_margin took expf of the unclamped ln revenue; at ln hashprice ≈ 85
+    revenue × hours·uptime overflowed float32 (inf margins, then NaN). With ln hashprice and
+    ln power clamped as in the NumPy kernel, the margin means are finite and equal NumPy's."""
+    sc = validate_data(extreme_hashprice_data())
+    mp = market_params(sc)
+    paths = 64
+    sums, _, _, shift = host_simulate(host_lib, sc, paths, seed=4)
+    ref = simulate(sc, paths, seed=4, backend="numpy")
+    _, hi = margin_log_bounds(mp)
+    # hashprice has no randomness here: its mean is e^{ln HP}, beyond the clamp at the end
+    assert math.log(ref.factors["hashprice_usd_per_ph_day"].mean[-1]) > hi
+    f, s = shift.shape[0], mp.n_sites
+    margin = (sums[:, 2 * f : 2 * f + s] / paths).T
+    assert np.all(np.isfinite(margin))
+    np.testing.assert_allclose(margin, ref.margin_mean_usd_per_mw, rtol=FP32_MEAN_RTOL)
 
 
 # --------------------------------------------------------------------------- on a GPU

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from helpers import N_SE, QUIET_MARKET, deep_update, norm_cdf, scenario
+from helpers import N_SE, QUIET_MARKET, deep_update, extreme_hashprice_data, norm_cdf, scenario
 
 from hashpivot.kernels import market as mk
 from hashpivot.kernels import philox
@@ -426,38 +426,13 @@ def test_shipped_hashprice_stays_near_breakeven_and_btc_drift_raises_hashrate() 
 
 
 # --------------------------------------------------------------------------- float32 range
-def _extreme_hashprice_data() -> dict:
-    """Valid extremes that drive ln hashprice to ~85 by year 40 with no randomness: BTC at $10M
-    growing at 100%/year, a 0.1 EH/s network shrinking 50%/year that never responds upwards,
-    100 BTC subsidy halving every 1M blocks plus 50 BTC fees, 200 blocks a day, 1 J/TH sites."""
-    from hashpivot.scenarios.synthetic import synthetic_data  # noqa: PLC0415
-
-    d = synthetic_data(3, 1, years=40.0)
-    m = d["market"]
-    m["btc"].update(price_usd=1e7, drift_per_year=1.0, vol_per_year=0.0)
-    m["btc"].update(jump_intensity_per_year=0.0)
-    m["hashrate"].update(
-        hashrate_eh_s=0.1, drift_per_year=-0.5, vol_per_year=0.0, up_response_per_year=0.0
-    )
-    m["halving"].update(
-        block_height_at_start=0,
-        blocks_per_day=200.0,
-        initial_subsidy_btc=100.0,
-        interval_blocks=1_000_000,
-    )
-    m["fees_btc_per_block"] = 50.0
-    for s in d["sites"]:
-        s["efficiency_j_per_th"] = 1.0
-    return d
-
-
 def test_margin_stays_finite_at_extreme_accepted_values() -> None:
     """Regression: exp of a huge ln revenue times hours·uptime overflowed float32 (inf, then
     NaN and an infeasible MILP). Below the clamp of margin_log_bounds the kernel equals the
     float64 reference; above it, the reference at the clamped hashprice."""
     from hashpivot.scenarios.validate import validate_data  # noqa: PLC0415
 
-    mp = mk.market_params(validate_data(_extreme_hashprice_data(), "extreme"))
+    mp = mk.market_params(validate_data(extreme_hashprice_data(), "extreme"))
     lo, hi = mk.margin_log_bounds(mp)
     f32_max = float(np.finfo(np.float32).max)
     rows = mp.site_hours_uptime.max()
