@@ -334,6 +334,31 @@ def chance_breach(sc: Scenario, cf: CashFlows) -> np.ndarray:
     return np.asarray(cf.covenant_breach) | short
 
 
+#: Dollars per million dollars (minimum-cash shortfalls in :func:`breach_severity`) [$/M$].
+USD_PER_MUSD = 1e6
+
+
+def breach_severity(sc: Scenario, plan: Plan, cf: CashFlows) -> np.ndarray:
+    """How badly ``plan`` (with its cash flows ``cf``) breaks the covenants or minimum cash in
+    each scenario, (K,) [-]; zero exactly where :func:`chance_breach` is False.
+
+    The largest of the relative covenant shortfalls over the tested periods,
+    (min_dscr·DS − OCF)/(min_dscr·DS) for the DSCR and (debt − max_leverage·OCF)/debt for
+    leverage (trailing year, annualised), and the largest minimum-cash shortfall in M$.
+    """
+    short = np.maximum(sc.covenants.min_cash_usd - np.asarray(cf.cash_usd), 0.0).max(axis=1)
+    short = np.where(short > CASH_TOL_USD, short / USD_PER_MUSD, 0.0)
+    ct = covenant_terms(sc, plan, cf.schedule, np.asarray(cf.ocf_usd))
+    tested = ct.tested
+    if not tested.any():
+        return short
+    ocf = ct.ocf_trail_usd[:, tested]
+    need, debt, cap = ct.required_ocf_usd[tested], ct.debt_usd[tested], ct.debt_cap_usd[:, tested]
+    dscr = np.where(need > 0, (need[None] - ocf) / np.where(need > 0, need, 1.0)[None], 0.0)
+    lev = np.where(debt > 0, (debt[None] - cap) / np.where(debt > 0, debt, 1.0)[None], 0.0)
+    return np.maximum(np.maximum(np.maximum(dscr, lev).max(axis=1), 0.0), short)
+
+
 def objective(sc: Scenario, cf: CashFlows, weights: np.ndarray) -> tuple[float, float, float]:
     """(objective, E[W], CVaR_α(−W)) with objective = E[W] − λ·CVaR_α(−W)."""
     w = np.asarray(cf.terminal_equity_usd)

@@ -318,31 +318,11 @@ def _fix_integers(m: pyo.ConcreteModel, plan: Plan, pin) -> None:
 
 
 def covenant_severity(d: ModelData, plan: Plan) -> np.ndarray:
-    """How badly ``plan`` breaks the covenants in each scenario, (K,) [-].
+    """How badly ``plan`` breaks the covenants or minimum cash in each scenario of ``d``, (K,)
+    (:func:`~hashpivot.kernels.cashflow.breach_severity`)."""
+    from hashpivot.kernels.cashflow import breach_severity, cash_flows  # noqa: PLC0415
 
-    The largest relative shortfall over the tested periods: (min_dscr·DS − OCF)/(min_dscr·DS)
-    for the DSCR and (debt − max_leverage·OCF)/debt for leverage (trailing year, annualised);
-    zero where both hold.
-    """
-    from hashpivot.kernels.cashflow import (  # noqa: PLC0415
-        CASH_TOL_USD,
-        cash_flows,
-        covenant_terms,
-    )
-
-    cf = cash_flows(d.sc, plan, d.red.coefficient_arrays())
-    ct = covenant_terms(d.sc, plan, cf.schedule, np.asarray(cf.ocf_usd))
-    tested = ct.tested
-    # a minimum-cash shortfall must be excused too: [M$] of shortfall on the same scale
-    short = np.maximum(d.sc.covenants.min_cash_usd - np.asarray(cf.cash_usd), 0.0).max(axis=1)
-    short = np.where(short > CASH_TOL_USD, short / MONEY, 0.0)
-    if not tested.any():
-        return short
-    ocf = ct.ocf_trail_usd[:, tested]
-    need, debt, cap = ct.required_ocf_usd[tested], ct.debt_usd[tested], ct.debt_cap_usd[:, tested]
-    dscr = np.where(need > 0, (need[None] - ocf) / np.where(need > 0, need, 1.0)[None], 0.0)
-    lev = np.where(debt > 0, (debt[None] - cap) / np.where(debt > 0, debt, 1.0)[None], 0.0)
-    return np.maximum(np.maximum(np.maximum(dscr, lev).max(axis=1), 0.0), short)
+    return breach_severity(d.sc, plan, cash_flows(d.sc, plan, d.red.coefficient_arrays()))
 
 
 def excuse_worst(d: ModelData, severity: np.ndarray) -> np.ndarray:

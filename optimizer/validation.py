@@ -20,6 +20,11 @@ Calibration of the chance constraint
     breaches on the selection paths. Round 0 is the plan as solved. While u > ε, round 1
     re-solves with the in-sample confidence c' = 1 (no scenario excused); if that holds, the
     remaining rounds bisect c' on [confidence, 1] for the least conservative plan that holds.
+    If even c' = 1 does not hold, the reduced scenarios miss the tail: each later round adds
+    ``HOLD_PER_ROUND`` *hold paths* (:func:`hold_paths`) from a further i.i.d. sample, paths
+    the last plan breaks at the edge of the share 1 − ε it must keep, as scenarios of weight
+    ``HOLD_WEIGHT`` kept at c' = 1 (a cutting-plane scheme, as in Luedtke & Ahmed 2008's
+    sample-and-check): the plan must keep them too, and the objective barely moves.
     The plan kept is the best selection objective among rounds that hold (else the round with
     the lowest bound, and the summary says the guarantee was not reached and why).
 
@@ -65,7 +70,7 @@ from scipy import stats as _st
 
 from hashpivot.kernels import philox
 from hashpivot.kernels.backend import get_backend
-from hashpivot.kernels.cashflow import cash_flows, chance_breach
+from hashpivot.kernels.cashflow import breach_severity, cash_flows, chance_breach
 from hashpivot.kernels.evaluate import EvalStats, Evaluation, evaluate_plans
 from hashpivot.kernels.plan import Plan
 from hashpivot.kernels.reduce import ReducedScenarios, reduce_scenarios, sample_scenarios
@@ -96,9 +101,18 @@ Z95 = 1.959963984540054
 
 #: A batch's few scenarios are drawn on the CPU, silently, in any worker.
 NUMPY = "numpy"
+#: I.i.d. paths from which the calibration picks the paths a plan must hold (hold paths).
+HOLD_SAMPLE_PATHS = 2000
+#: Hold paths added per calibration round once confidence 1 in sample is not enough.
+HOLD_PER_ROUND = 16
+#: Objective weight of each hold path: they constrain the plan, they do not value it.
+HOLD_WEIGHT = 1e-6
+#: The hold paths are taken at the (1 − HOLD_MARGIN·ε) quantile of the plan's breach severity
+#: on the hold sample: the plan is asked to keep a share 1 − HOLD_MARGIN·ε of fresh paths.
+HOLD_MARGIN = 0.8
 
 # purposes of derived seeds
-_REPLICATION, _SELECT, _BATCH, _ETA, _WS = 1, 2, 3, 4, 5
+_REPLICATION, _SELECT, _BATCH, _ETA, _WS, _HOLD = 1, 2, 3, 4, 5, 6
 
 
 def derived_seed(seed: int, purpose: int, index: int = 0) -> int:
@@ -125,6 +139,43 @@ def subset(red: ReducedScenarios, idx: np.ndarray) -> ReducedScenarios:
         seed=red.seed,
         **arrays,
     )
+
+
+def with_hold(red: ReducedScenarios, hold: ReducedScenarios) -> ReducedScenarios:
+    """``red``'s scenarios followed by ``hold``'s, each of these weighing ``HOLD_WEIGHT`` (the
+    weights still sum to one): scenarios the plan must keep at in-sample confidence 1 that
+    barely move the objective."""
+    a, b = red.coefficient_arrays(), hold.coefficient_arrays()
+    n = hold.n_scenarios
+    w = np.concatenate([red.weights * (1.0 - n * HOLD_WEIGHT), np.full(n, HOLD_WEIGHT)])
+    return ReducedScenarios(
+        weights=w,
+        is_tail=np.concatenate([red.is_tail, hold.is_tail]),
+        path_counts=np.concatenate([red.path_counts, hold.path_counts]),
+        paths=red.paths + hold.paths,
+        seed=red.seed,
+        **{k: np.concatenate([a[k], b[k]]) for k in a},
+    )
+
+
+def hold_paths(
+    sc: Scenario, plan: Plan, sample: ReducedScenarios, held: np.ndarray, n: int
+) -> np.ndarray:
+    """Indices of ``n`` scenarios of ``sample`` (not yet ``held``) for the plan to hold next.
+
+    Those breaching ``plan`` (the MILP's model of cash) nearest below the
+    (1 − HOLD_MARGIN·ε) quantile of its breach severity
+    (:func:`~hashpivot.kernels.cashflow.breach_severity`): the plan is asked to keep the
+    paths at the edge of the share it must keep, not the extreme ones no plan keeps.
+    """
+    sev = breach_severity(sc, plan, cash_flows(sc, plan, sample.coefficient_arrays()))
+    eps = 1.0 - sc.covenants.confidence
+    order = np.argsort(sev, kind="stable")
+    edge = min(len(order) - 1, int(math.ceil((1.0 - HOLD_MARGIN * eps) * len(order))) - 1)
+    below = [k for k in order[: edge + 1][::-1] if sev[k] > 0 and not held[k]]
+    if len(below) < n:  # the edge keeps already: the least severe breaches above it
+        below += [k for k in order[edge + 1 :] if sev[k] > 0 and not held[k]]
+    return np.array(below[:n], dtype=np.int64)
 
 
 def terminal_equity(sc: Scenario, plan: Plan, red: ReducedScenarios) -> np.ndarray:
@@ -276,6 +327,13 @@ class CalibrationRound:
     plan: Plan = field(repr=False)
     solve: SolveResult = field(repr=False)
     accepted: bool = False
+    held: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+    """Indices into the hold sample of the paths the plan was made to keep (:func:`hold_paths`)."""
+
+    @property
+    def hold_paths(self) -> int:
+        """How many fresh paths the plan was made to keep besides the scenarios."""
+        return len(self.held)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -287,6 +345,7 @@ class CalibrationRound:
             "oos_upper95": self.oos_upper95,
             "paths": self.paths,
             "objective_usd": self.objective_usd,
+            "hold_paths": self.hold_paths,
             "accepted": self.accepted,
         }
 
@@ -428,34 +487,61 @@ def calibrate(
     holds = out[0].oos_upper95 <= target
     lo, hi = sc.covenants.confidence, 1.0
     why = None
+    sample: ReducedScenarios | None = None  # the hold sample, drawn when first needed
+    held = np.zeros(HOLD_SAMPLE_PATHS, bool)
     for i in range(1, rounds + 1):
         if holds and i == 1:
             break  # the plan as solved keeps its guarantee: nothing to calibrate
         conf = 1.0 if i == 1 else 0.5 * (lo + hi)
+        data = red
+        if held.any() or (i > 1 and lo >= 1.0):
+            # confidence 1 was not enough: hold the paths the last plan breaks at the edge
+            if sample is None:
+                sample = sample_scenarios(
+                    sc,
+                    HOLD_SAMPLE_PATHS,
+                    derived_seed(seed, _HOLD),
+                    tag=philox.TAG_BATCH,
+                    backend=NUMPY,
+                )
+            new = hold_paths(sc, out[-1].plan, sample, held, HOLD_PER_ROUND)
+            if not len(new):
+                why = "the last plan breaks none of the hold sample's paths the model can see"
+                break
+            held[new] = True
+            conf, data = 1.0, with_hold(red, subset(sample, np.flatnonzero(held)))
         try:
             res = solve(
-                model_data(with_confidence(sc, conf), red), start=out[-1].plan, **solve_kwargs
+                model_data(with_confidence(sc, conf), data), start=out[-1].plan, **solve_kwargs
             )
         except NoSolutionError as e:
             why = f"no plan keeps the covenants at in-sample confidence {conf:.4g}: {e}"
+            if held.any():
+                why = (
+                    f"no plan keeps the covenants in every scenario and on {int(held.sum())} "
+                    f"fresh paths that the previous plan broke: {e}"
+                )
             break
         ev = evaluate_plans(sc, {"c": res.plan}, paths, sel_seed, backend=backend)
         rnd = record(i, conf, res, ev.stats["c"])
+        rnd.held = np.flatnonzero(held)
         out.append(rnd)
         if progress:
             progress(i, rounds)
         if rnd.oos_upper95 <= target:
+            if held.any():
+                break  # held paths at confidence 1: nothing left to bisect
             hi = conf
-        elif i == 1:
-            why = (
-                f"even with every scenario kept to the covenants in sample (confidence 1), "
-                f"the plan breaches on {rnd.oos_events / rnd.paths:.1%} of fresh paths "
-                f"(95% bound {rnd.oos_upper95:.1%} > {target:.0%}): the {red.n_scenarios} "
-                "reduced scenarios underrate the tail; raise --scenarios"
-            )
-            break
         else:
             lo = conf
+    if lo >= 1.0 and why is None and out[-1].oos_upper95 > target:
+        why = (
+            f"even with every scenario kept to the covenants in sample (confidence 1) and "
+            f"{int(held.sum())} fresh paths the plans broke held, the plan breaches on "
+            f"{out[-1].oos_events / out[-1].paths:.1%} of fresh paths (95% bound "
+            f"{out[-1].oos_upper95:.1%} > {target:.0%}): the {red.n_scenarios} reduced "
+            "scenarios underrate the tail; raise --calibration-rounds or --scenarios"
+        )
     ok = [r for r in out if r.oos_upper95 <= target]
     kept = max(ok, key=lambda r: r.objective_usd) if ok else min(out, key=lambda r: r.oos_upper95)
     kept.accepted = True

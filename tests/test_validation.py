@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from scipy import stats as st
 
-from hashpivot.kernels.reduce import sample_scenarios
+from hashpivot.kernels import philox
+from hashpivot.kernels.cashflow import cash_flows, chance_breach
+from hashpivot.kernels.evaluate import evaluate_plans
+from hashpivot.kernels.reduce import reduce_scenarios, sample_scenarios
 from hashpivot.kernels.stats import objective_influence
 from hashpivot.optimizer import validation as V
 from hashpivot.optimizer.executor import ProcessExecutor, SerialExecutor
+from hashpivot.optimizer.model import model_data
 from hashpivot.optimizer.pipeline import optimize
+from hashpivot.optimizer.solve import solve
 from hashpivot.scenarios import load_scenario
 
 #: Floating-point tolerance of hand-computed dollar values [$].
@@ -125,3 +131,65 @@ def test_validation_block_is_complete_and_independent_of_the_executor() -> None:
     assert sum(r["accepted"] for r in va["calibration_rounds"]) == 1
     assert va["vss"]["lower95_usd"] <= va["vss"]["vss_usd"] <= va["vss"]["upper95_usd"]
     assert va["evpi"]["scenarios"] == 3
+
+
+def test_hold_paths_are_the_breaches_at_the_edge_of_the_share_to_keep(monkeypatch) -> None:
+    """Demo allows ε = 10%: with margin 0.8 the edge is the 92nd of 100 paths by severity."""
+    sc = load_scenario("demo")
+    sample = SimpleNamespace(coefficient_arrays=dict)
+    sev = np.maximum(np.arange(100.0) - 50.0, 0.0)  # paths 51..99 breach, 99 worst
+    monkeypatch.setattr(V, "cash_flows", lambda *a: None)
+    monkeypatch.setattr(V, "breach_severity", lambda *a: sev)
+    held = np.zeros(100, bool)
+    np.testing.assert_array_equal(V.hold_paths(sc, None, sample, held, 3), [91, 90, 89])
+    held[91] = True  # never the same path twice
+    np.testing.assert_array_equal(V.hold_paths(sc, None, sample, held, 3), [90, 89, 88])
+    # the edge keeps already: the least severe breaches beyond it
+    sev[:92] = 0.0
+    np.testing.assert_array_equal(V.hold_paths(sc, None, sample, held, 3), [92, 93, 94])
+    sev[:] = 0.0  # nothing breaks: nothing to hold
+    assert len(V.hold_paths(sc, None, sample, held, 3)) == 0
+
+
+def test_with_hold_appends_light_scenarios_and_keeps_the_weights_summing_to_one() -> None:
+    sc = load_scenario("demo")
+    red = sample_scenarios(sc, 4, 1, tag=philox.TAG_BATCH, backend="numpy")
+    hold = sample_scenarios(sc, 3, 2, tag=philox.TAG_BATCH, backend="numpy")
+    both = V.with_hold(red, hold)
+    assert both.n_scenarios == 7
+    assert math.isclose(both.weights.sum(), 1.0, rel_tol=1e-12)
+    np.testing.assert_array_equal(both.weights[4:], V.HOLD_WEIGHT)
+    np.testing.assert_allclose(both.weights[:4], 0.25 * (1.0 - 3 * V.HOLD_WEIGHT), rtol=1e-12)
+    for name, arr in both.coefficient_arrays().items():
+        np.testing.assert_array_equal(arr[:4], red.coefficient_arrays()[name])
+        np.testing.assert_array_equal(arr[4:], hold.coefficient_arrays()[name])
+
+
+def test_calibration_holds_fresh_paths_when_confidence_one_is_not_enough() -> None:
+    """Two reduced scenarios miss demo's tail: even confidence 1 breaches on half the fresh
+    paths; the next round keeps 16 fresh paths the previous plan broke, and holds."""
+    sc, seed, paths = load_scenario("demo"), 5, 2000
+    red = reduce_scenarios(sc, 2000, 2, seed, backend="numpy")
+    first = solve(model_data(sc, red), threads=1)
+    sel = evaluate_plans(
+        sc, {"p": first.plan}, paths, V.derived_seed(seed, V._SELECT), backend="numpy"
+    )
+    rounds, kept, why = V.calibrate(
+        sc, red, first, sel.stats["p"], 3, paths, seed, "numpy", {"time_limit_s": 60, "threads": 1}
+    )
+    eps = 1.0 - sc.covenants.confidence
+    one, hold = rounds[1], rounds[2]
+    assert one.in_sample_confidence == 1.0 and one.hold_paths == 0 and one.oos_upper95 > eps
+    assert hold.in_sample_confidence == 1.0 and hold.hold_paths == V.HOLD_PER_ROUND
+    sample = sample_scenarios(
+        sc,
+        V.HOLD_SAMPLE_PATHS,
+        V.derived_seed(seed, V._HOLD),
+        tag=philox.TAG_BATCH,
+        backend="numpy",
+    )
+    held = V.subset(sample, hold.held).coefficient_arrays()
+    assert chance_breach(sc, cash_flows(sc, one.plan, held)).all()  # each one broken before
+    assert not chance_breach(sc, cash_flows(sc, hold.plan, held)).any()  # and kept now
+    assert hold.oos_upper95 <= eps and kept == 2 and hold.accepted and why is None
+    assert hold.to_json()["hold_paths"] == V.HOLD_PER_ROUND
