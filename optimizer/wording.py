@@ -169,21 +169,25 @@ def _calibration_part(rounds: list[dict[str, Any]] | None) -> Part:
     n = len(rounds)
     if kept:
         r = kept[-1]
+        held = int(r.get("hold_paths", 0))
+        also = f", keeping {held:,} fresh paths earlier plans broke" if held else ""
         text = (
             f"Calibration: {n} round{'s' if n > 1 else ''}; the plan of round {r['round']} was "
-            f"kept (in-sample confidence {level(float(r['in_sample_confidence']))}, out of "
+            f"kept (in-sample confidence {level(float(r['in_sample_confidence']))}{also}; out of "
             f"sample {rate(float(r['oos_p_breach']))} with a 95% bound of "
             f"{rate(float(r['oos_upper95']))})."
         )
     else:
         text = (
             f"Calibration: {n} round{'s' if n > 1 else ''}, none met the limit; tightening the "
-            "in-sample confidence did not bring the out-of-sample bound down far enough."
+            "in-sample confidence (and holding fresh paths the plans broke) did not bring the "
+            "out-of-sample bound down far enough."
         )
     rows = [
         (
             str(r["round"]),
             level(float(r["in_sample_confidence"])),
+            f"{int(r.get('hold_paths', 0)):,}",
             rate(float(r["in_sample_p_breach"])),
             rate(float(r["oos_p_breach"])),
             rate(float(r["oos_upper95"])),
@@ -195,9 +199,20 @@ def _calibration_part(rounds: list[dict[str, Any]] | None) -> Part:
     paths = {int(r["paths"]) for r in rounds}
     table = WordTable(
         "Calibration rounds",
-        ("round", "confidence", "in sample", "out of sample", "95% bound", "obj. $M", "kept"),
+        (
+            "round",
+            "confidence",
+            "held",
+            "in sample",
+            "out of sample",
+            "95% bound",
+            "obj. $M",
+            "kept",
+        ),
         rows,
-        "confidence: the in-sample covenant confidence the MILP was asked for; in sample / out "
+        "confidence: the in-sample covenant confidence the MILP was asked for; held: fresh "
+        "paths it also had to keep (calibration adds them when confidence 1 is not enough); "
+        "in sample / out "
         "of sample: share of scenarios / fresh paths ("
         + ", ".join(f"{p:,}" for p in sorted(paths))
         + ") with a breach; 95% bound: Clopper–Pearson upper bound on the out-of-sample rate",

@@ -88,12 +88,17 @@ def test_breach_table_per_covenant_and_facility() -> None:
 def test_calibration_rounds_table_and_kept_round() -> None:
     part = _part(validation_example(), "calibration_rounds")
     assert part.text.startswith("Calibration: 2 rounds; the plan of round 1 was kept")
-    assert "(in-sample confidence 97.5%, out of sample 8.2% with a 95% bound of 8.7%)" in part.text
+    assert "(in-sample confidence 97.5%; out of sample 8.2% with a 95% bound of 8.7%)" in part.text
     (table,) = part.tables
     assert table.rows == [
-        ("0", "90%", "6.2%", "14.1%", "14.6%", "606.0", "no"),
-        ("1", "97.5%", "0.0%", "8.2%", "8.7%", "601.2", "yes"),
+        ("0", "90%", "0", "6.2%", "14.1%", "14.6%", "606.0", "no"),
+        ("1", "97.5%", "0", "0.0%", "8.2%", "8.7%", "601.2", "yes"),
     ]
+    v = validation_example()
+    v["calibration_rounds"][1] |= {"in_sample_confidence": 1.0, "hold_paths": 16}
+    held = _part(v, "calibration_rounds")
+    assert "(in-sample confidence 100%, keeping 16 fresh paths earlier plans broke; " in held.text
+    assert held.tables[0].rows[1][2] == "16"
     failed = _part(validation_example(holds=False), "calibration_rounds")
     assert "none met the limit" in failed.text and failed.alarm
 
