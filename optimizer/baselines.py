@@ -36,6 +36,8 @@ the covenants, stay available for comparison as ``convert_all_expected_cash`` an
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from hashpivot.kernels.cashflow import CASH_TOL_USD, cash_flows
@@ -465,3 +467,13 @@ def baseline(name: str, sc: Scenario, red: ReducedScenarios) -> Plan:
         names = ", ".join(POLICIES + NAIVE_POLICIES)
         raise ValueError(f"policy: must be one of {names} (got {name!r})")
     return rules[name](sc, red)
+
+
+#: Baselines handed to a fleet-sized MILP as warm starts (``solve``'s ``starts``): cheap to
+#: compute, and they keep the rules, so their financing re-solved is a feasible plan.
+START_POLICIES = ("greedy",)
+
+
+def start_plans(sc: Scenario, red: ReducedScenarios) -> Callable[[], list[Plan]]:
+    """The plans of :data:`START_POLICIES` on ``red``, computed only when called."""
+    return lambda: [baseline(name, sc, red) for name in START_POLICIES]

@@ -31,7 +31,7 @@ from hashpivot.kernels.simulate import SimulationResult
 from hashpivot.scenarios import Scenario, load_scenario
 
 from . import validation as V
-from .baselines import POLICIES, baseline
+from .baselines import POLICIES, baseline, start_plans
 from .checker import check_plan
 from .executor import Executor, available_cores, get_executor, run_all
 from .model import model_data
@@ -473,6 +473,7 @@ def optimize(
         limit = d.solver_time_limit_s if time_limit_s is None else time_limit_s
         res = solve(
             model_data(sc, red),
+            starts=start_plans(sc, red),
             time_limit_s=limit,
             mip_gap=mip_gap,
             threads=threads,

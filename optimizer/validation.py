@@ -82,6 +82,7 @@ from hashpivot.kernels.stats import (
 )
 from hashpivot.scenarios import Scenario
 
+from .baselines import start_plans
 from .executor import Executor, run_all
 from .model import model_data
 from .solve import NoSolutionError, SolveResult, solve
@@ -216,6 +217,7 @@ def replication_task(
     red = reduce_scenarios(sc, paths, k, seed, backend=get_backend(backend, notify=False))
     res = solve(
         model_data(sc, red),
+        starts=start_plans(sc, red),
         mip_gap=mip_gap,
         time_limit_s=time_limit_s,
         threads=VALIDATION_THREADS,

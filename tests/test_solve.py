@@ -17,6 +17,7 @@ from hashpivot.kernels.cashflow import cash_flows
 from hashpivot.kernels.plan import Plan
 from hashpivot.kernels.reduce import reduce_scenarios
 from hashpivot.optimizer import solve as solve_module
+from hashpivot.optimizer.baselines import baseline
 from hashpivot.optimizer.checker import check_plan
 from hashpivot.optimizer.model import build_model, covenant_regimes, model_data
 from hashpivot.optimizer.solve import (
@@ -34,6 +35,7 @@ from hashpivot.optimizer.solve import (
     solve,
     start_values,
 )
+from hashpivot.scenarios import load_scenario
 
 
 def _tight_covenants():
@@ -377,3 +379,42 @@ def test_a_start_that_does_not_fit_or_is_infeasible_is_ignored(small_demo) -> No
     assert res.runs[0]["run"] == "start" and res.runs[0]["status"] == "infeasible"
     assert res.status == Termination.OPTIMAL
     assert res.objective_usd == pytest.approx(cold.objective_usd, rel=d.sc.defaults.mip_gap)
+
+
+def test_fleet_sized_models_start_from_the_baselines_and_stop_phase_one_at_its_root(
+    monkeypatch,
+) -> None:
+    """With the fleet-sized thresholds lowered to demo: every start is fixed and its financing
+    re-solved, the best kept; phase 1 explores one node (its bound is the one reported); no
+    excuse heuristic or regime runs; the plan is at least as good as the best start."""
+    sc = load_scenario("demo")
+    red = reduce_scenarios(sc, 2000, 4, seed=3, backend="numpy")
+    d = model_data(sc, red)
+    monkeypatch.setattr(solve_module, "LARGE_PLAN_INTEGERS", 0)
+    monkeypatch.setattr(solve_module, "DIRECT_MAX_PLAN_INTEGERS", 0)
+    plans = [baseline("stay_mining", sc, red), baseline("greedy", sc, red)]
+    res = solve(d, starts=lambda: plans, threads=1)
+    names = [r["run"] for r in res.runs]
+    assert names[:3] == ["start", "start 2", "without covenants"]
+    assert not {"excuse heuristic", "full model"} & set(names)
+    assert not any(n.startswith("regime") for n in names)
+    best_start = max(r["objective_usd"] for r in res.runs[:2] if r["objective_usd"] is not None)
+    assert res.objective_usd >= best_start
+    first = res.runs[2]
+    assert first["nodes"] <= solve_module.LARGE_MAX_NODES
+    assert res.bound_usd == pytest.approx(first["bound_usd"], rel=1e-12)
+    assert res.status == (
+        Termination.OPTIMAL if res.gap <= res.target_gap else Termination.WORK_LIMIT
+    )
+    assert not check_plan(sc, res.plan, red)  # the plan keeps the rules in its scenarios
+
+
+def test_small_models_never_compute_the_baseline_starts() -> None:
+    sc = load_scenario("demo")
+    red = reduce_scenarios(sc, 2000, 4, seed=3, backend="numpy")
+
+    def starts():
+        raise AssertionError("a small model must not ask for baseline starts")
+
+    res = solve(model_data(sc, red), starts=starts, threads=1)
+    assert res.plan is not None
