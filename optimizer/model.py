@@ -48,7 +48,8 @@ Covenants as chance constraints (``add_covenant_constraints``), t ≥ ppy−1, t
     Δ[k,j,t] ≥ Σ_{W_t}(OCF[j,·] − OCF[k,·]) for every plan (``excuse_big_m``). The solver fixes
     u per regime (``covenant_regimes``): then δ is fixed where it matters and G drops out.
 
-Objective (``add_objective``), Rockafellar–Uryasev CVaR
+Objective (``add_objective``), Rockafellar–Uryasev CVaR; less β·Σ_k p_k·z_k where a breach
+price β is set (the optimality-gap batches only)
     W_k = (1+r)^{−TΔ}·(cash[k,T−1] + P[k,T−1]·(held₀ − Σ b) + ppy·(mult_ai·AI_NOI[k,T−1]
           + mult_mining·MIN[k,T−1]) + Σ_s opt[k,s]·(convertible_s − block_s·Σ_t n[s,t])
           + Σ_s salvage_s·A[s,T−1] − Σ_f B[f,T−1]
@@ -117,6 +118,10 @@ class ModelData:
     repay_share: np.ndarray  # (F, T)
     rack_life: int
     discount: float
+    breach_price: float = 0.0
+    """Price of excused probability in the objective [M$ per unit of probability]: the
+    objective loses breach_price·Σ_k p_k·z_k (a Lagrangian term; 0 in every plan solve, set
+    by the optimality-gap batches of :mod:`~hashpivot.optimizer.validation`)."""
 
     @property
     def ppy(self) -> int:
@@ -879,9 +884,12 @@ def add_objective(m: pyo.ConcreteModel, d: ModelData) -> None:
                 [m.var_level] + [m.shortfall[k] for k in m.K],
             )
         )
-        m.objective = pyo.Objective(expr=mean - lam * m.cvar, sense=pyo.maximize)
+        value = mean - lam * m.cvar
     else:
-        m.objective = pyo.Objective(expr=mean, sense=pyo.maximize)
+        value = mean
+    if d.breach_price > 0 and hasattr(m, "excused"):
+        value = value - linear(0.0, d.breach_price * d.weights, [m.excused[k] for k in m.K])
+    m.objective = pyo.Objective(expr=value, sense=pyo.maximize)
 
 
 def build_model(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from functools import cache
 
@@ -15,7 +16,7 @@ from hashpivot.kernels.cashflow import CASH_TOL_USD, cash_flows, objective
 from hashpivot.kernels.plan import Plan, lease_terms, schedule
 from hashpivot.kernels.reduce import ReducedScenarios, reduce_scenarios
 from hashpivot.optimizer.checker import check_plan
-from hashpivot.optimizer.model import build_model, model_data
+from hashpivot.optimizer.model import MONEY, build_model, model_data
 from hashpivot.optimizer.solve import NoSolutionError, Termination, solve
 from hashpivot.scenarios import Scenario, validate_data
 
@@ -223,6 +224,27 @@ def test_chance_covenants_instance_binds_and_excuses() -> None:
     assert res.excused.any()
     breach = np.asarray(cash_flows(sc, res.plan, red.coefficient_arrays()).covenant_breach)
     assert breach.any() and red.weights[breach].sum() <= 1 - sc.covenants.confidence + 1e-9
+
+
+def test_breach_price_is_charged_on_excused_probability() -> None:
+    """The gap batches' Lagrangian term: the priced optimum's objective is its cash-flow
+    objective less β times the weight it excuses; a price above any gain from excusing gives
+    the optimum of keeping every scenario (confidence 1)."""
+    sc = tiny(**INSTANCES["chance_covenants"])
+    red = reduced(sc)
+    d = model_data(sc, red)
+    beta_usd = 2.0e7
+    res = solve(dataclasses.replace(d, breach_price=beta_usd / MONEY), mip_gap=EXACT_GAP)
+    val = objective(sc, cash_flows(sc, res.plan, red.coefficient_arrays()), red.weights)[0]
+    charged = beta_usd * red.weights[res.excused].sum()
+    assert res.objective_usd == pytest.approx(val - charged, rel=ENUM_RTOL)
+    free = solve(d, mip_gap=EXACT_GAP)
+    assert res.objective_usd <= free.objective_usd * (1 + ENUM_RTOL)
+    high = solve(dataclasses.replace(d, breach_price=1e5), mip_gap=EXACT_GAP)  # 1e11 $
+    strict = tiny(**deep_update(INSTANCES["chance_covenants"], {"covenants": {"confidence": 1.0}}))
+    kept = solve(model_data(strict, red), mip_gap=EXACT_GAP)
+    assert not high.excused.any()
+    assert high.objective_usd == pytest.approx(kept.objective_usd, rel=ENUM_RTOL)
 
 
 # --------------------------------------------------------------------------- hand-checkable
