@@ -10,7 +10,7 @@ REPLICATIONS = 2
 #: Default Mak–Morton–Wood batches.
 BATCHES = 5
 #: I.i.d. scenarios per batch.
-BATCH_SCENARIOS = 16
+BATCH_SCENARIOS = 32
 #: Risk δ that the optimum breaches more than q of a batch's N scenarios (γ = q/N).
 BATCH_FEASIBILITY_RISK = 0.05
 #: Default calibration rounds after round 0 (the first tries in-sample confidence 1).
