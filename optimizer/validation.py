@@ -22,7 +22,7 @@ Calibration of the chance constraint
     remaining rounds bisect c' on [confidence, 1] for the least conservative plan that holds.
     If even c' = 1 does not hold, the reduced scenarios miss the tail: each later round adds
     ``HOLD_PER_ROUND`` *hold paths* (:func:`hold_paths`) from a further i.i.d. sample, paths
-    the last plan breaks at the edge of the share 1 − ε it must keep, as scenarios of weight
+    the last plan breaks at the edge of the share 1 − HOLD_MARGIN·ε it must keep, as scenarios of weight
     ``HOLD_WEIGHT`` kept at c' = 1 (a cutting-plane scheme, as in Luedtke & Ahmed 2008's
     sample-and-check): the plan must keep them too, and the objective barely moves.
     The plan kept is the best selection objective among rounds that hold (else the round with
@@ -44,9 +44,9 @@ Optimality gap (Mak, Morton & Wood 1999), for a chance-constrained maximisation
     any batch is drawn): v̂_b = max Ĵ_b(x) − β·P̂_b(x) + β·ε, and at x* the added terms have
     mean β·(ε − P(x*)) ≥ 0, so the bound stays valid while the batch optimum can no longer
     excuse its q worst scenarios for free. v̂_b is the solver's dual bound (plus β·ε), valid
-    even where the node budget stops the search. The chosen plan x̂ is scored on the same scenarios with
-    its CVaR threshold η̂ fixed in advance (the VaR of −W(x̂) on ``ETA_SCENARIOS`` further i.i.d.
-    scenarios): Ĵ_b(x̂; η̂) = mean W − λ·(η̂ + mean (−W − η̂)⁺/(1 − α)) is unbiased for
+    even where the node budget stops the search. The chosen plan x̂ is scored on the same
+    scenarios with its CVaR threshold η̂ fixed in advance (the VaR of −W(x̂) on
+    ``ETA_SCENARIOS`` further i.i.d. scenarios): Ĵ_b(x̂; η̂) = mean W − λ·(η̂ + mean (−W − η̂)⁺/(1 − α)) is unbiased for
     J(x̂; η̂) ≤ J(x̂) (Rockafellar–Uryasev: J(x) = max_η J(x; η)). Hence
     E[G_b] = E[v̂_b − Ĵ_b(x̂; η̂)] ≥ J(x*) − J(x̂) up to the δ event, and the one-sided bound
     Ḡ + t_{0.95, B−1}·s/√B (s with ddof = 1) covers the gap with about 95% confidence. The gap
@@ -64,10 +64,9 @@ VSS and EVPI (Birge 1982), under the same objective
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -250,9 +249,7 @@ def batch_task(
     batch = sample_scenarios(sc, n, seed, tag=philox.TAG_BATCH, backend=NUMPY)
     conf, q = batch_confidence(sc, n)
     out: dict[str, Any] = {"w_plan": terminal_equity(sc, plan, batch), "excusable": q}
-    d = dataclasses.replace(
-        model_data(with_confidence(sc, conf), batch), breach_price=breach_price_usd / MONEY
-    )
+    d = replace(model_data(with_confidence(sc, conf), batch), breach_price=breach_price_usd / MONEY)
     try:
         res = solve(
             d,
