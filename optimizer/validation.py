@@ -47,8 +47,9 @@ Optimality gap (Mak, Morton & Wood 1999), for a chance-constrained maximisation
     even where the node budget stops the search. The chosen plan x̂ is scored on the same
     scenarios with its CVaR threshold η̂ fixed in advance (the VaR of −W(x̂) on
     ``ETA_SCENARIOS`` further i.i.d. scenarios): Ĵ_b(x̂; η̂) = mean W − λ·(η̂ + mean
-    (−W − η̂)⁺/(1 − α)) is unbiased for J(x̂; η̂) ≤ J(x̂) (Rockafellar–Uryasev: J(x) = max_η J(x; η)). Hence
-    E[G_b] = E[v̂_b − Ĵ_b(x̂; η̂)] ≥ J(x*) − J(x̂) up to the δ event, and the one-sided bound
+    (−W − η̂)⁺/(1 − α)) is unbiased for J(x̂; η̂) ≤ J(x̂) (Rockafellar–Uryasev:
+    J(x) = max_η J(x; η)). Hence E[G_b] = E[v̂_b − Ĵ_b(x̂; η̂)] ≥ J(x*) − J(x̂) up to the δ
+    event, and the one-sided bound
     Ḡ + t_{0.95, B−1}·s/√B (s with ddof = 1) covers the gap with about 95% confidence. The gap
     is that of the MILP's own model of cash (no recourse); it is expressed relative to the
     plan's out-of-sample objective.
