@@ -28,24 +28,47 @@ batch problem, with the same batch scenarios in every variant (paired):
     allowance on the tail). The price enters through a patched
     :func:`hashpivot.optimizer.model.add_objective`, inside this script only.
 
-What it shows (demo, seed 7, B = 5; see ``results/gap-study-vm.json``; the lead's exploratory
-runs on other batch seeds gave the same picture):
+What it shows (demo at its default seed 20270101, B = 5, the same batches in every variant;
+``results/gap-study-vm.json``). Upper bound, % of the plan's objective (424.75 M$), valid
+variants; ``exact`` (not valid) in brackets:
 
-* At N = 16 the bound is mostly SAA optimism, not the plan: a chance-constrained CVaR problem
-  on 16 scenarios can place its CVaR tail and its excused scenarios on exactly the scenarios
-  drawn, so max_x Ĵ_b(x) overestimates J(x*) (E[v̂_b] − J(x*) > 0 shrinks like ~1/√N). Even the
-  invalid ``exact`` allowance leaves Ḡ ≈ 2 % with s ≈ 3 %.
-* The relaxed allowance needed for validity costs ~4 points of Ḡ (excusing 4 rather than 1
-  of 16 scenarios lifts the batch optimum): ``relaxed`` Ḡ ≈ 6 %, upper ≈ 8 %.
-* Pricing the excused scenarios helps little and only at a small price (μ = 100 M$: upper
-  ≈ 7 %); a larger μ adds back μ·ε faster than it lowers v̂_b (300 M$: 11.5 %, 1000 M$: 28 %).
-* Dropping the covenants makes batches cheap, but the relaxation gap eats what larger N
-  gains: N = 64 gives ≈ 5.7 %, N = 256 Ḡ ≈ 3.4 % at ~170 s per solve.
+    N     relaxed   covenant_free   priced (μ = 100 M$)   [exact]   s/solve: relaxed, priced
+    16    8.3       10.4            8.9                   [7.5]        5     2
+    64    5.0        6.8            4.4                   [3.6]       41    13
+    128   3.2        5.1            2.5                   [1.6]      214    33
 
-What would meet 1 %: batches of a few hundred scenarios *with* covenants (Ḡ falls with N and the
-relaxed allowance q/N tends to ε), i.e. a MILP several times to an order of magnitude faster
-per scenario than today's (hours of solves per bound now), or a tighter bounding scheme than
-MMW for chance constraints.
+* The bound is mostly SAA optimism, not the plan: a chance-constrained CVaR problem on N
+  scenarios places its CVaR tail and its excused scenarios on exactly the scenarios drawn, so
+  E[max_x Ĵ_b(x)] exceeds J(x*), by less as N grows: ``relaxed`` Ḡ = 4.4, 2.5, 1.7 % at
+  N = 16, 64, 128 (about N^−0.45), s = 4.1, 2.6, 1.6 %. At B = 5 the spread term
+  t_{0.95,4}·s/√5 ≈ 0.95·s is as large as Ḡ itself.
+* The relaxed allowance needed for validity (4 rather than 1 excused of 16; 11 rather than 6
+  of 64, 19 rather than 12 of 128) costs ~1 point of Ḡ in these batches (0.9, 0.7, 1.0 at
+  N = 16, 64, 128; ``exact`` Ḡ 0.7 % at 128, upper 1.6 %); in the lead's
+  exploratory batches (other seeds) it was 4 points at N = 16 (Ḡ 6.0 against 2.0): at N = 16
+  the batches are too few to pin it down. Even the invalid ``exact`` allowance stays far
+  above 1 %.
+* Pricing the excused scenarios (μ = 100 M$, adding μ·ε = 10 M$ = 2.4 points back) lowers v̂_b
+  by about what it adds back and mainly lowers s: worse at N = 16, upper 0.7 points lower at
+  N = 64 and 128 (Ḡ equal at 128, s 0.9 % against 1.6 %). And the priced MILP is 3–6× faster
+  (it excuses 5–7 of 128 scenarios instead of all 19 allowed, and every batch solves to the
+  gap): the best valid bound per second of this study. Larger prices lose (the lead, N = 16,
+  other batches: 300 M$ gave 11.5 %, 1000 M$ 28 %; μ·ε grows faster than v̂_b falls).
+* Dropping the covenants makes a batch 4× cheaper (N = 128: 49 s against 214 s) but the
+  relaxation is loose (Ḡ 4.2 % at N = 128, and the lead's N = 256: 3.4 %): not a route to 1 %.
+* The plan breaches the MILP's own (no-recourse) covenants in ~35 % of i.i.d. scenarios
+  (``plan_breach_share_iid``; 7 % on its 16 reduced scenarios, 5 % out of sample with the
+  evaluation's recourse), more than any batch allows, so some G_b are ≈ 0 or slightly
+  negative: the batch optimum must keep covenants the plan does not keep in that model.
+* At N = 128 two of five relaxed batches stop at the node budget (``work_limit``); their dual
+  bounds, looser than the optimum, are the two largest G_b.
+
+What would meet 1 %: extrapolating (upper ×~0.7 per doubling of N at B = 5), batches of ~1,000
+scenarios *with* covenants, or a few hundred with many more batches (B = 20 cuts the spread
+term 2.5×) and batch problems solved to optimality — at today's growth of solve time with N
+(5 s, 41 s, 214 s at 16, 64, 128) hours per batch: a MILP one to two orders of magnitude
+faster per scenario (e.g. decomposition over scenarios), or a tighter bounding scheme than MMW
+for chance constraints.
 
 Per (variant, N): per batch v̂_b (the solver's dual bound, plus μ·ε where priced), f_b, G_b,
 solve seconds, status, excused scenarios in the batch optimum and the plan's own breaches on
