@@ -36,6 +36,7 @@ variants; ``exact`` (not valid) in brackets:
     16    8.3       10.4            8.9                   [7.5]        5     2
     64    5.0        6.8            4.4                   [3.6]       41    13
     128   3.2        5.1            2.5                   [1.6]      214    33
+    256   —          —              1.5                   —            —   104
 
 * The bound is mostly SAA optimism, not the plan: a chance-constrained CVaR problem on N
   scenarios places its CVaR tail and its excused scenarios on exactly the scenarios drawn, so
@@ -63,12 +64,13 @@ variants; ``exact`` (not valid) in brackets:
 * At N = 128 two of five relaxed batches stop at the node budget (``work_limit``); their dual
   bounds, looser than the optimum, are the two largest G_b.
 
-What would meet 1 %: extrapolating (upper ×~0.7 per doubling of N at B = 5), batches of ~1,000
-scenarios *with* covenants, or a few hundred with many more batches (B = 20 cuts the spread
-term 2.5×) and batch problems solved to optimality — at today's growth of solve time with N
-(5 s, 41 s, 214 s at 16, 64, 128) hours per batch: a MILP one to two orders of magnitude
-faster per scenario (e.g. decomposition over scenarios), or a tighter bounding scheme than MMW
-for chance constraints.
+What would meet 1 %: larger batches *with* covenants, priced. The priced bound falls by ×0.6
+per doubling of N (Ḡ 2.7, 1.7, 1.1 %; s 1.8, 0.9, 0.4 % at N = 64, 128, 256; μ·ε fixed at 2.4
+points is most of Ḡ at 256, where the penalised batch optimum is below f_b), so N ≈ 512 at
+B = 5 should reach ~1 % (its solve time grows ×2.5–3 per doubling: ~5 min a batch, ~25 min a
+bound on one thread, against 12 s for the N = 16 bound ``optimize`` reports now). The relaxed
+bound would need more: it falls ×0.65–0.8 per doubling and its solves grow ×5 (214 s a batch at
+128, node budgets hit). Covenant-free batches do not get there.
 
 Per (variant, N): per batch v̂_b (the solver's dual bound, plus μ·ε where priced), f_b, G_b,
 solve seconds, status, excused scenarios in the batch optimum and the plan's own breaches on
