@@ -37,6 +37,7 @@ variants; ``exact`` (not valid) in brackets:
     64    5.0        6.8            4.4                   [3.6]       41    13
     128   3.2        5.1            2.5                   [1.6]      214    33
     256   —          —              1.5                   —            —   104
+    512   —          —              1.1                   —            —   464
 
 * The bound is mostly SAA optimism, not the plan: a chance-constrained CVaR problem on N
   scenarios places its CVaR tail and its excused scenarios on exactly the scenarios drawn, so
@@ -64,13 +65,15 @@ variants; ``exact`` (not valid) in brackets:
 * At N = 128 two of five relaxed batches stop at the node budget (``work_limit``); their dual
   bounds, looser than the optimum, are the two largest G_b.
 
-What would meet 1 %: larger batches *with* covenants, priced. The priced bound falls by ×0.6
-per doubling of N (Ḡ 2.7, 1.7, 1.1 %; s 1.8, 0.9, 0.4 % at N = 64, 128, 256; μ·ε fixed at 2.4
-points is most of Ḡ at 256, where the penalised batch optimum is below f_b), so N ≈ 512 at
-B = 5 should reach ~1 % (its solve time grows ×2.5–3 per doubling: ~5 min a batch, ~25 min a
-bound on one thread, against 12 s for the N = 16 bound ``optimize`` reports now). The relaxed
-bound would need more: it falls ×0.65–0.8 per doubling and its solves grow ×5 (214 s a batch at
-128, node budgets hit). Covenant-free batches do not get there.
+What would meet 1 %: larger batches *with* covenants, priced, and a price that shrinks with N.
+The priced bound falls ×0.6 per doubling of N up to 256 (Ḡ 2.7, 1.7, 1.1 %; s 1.8, 0.9, 0.4 %
+at N = 64, 128, 256) but stalls at N = 512 (Ḡ 0.96 %, s 0.18 %, upper 1.13 %; 5–10 min a batch on
+one thread, two batches stopped by the 600 s safety net): there the μ·ε add-back (2.4 points)
+is most of Ḡ and the penalised batch optimum lies ~1.4 points below f_b, so a smaller μ at
+large N is the next thing to try. The relaxed bound needs more: it falls ×0.65–0.8 per
+doubling and its solves grow ×5 (214 s a batch at 128, node budgets hit). Covenant-free
+batches do not get there. Either way a bound near 1 % costs ~40 min of solves, against 12 s for
+the N = 16 bound ``optimize`` reports now.
 
 Per (variant, N): per batch v̂_b (the solver's dual bound, plus μ·ε where priced), f_b, G_b,
 solve seconds, status, excused scenarios in the batch optimum and the plan's own breaches on
