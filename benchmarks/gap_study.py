@@ -25,8 +25,8 @@ batch problem, with the same batch scenarios in every variant (paired):
     objective, max Ĵ_b(x) − μ·Σ_k z_k/N, with μ·ε added back to the bound. Valid: for x* with
     z_k = its breaches, E[Ĵ_b(x*) − μ·p̂_b(x*)] + μ·ε ≥ J(x*) as E[p̂_b(x*)] = P(breach) ≤ ε
     (a Lagrangian bound; the price stops the batch optimum from spending the whole relaxed
-    allowance on the tail). The price enters through a patched
-    :func:`hashpivot.optimizer.model.add_objective`, inside this script only.
+    allowance on the tail). The price is the library's ``ModelData.breach_price``, which
+    ``optimize``'s gap batches set to 0.25·|objective| (``validation.BREACH_PRICE_SHARE``).
 
 What it shows (demo at its default seed 20270101, B = 5, the same batches in every variant;
 ``results/gap-study-vm.json``). Upper bound, % of the plan's objective (424.75 M$), valid
@@ -34,6 +34,7 @@ variants; ``exact`` (not valid) in brackets:
 
     N     relaxed   covenant_free   priced (μ = 100 M$)   [exact]   s/solve: relaxed, priced
     16    8.3       10.4            8.9                   [7.5]        5     2
+    32    —          —              4.5                   —            —     4
     64    5.0        6.8            4.4                   [3.6]       41    13
     128   3.2        5.1            2.5                   [1.6]      214    33
     256   —          —              1.5                   —            —   104
@@ -93,17 +94,15 @@ out-of-sample objective; ``valid_bound`` and ``meaning``. The JSON is rewritten 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import json
 import math
 import os
 import platform
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import pyomo.environ as pyo
 from _common import RESULTS, commit, metadata, slug, write_result
 
 from hashpivot.kernels import philox
@@ -144,26 +143,6 @@ MEANING = {
 }
 
 
-@contextlib.contextmanager
-def priced_excuses(mu_usd: float) -> Iterator[None]:
-    """While open, every MILP built maximises its objective − μ·Σ_k p_k·z_k (z_k: excused)."""
-    original = milp.add_objective
-
-    def add_priced(m: pyo.ConcreteModel, d: milp.ModelData) -> None:
-        original(m, d)
-        if mu_usd > 0 and hasattr(m, "excused"):
-            expr = m.objective.expr
-            m.del_component(m.objective)
-            price = milp.linear(0.0, d.weights * (mu_usd / milp.MONEY), list(m.excused.values()))
-            m.objective = pyo.Objective(expr=expr - price, sense=pyo.maximize)
-
-    milp.add_objective = add_priced
-    try:
-        yield
-    finally:
-        milp.add_objective = original
-
-
 def allowance(sc: Scenario, variant: str, n: int) -> tuple[float, int]:
     """(in-sample confidence, excusable scenarios q) of a batch of ``n`` under ``variant``."""
     if variant == "exact":
@@ -196,19 +175,21 @@ def run_batch(
         "f_usd": f,
         "plan_breaches": round(V.in_sample_breach(sc, plan, batch) * n),
     }
-    ctx = priced_excuses(mu) if mu > 0 else contextlib.nullcontext()
+    # the price enters as the library's gap batches charge it (ModelData.breach_price)
+    d = dataclasses.replace(
+        milp.model_data(V.with_confidence(sc, conf), batch), breach_price=mu / milp.MONEY
+    )
     t0 = time.perf_counter()
     try:
-        with ctx:
-            res = solve(
-                milp.model_data(V.with_confidence(sc, conf), batch),
-                mip_gap=args.mip_gap,
-                time_limit_s=args.time_limit,
-                threads=args.threads,
-                max_nodes=args.max_nodes,
-                covenants=variant != "covenant_free",
-                start=plan,
-            )
+        res = solve(
+            d,
+            mip_gap=args.mip_gap,
+            time_limit_s=args.time_limit,
+            threads=args.threads,
+            max_nodes=args.max_nodes,
+            covenants=variant != "covenant_free",
+            start=plan,
+        )
     except NoSolutionError as e:
         return row | {"seconds": time.perf_counter() - t0, "status": "no_solution", "error": str(e)}
     v = res.bound_usd + mu * eps
