@@ -833,7 +833,8 @@ def solve(
     seed: _Run | None = None
     if start is not None and not _fits(d, start):
         start = None  # a plan of another scenario: nothing to start from
-    large = plan_integers(session.m) > LARGE_PLAN_INTEGERS
+    n_plan = plan_integers(session.m)  # one pass over the model's columns
+    large = n_plan > LARGE_PLAN_INTEGERS
     candidates = [start] if start is not None else []
     if large and two_phase and starts is not None:
         candidates += [p for p in starts() if _fits(d, p)]
@@ -849,7 +850,7 @@ def solve(
         if run.plan is not None and (seed is None or run.objective > seed.objective):
             seed = run  # an infeasible start is ignored
     direct: _Run | None = None
-    if two_phase and plan_integers(session.m) <= DIRECT_MAX_PLAN_INTEGERS:
+    if two_phase and n_plan <= DIRECT_MAX_PLAN_INTEGERS:
         # few plan decisions: HiGHS solves the whole model faster than the phases below
         direct = session.run(
             "full model",
