@@ -474,6 +474,30 @@ def baseline(name: str, sc: Scenario, red: ReducedScenarios) -> Plan:
 START_POLICIES = ("greedy",)
 
 
+class BaselinePlans:
+    """The baseline plans of one scenario on one set of reduced scenarios, each computed on
+    first use and kept: the fleet-sized MILP's warm start and the report's baselines share
+    them (the greedy rule takes ~16 s on a 50-site fleet)."""
+
+    def __init__(self, sc: Scenario, red: ReducedScenarios) -> None:
+        self.sc = sc
+        self.red = red
+        self._plans: dict[str, Plan] = {}
+
+    def __getitem__(self, name: str) -> Plan:
+        if name not in self._plans:
+            self._plans[name] = baseline(name, self.sc, self.red)
+        return self._plans[name]
+
+    def computed(self) -> tuple[str, ...]:
+        """Names of the plans computed so far."""
+        return tuple(self._plans)
+
+    def starts(self) -> list[Plan]:
+        """The plans of :data:`START_POLICIES` (``solve``'s ``starts``)."""
+        return [self[name] for name in START_POLICIES]
+
+
 def start_plans(sc: Scenario, red: ReducedScenarios) -> Callable[[], list[Plan]]:
     """The plans of :data:`START_POLICIES` on ``red``, computed only when called."""
-    return lambda: [baseline(name, sc, red) for name in START_POLICIES]
+    return BaselinePlans(sc, red).starts

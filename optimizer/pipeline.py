@@ -31,7 +31,7 @@ from hashpivot.kernels.simulate import SimulationResult
 from hashpivot.scenarios import Scenario, load_scenario
 
 from . import validation as V
-from .baselines import POLICIES, baseline, start_plans
+from .baselines import POLICIES, BaselinePlans, baseline
 from .checker import check_plan
 from .executor import Executor, available_cores, get_executor, run_all
 from .model import model_data
@@ -471,9 +471,10 @@ def optimize(
         timings["reduce"] = red.seconds
         timings["simulate"] = time.perf_counter() - t - red.seconds
         limit = d.solver_time_limit_s if time_limit_s is None else time_limit_s
+        base = BaselinePlans(sc, red)
         res = solve(
             model_data(sc, red),
-            starts=start_plans(sc, red),
+            starts=base.starts,
             time_limit_s=limit,
             mip_gap=mip_gap,
             threads=threads,
@@ -547,8 +548,10 @@ def optimize(
 
         t = time.perf_counter()
         plans = {"plan": res.plan}
+        if red is not base.red:  # another replication's scenarios were chosen
+            base = BaselinePlans(sc, red)
         for name in POLICIES:
-            plans[name] = baseline(name, sc, red)
+            plans[name] = base[name]
         rules = {name: check_plan(sc, plans[name], red) for name in POLICIES}
         ev = evaluate_plans(
             sc, plans, m, seed, backend=be, progress=stage("evaluate"), executor=executor

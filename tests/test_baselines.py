@@ -7,9 +7,11 @@ import pytest
 from helpers import tiny
 
 from hashpivot.kernels.reduce import reduce_scenarios
+from hashpivot.optimizer import baselines as baselines_module
 from hashpivot.optimizer.baselines import (
     NAIVE_POLICIES,
     POLICIES,
+    BaselinePlans,
     baseline,
     mean_scenario,
 )
@@ -75,3 +77,25 @@ def test_unknown_policy_names_the_choices() -> None:
     with pytest.raises(ValueError, match="expected_value, convert_all_expected_cash"):
         baseline("nope", sc, _reduced(sc))
     assert set(NAIVE_POLICIES).isdisjoint(POLICIES)
+
+
+def test_baseline_plans_are_computed_once_and_shared_with_the_starts(monkeypatch) -> None:
+    sc = tiny()
+    red = _reduced(sc)
+    calls: list[str] = []
+    real = baselines_module.greedy
+
+    def counting(sc_, red_):
+        calls.append("greedy")
+        return real(sc_, red_)
+
+    monkeypatch.setattr(baselines_module, "greedy", counting)
+    base = BaselinePlans(sc, red)
+    assert base.computed() == ()  # nothing before it is asked for
+    (start,) = base.starts()
+    assert base["greedy"] is start and base.starts()[0] is start
+    assert calls == ["greedy"]
+    again, fresh = base["stay_mining"], baseline("stay_mining", sc, red)
+    assert np.array_equal(again.blocks, fresh.blocks)
+    assert np.array_equal(again.draws_usd, fresh.draws_usd)
+    assert base.computed() == ("greedy", "stay_mining")
