@@ -64,7 +64,7 @@ The same cash flows are computed independently by :mod:`hashpivot.kernels.cashfl
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyomo.environ as pyo
@@ -118,10 +118,15 @@ class ModelData:
     repay_share: np.ndarray  # (F, T)
     rack_life: int
     discount: float
+    option: np.ndarray  # (K, S) M$/MW: the option to convert at the horizon, opt[k,s]
     breach_price: float = 0.0
     """Price of excused probability in the objective [M$ per unit of probability]: the
     objective loses breach_price·Σ_k p_k·z_k (a Lagrangian term; 0 in every plan solve, set
     by the optimality-gap batches of :mod:`~hashpivot.optimizer.validation`)."""
+    expectation: ModelData | None = None
+    """Where set, E[W] in the objective is W of this data's single scenario, whose coefficients
+    are averages over many paths (:func:`averaged`), and the scenarios of ``weights`` carry only
+    the CVaR and the chance constraint (the optimality-gap batches; ``None`` in plan solves)."""
 
     @property
     def ppy(self) -> int:
@@ -175,7 +180,28 @@ def model_data(sc: Scenario, red: ReducedScenarios) -> ModelData:
         repay_share=repay,
         rack_life=rack_life_periods(sc),
         discount=(1.0 + h.discount_rate) ** (-h.n_periods * dt),
+        option=conversion_option_usd_per_mw(
+            sc, red.margin_usd_per_mw[:, :, -1] - fixed[None, :], mu[:, -1]
+        )
+        / MONEY,
     )
+
+
+#: Scenario arrays of :class:`ModelData` (leading axis K) that :func:`averaged` averages.
+SCENARIO_ARRAYS = ("mining_coef", "lease_coef", "market_coef", "rack_coef", "btc_price", "option")
+
+
+def averaged(d: ModelData) -> ModelData:
+    """``d`` reduced to one scenario whose coefficients are the p-weighted means of ``d``'s.
+
+    W of a plan is linear in these coefficients (the cash recursion, the terminal value and
+    the conversion option enter with plan-fixed multipliers; the option is averaged as a value,
+    not recomputed from averaged margins), so W of the averaged scenario is Σ_k p_k·W_k exactly.
+    """
+    means = {
+        name: np.tensordot(d.weights, getattr(d, name), axes=1)[None] for name in SCENARIO_ARRAYS
+    }
+    return replace(d, n_scenarios=1, weights=np.ones(1), expectation=None, **means)
 
 
 def linear(
@@ -815,21 +841,14 @@ def add_covenant_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
     m.leverage_covenant = pyo.Constraint(m.K, m.covenant_periods, rule=leverage_rule)
 
 
-def add_objective(m: pyo.ConcreteModel, d: ModelData) -> None:
-    """Terminal equity per scenario and E[W] − λ·CVaR_α(−W) (Rockafellar–Uryasev)."""
+def _equity_row(m: pyo.ConcreteModel, d: ModelData, k: int, equity, cash_last):
+    """The row defining W_k (``equity``) from the last period's cash ``cash_last`` and the plan."""
     sc = d.sc
     last = d.n_periods - 1
     ppy = d.ppy
     v = sc.valuation
     held0 = sc.treasury.btc_held
     salvage = np.array([s.asic_salvage_usd_per_mw for s in sc.sites]) / MONEY
-    # option to convert per convertible MW still mining (M$/MW), on blocks never started
-    option = (
-        conversion_option_usd_per_mw(
-            sc, d.mining_coef[:, :, last] * MONEY, d.market_coef[:, last] * MONEY
-        )
-        / MONEY
-    )
     conv = np.array([s.convertible_mw for s in sc.sites])
     # dilution of convertibles on the opening balances, compounded like cash to the horizon
     h = sc.horizon
@@ -841,32 +860,73 @@ def add_objective(m: pyo.ConcreteModel, d: ModelData) -> None:
         if dil[f] > 0
         for t in range(1, d.n_periods)
     ]
+    ai_coefs, ai_terms = _ocf_terms(m, d, k, last, penalties=False)
+    n_min = d.n_sites
+    coefs = [v.mining_margin_multiple * ppy * c for c in ai_coefs[:n_min]]
+    coefs += [v.ai_noi_multiple * ppy * c for c in ai_coefs[n_min:]]
+    terms = list(ai_terms)
+    coefs = [d.discount * c for c in coefs]
+    coefs += [d.discount] + (d.discount * salvage).tolist()
+    terms += [cash_last] + [m.asic[s, last] for s in m.S]
+    coefs += [-d.discount * float(d.btc_price[k, last])] * d.n_periods
+    terms += [m.btc_sold[t] for t in m.T]
+    coefs += [-d.discount] * d.n_facilities
+    terms += [m.balance[f, last] for f in m.F]
+    coefs += [-c for c, _ in dil_terms]
+    terms += [b for _, b in dil_terms]
+    # option to convert per convertible MW still mining (M$/MW), on blocks never started
+    for s in m.S:
+        coefs += [-d.discount * d.option[k, s] * d.block_mw[s]] * d.n_periods
+        terms += [m.blocks[s, t] for t in m.T]
+    constant = d.discount * float(d.btc_price[k, last]) * held0
+    constant += d.discount * float(d.option[k] @ conv)
+    return linear(-constant, [1.0] + [-c for c in coefs], [equity] + terms) == 0.0
+
+
+def add_expectation(m: pyo.ConcreteModel, e: ModelData) -> pyo.Var:
+    """OCF, cash and W of the averaged scenario ``e`` (:attr:`ModelData.expectation`): the
+    same rows as one scenario's, without minimum cash, covenants or CVaR (it is a mean over
+    paths, not a path). Returns its W."""
+    growth = 1.0 + e.sc.horizon.cash_interest_rate * e.sc.horizon.dt_years
+    cash0 = e.sc.treasury.cash_usd / MONEY
+    m.mean_ocf = pyo.Var(m.T, within=pyo.Reals)
+    m.mean_cash = pyo.Var(m.T, within=pyo.Reals)
+    m.mean_equity = pyo.Var(within=pyo.Reals)
+
+    def ocf_rule(_, t):
+        coefs, terms = _ocf_terms(m, e, 0, t)
+        return linear(0.0, [1.0] + [-c for c in coefs], [m.mean_ocf[t]] + terms) == 0.0
+
+    def cash_rule(_, t):
+        terms = [m.mean_cash[t], m.mean_ocf[t], m.financing[t], m.btc_sold[t]]
+        coefs = [1.0, -1.0, -1.0, -float(e.btc_price[0, t])]
+        if t:
+            terms.append(m.mean_cash[t - 1])
+            coefs.append(-growth)
+        return linear(0.0, coefs, terms) == (0.0 if t else growth * cash0)
+
+    m.mean_ocf_def = pyo.Constraint(m.T, rule=ocf_rule)
+    m.mean_cash_balance = pyo.Constraint(m.T, rule=cash_rule)
+    last = e.n_periods - 1
+    m.mean_equity_def = pyo.Constraint(expr=_equity_row(m, e, 0, m.mean_equity, m.mean_cash[last]))
+    return m.mean_equity
+
+
+def add_objective(m: pyo.ConcreteModel, d: ModelData) -> None:
+    """Terminal equity per scenario and E[W] − λ·CVaR_α(−W) (Rockafellar–Uryasev); E[W] on
+    the averaged scenario where :attr:`ModelData.expectation` is set."""
+    sc = d.sc
+    last = d.n_periods - 1
 
     def equity_rule(_, k):
-        ai_coefs, ai_terms = _ocf_terms(m, d, k, last, penalties=False)
-        n_min = d.n_sites
-        coefs = [v.mining_margin_multiple * ppy * c for c in ai_coefs[:n_min]]
-        coefs += [v.ai_noi_multiple * ppy * c for c in ai_coefs[n_min:]]
-        terms = list(ai_terms)
-        coefs = [d.discount * c for c in coefs]
-        coefs += [d.discount] + (d.discount * salvage).tolist()
-        terms += [m.cash[k, last]] + [m.asic[s, last] for s in m.S]
-        coefs += [-d.discount * float(d.btc_price[k, last])] * d.n_periods
-        terms += [m.btc_sold[t] for t in m.T]
-        coefs += [-d.discount] * d.n_facilities
-        terms += [m.balance[f, last] for f in m.F]
-        coefs += [-c for c, _ in dil_terms]
-        terms += [b for _, b in dil_terms]
-        for s in m.S:
-            coefs += [-d.discount * option[k, s] * d.block_mw[s]] * d.n_periods
-            terms += [m.blocks[s, t] for t in m.T]
-        constant = d.discount * float(d.btc_price[k, last]) * held0
-        constant += d.discount * float(option[k] @ conv)
-        return linear(-constant, [1.0] + [-c for c in coefs], [m.equity[k]] + terms) == 0.0
+        return _equity_row(m, d, k, m.equity[k], m.cash[k, last])
 
     m.equity_def = pyo.Constraint(m.K, rule=equity_rule)
     lam = sc.risk.cvar_weight
-    mean = linear(0.0, d.weights, [m.equity[k] for k in m.K])
+    if d.expectation is not None:
+        mean = add_expectation(m, d.expectation)
+    else:
+        mean = linear(0.0, d.weights, [m.equity[k] for k in m.K])
     if lam > 0:
         m.var_level = pyo.Var(within=pyo.Reals)
         m.shortfall = pyo.Var(m.K, within=pyo.NonNegativeReals)

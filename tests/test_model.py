@@ -16,7 +16,7 @@ from hashpivot.kernels.cashflow import CASH_TOL_USD, cash_flows, objective
 from hashpivot.kernels.plan import Plan, lease_terms, schedule
 from hashpivot.kernels.reduce import ReducedScenarios, reduce_scenarios
 from hashpivot.optimizer.checker import check_plan
-from hashpivot.optimizer.model import MONEY, build_model, model_data
+from hashpivot.optimizer.model import MONEY, averaged, build_model, model_data
 from hashpivot.optimizer.solve import NoSolutionError, Termination, solve
 from hashpivot.scenarios import Scenario, validate_data
 
@@ -245,6 +245,27 @@ def test_breach_price_is_charged_on_excused_probability() -> None:
     kept = solve(model_data(strict, red), mip_gap=EXACT_GAP)
     assert not high.excused.any()
     assert high.objective_usd == pytest.approx(kept.objective_usd, rel=ENUM_RTOL)
+
+
+def test_averaged_scenario_is_the_weighted_mean_of_w() -> None:
+    """E[W] on the averaged scenario of the same scenarios is Σ_k p_k·W_k for every plan, so
+    the optimum is the same; on another sample's average, the objective is that sample's mean W
+    (the cash-flow kernel) less λ·CVaR on the model's own scenarios."""
+    sc = tiny(**INSTANCES["chance_covenants"])
+    red = reduced(sc)
+    d = model_data(sc, red)
+    plain = solve(d, mip_gap=EXACT_GAP)
+    same = solve(dataclasses.replace(d, expectation=averaged(d)), mip_gap=EXACT_GAP)
+    assert same.objective_usd == pytest.approx(plain.objective_usd, rel=ENUM_RTOL)
+    other = reduced(sc, k=6, paths=600, seed=11)
+    res = solve(
+        dataclasses.replace(d, expectation=averaged(model_data(sc, other))), mip_gap=EXACT_GAP
+    )
+    w_other = np.asarray(cash_flows(sc, res.plan, other.coefficient_arrays()).terminal_equity_usd)
+    _, _, risk = objective(sc, cash_flows(sc, res.plan, red.coefficient_arrays()), red.weights)
+    expected = float(other.weights @ w_other) - sc.risk.cvar_weight * risk
+    assert res.objective_usd == pytest.approx(expected, rel=ENUM_RTOL)
+    assert abs(res.objective_usd - plain.objective_usd) > 1e-3 * abs(plain.objective_usd)
 
 
 # --------------------------------------------------------------------------- hand-checkable

@@ -17,6 +17,7 @@ from hashpivot.kernels.evaluate import evaluate_plans
 from hashpivot.kernels.reduce import reduce_scenarios, sample_scenarios
 from hashpivot.kernels.stats import objective_influence
 from hashpivot.optimizer import validation as V
+from hashpivot.optimizer.baselines import baseline
 from hashpivot.optimizer.executor import ProcessExecutor, SerialExecutor
 from hashpivot.optimizer.model import model_data
 from hashpivot.optimizer.pipeline import optimize
@@ -61,6 +62,31 @@ def test_fixed_threshold_objective_by_hand_and_below_plug_in() -> None:
     for eta in np.linspace(-30, 30, 61):
         assert V.fixed_eta_objective(sc, w, eta) <= j + USD_TOL
     assert abs(V.fixed_eta_objective(sc, w, 10.0) - j) < USD_TOL  # at the VaR
+    # the mean from a batch's averaging paths replaces mean W: 7 − 0.5·20 = −3
+    assert abs(V.fixed_eta_objective(sc, w, 20.0, mean_usd=7.0) + 3.0) < USD_TOL
+
+
+def test_batch_takes_e_w_on_its_own_further_paths(monkeypatch) -> None:
+    """A gap batch's mean W is over the next BATCH_MEAN_PATHS paths of its stream (not its own
+    N scenarios), and its bound is at least the plan's batch value: the plan, with η fixed at
+    its batch VaR and the scenarios it breaks excused (they fit the relaxed allowance here),
+    is one solution of the batch problem."""
+    monkeypatch.setattr(V, "BATCH_MEAN_PATHS", 64)
+    sc = load_scenario("demo")
+    red = reduce_scenarios(sc, 2000, 4, seed=3, backend="numpy")
+    plan = baseline("stay_mining", sc, red)
+    n, seed = 8, 12345
+    out = V.batch_task(sc, plan, n, seed, None, 60.0, 0.0)
+    own = sample_scenarios(sc, n, seed, tag=philox.TAG_BATCH, backend="numpy")
+    further = sample_scenarios(sc, 64, seed, tag=philox.TAG_BATCH, backend="numpy", offset=n)
+    assert np.allclose(out["w_plan"], V.terminal_equity(sc, plan, own), rtol=0, atol=USD_TOL)
+    mean = V.terminal_equity(sc, plan, further).mean()
+    assert abs(out["w_plan_mean_usd"] - mean) < USD_TOL
+    assert abs(mean - out["w_plan"].mean()) > 1e3  # a different sample: it is not the batch's
+    assert V.in_sample_breach(sc, plan, own) * n <= out["excusable"]
+    eta = float(np.quantile(-out["w_plan"], sc.risk.cvar_alpha, method="inverted_cdf"))
+    f = V.fixed_eta_objective(sc, out["w_plan"], eta, out["w_plan_mean_usd"])
+    assert out["bound_usd"] >= f - 1e-6 * abs(f)
 
 
 def test_subset_reweights_and_keeps_coefficients() -> None:
