@@ -642,6 +642,7 @@ def gap_interval(
     conf, q = batch_confidence(sc, n)
     return gi.to_json() | {
         "batch_scenarios": n,
+        "batch_mean_paths": BATCH_MEAN_PATHS,
         "batch_excusable": q,
         "breach_price_usd": price,
         "eta_usd": eta,

@@ -100,10 +100,12 @@ def _gap_part(g: dict[str, Any] | None) -> Part:
     upper = max(float(g["upper95_usd"]), 0.0)
     rel = g.get("upper95_rel")  # None where the objective is not positive
     share = f" ({rate(max(float(rel), 0.0))})" if rel is not None and rel == rel else ""
+    mean_paths = g.get("batch_mean_paths")
+    mean = f", each with its mean value over {mean_paths:,} further paths" if mean_paths else ""
     text = (
         f"This plan is within {usd_m(upper)}{share} of the best achievable plan, with "
         f"95% confidence (Mak–Morton–Wood, {g['batches']} batches of {g['batch_scenarios']:,} "
-        f"scenarios). On each batch of fresh scenarios, the best plan for that batch beat this "
+        f"scenarios{mean}). On each batch of fresh scenarios, the best plan for that batch beat this "
         f"plan by {usd_m(g['gbar_usd'])} on average (standard deviation {usd_m(g['s_usd'])} "
         "across batches)."
     )

@@ -212,6 +212,7 @@ def validation_example(*, holds: bool = True) -> dict[str, Any]:
             "s_usd": 2.05e6,
             "batches": 10,
             "batch_scenarios": 32,
+            "batch_mean_paths": 4000,
             "upper95_usd": 4.31e6,
             "upper95_rel": 0.00717,
             "per_batch_usd": [3.1e6, 0.2e6, 5.5e6, 1.0e6, 4.4e6, 2.9e6, 6.0e6, 0.8e6, 3.3e6, 4.0e6],
