@@ -9,8 +9,10 @@ from dataclasses import dataclass
 REPLICATIONS = 2
 #: Default Mak–Morton–Wood batches.
 BATCHES = 5
-#: I.i.d. scenarios per batch.
-BATCH_SCENARIOS = 32
+#: I.i.d. scenarios per batch (its CVaR and chance constraint; E[W] is taken on further paths).
+#: On demo (5 batches, β = 0.05·objective, E[W] on 4,000 paths a batch): upper bound 0.49% of
+#: the objective at 64 (~15 s a solve), 1.33% at 48, 1.06% at 32 with 8 batches.
+BATCH_SCENARIOS = 64
 #: Risk δ that the optimum breaches more than q of a batch's N scenarios (γ = q/N).
 BATCH_FEASIBILITY_RISK = 0.05
 #: Default calibration rounds after round 0 (the first tries in-sample confidence 1).
