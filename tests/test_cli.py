@@ -428,7 +428,7 @@ def test_validation_flags_in_help(capsys: pytest.CaptureFixture[str]) -> None:
         assert flag in out
     for flag, default in (
         ("--replications R", "(default: 2)"),
-        ("--batches B", "(default: 5)"),
+        ("--batches B", "(default: 4)"),
         ("--batch-scenarios N", "(default: 32)"),
         ("--calibration-rounds N", "(default: 3)"),
     ):

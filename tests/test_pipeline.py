@@ -182,7 +182,7 @@ def test_summary_has_every_field(demo_run) -> None:
         "vss",
         "evpi",
     }
-    assert v["replications"]["count"] == 2 and v["gap_ci"]["batches"] == 5
+    assert v["replications"]["count"] == 2 and v["gap_ci"]["batches"] == 4
     assert {"gbar_usd", "s_usd", "batches", "upper95_usd", "upper95_rel"} <= set(v["gap_ci"])
     assert {"p_breach", "upper95", "per_covenant", "holds"} <= set(v["covenant_bound"])
     assert v["covenant_bound"]["holds"]  # demo keeps its guarantee (5.3% < 10%)
