@@ -100,12 +100,14 @@ def _gap_part(g: dict[str, Any] | None) -> Part:
     upper = max(float(g["upper95_usd"]), 0.0)
     rel = g.get("upper95_rel")  # None where the objective is not positive
     share = f" ({rate(max(float(rel), 0.0))})" if rel is not None and rel == rel else ""
+    gbar = float(g["gbar_usd"])
     text = (
         f"This plan is within {usd_m(upper)}{share} of the best achievable plan, with "
         f"95% confidence (Mak–Morton–Wood, {g['batches']} batches of {g['batch_scenarios']:,} "
-        f"scenarios). On each batch of fresh scenarios, the best plan for that batch beat this "
-        f"plan by {usd_m(g['gbar_usd'])} on average (standard deviation {usd_m(g['s_usd'])} "
-        "across batches)."
+        f"scenarios). On each batch of fresh scenarios, a plan optimised for that batch alone "
+        f"scored {usd_m(abs(gbar))} {'more' if gbar >= 0 else 'less'} than this plan on average "
+        f"(standard deviation {usd_m(g['s_usd'])} across batches); a plan fitted to a batch "
+        "looks better on it than it would on new scenarios, so this overstates the gap."
     )
     return Part("gap_ci", text)
 
@@ -174,8 +176,8 @@ def _calibration_part(rounds: list[dict[str, Any]] | None) -> Part:
         text = (
             f"Calibration: {n} round{'s' if n > 1 else ''}; the plan of round {r['round']} was "
             f"kept (in-sample confidence {level(float(r['in_sample_confidence']))}{also}; out of "
-            f"sample {rate(float(r['oos_p_breach']))} with a 95% bound of "
-            f"{rate(float(r['oos_upper95']))})."
+            f"sample {rate(float(r['oos_p_breach']))} of {int(r['paths']):,} selection paths, "
+            f"with a 95% bound of {rate(float(r['oos_upper95']))})."
         )
     else:
         text = (
@@ -215,7 +217,8 @@ def _calibration_part(rounds: list[dict[str, Any]] | None) -> Part:
         "in sample / out "
         "of sample: share of scenarios / fresh paths ("
         + ", ".join(f"{p:,}" for p in sorted(paths))
-        + ") with a breach; 95% bound: Clopper–Pearson upper bound on the out-of-sample rate",
+        + ") with a breach of a covenant or minimum cash; 95% bound: Clopper–Pearson upper "
+        "bound on the out-of-sample rate",
     )
     return Part("calibration_rounds", text, [table], alarm=not kept)
 
