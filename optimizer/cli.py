@@ -716,25 +716,59 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _guarantee_bound(r: dict[str, Any]) -> tuple[float, bool | None]:
+    """The 95% bound a sweep row's covenant guarantee is judged on (breach of a covenant or
+    minimum cash) and whether it holds; the covenant-only bound and ``None`` for a row
+    without the guarantee's columns."""
+    holds = r.get("guarantee_holds")
+    bound = r.get("p_breach_any_upper95")
+    if holds is not None and holds == holds and bound is not None and bound == bound:  # not NaN
+        return float(bound), bool(holds)
+    return float(r["p_breach_upper95"]), None
+
+
 def sweep_table(frame, name: str) -> Table:
-    """One row per variant: status, objective with its 95% interval, breach bound, MW."""
+    """One row per variant: status, objective with its 95% interval, the covenant
+    guarantee's breach bound and whether it holds, MW."""
     table = Table(title=f"sweep {name}: {len(frame)} variants")
     table.add_column("variant", overflow="fold")
-    for col in ("status", "objective $M", "95% CI $M", "P(breach) ≤", "MW"):
+    for col in ("status", "objective $M", "95% CI $M", "P(breach) ≤", "guarantee", "MW"):
         table.add_column(col, justify="right", no_wrap=True)
     for r in frame.to_dict("records"):
         if r["status"] == "ok":
+            bound, holds = _guarantee_bound(r)
             table.add_row(
                 escape(r["variant"]),
                 "ok",
                 money_m(r["objective_usd"]),
                 f"{money_m(r['objective_low95_usd'])}–{money_m(r['objective_high95_usd'])}",
-                f"{r['p_breach_upper95']:.1%}",
+                f"{bound:.1%}",
+                "—" if holds is None else "holds" if holds else "[red]NOT met[/red]",
                 f"{r['converted_mw']:,.0f}",
             )
         else:
-            table.add_row(escape(r["variant"]), "[red]failed[/red]", "", "", "", "")
+            table.add_row(escape(r["variant"]), "[red]failed[/red]", "", "", "", "", "")
+    table.caption = (
+        "P(breach) ≤: 95% upper bound on the share of fresh paths that breach a covenant or "
+        "minimum cash; guarantee: whether that bound is within the allowed rate "
+        "(1 − covenants.confidence)"
+    )
     return table
+
+
+def sweep_alarms(frame) -> list[str]:
+    """One line per finished variant whose covenant guarantee does not hold."""
+    out = []
+    for r in frame.to_dict("records"):
+        if r["status"] != "ok":
+            continue
+        bound, holds = _guarantee_bound(r)
+        if holds is False:
+            out.append(
+                f"{r['variant']}: the covenant guarantee does NOT hold (95% bound {bound:.1%} on "
+                "breaching a covenant or minimum cash is above the allowed rate)"
+            )
+    return out
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -782,6 +816,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if client is not None:
             client.close()
     console.print(sweep_table(frame, ex.sweep.name))
+    for text in sweep_alarms(frame):  # said even with --quiet, as optimize does
+        where = make_console(stderr=True) if args.quiet else console
+        where.print(f"[bold yellow]warning:[/bold yellow] {escape(text)}")
     for r in frame[frame["status"] == FAILED].to_dict("records"):
         console.print(f"[red]{escape(r['variant'])}[/red]: {escape(str(r['error']))}")
     console.print(f"wrote {out}/ (sweep.csv, sweep_report.html, one directory per variant)")

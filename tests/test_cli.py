@@ -508,3 +508,55 @@ def test_workers_and_scheduler_exclude_each_other(capsys: pytest.CaptureFixture[
             main(cmd + ["--workers", "2", "--scheduler", "tcp://127.0.0.1:8786"])
         assert info.value.code == 2
         assert "not allowed with argument" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- sweep table
+def _sweep_frame():
+    import pandas as pd
+
+    base = {
+        "status": "ok",
+        "error": "",
+        "objective_usd": 270.2e6,
+        "objective_low95_usd": 261.0e6,
+        "objective_high95_usd": 279.3e6,
+        "p_breach_upper95": 0.021,  # covenants only
+        "converted_mw": 80.0,
+    }
+    return pd.DataFrame(
+        [
+            base | {"variant": "a", "p_breach_any_upper95": 0.386, "guarantee_holds": False},
+            base | {"variant": "b", "p_breach_any_upper95": 0.057, "guarantee_holds": True},
+            {"variant": "c", "status": "failed", "error": "boom"},
+        ]
+    )
+
+
+def test_sweep_table_shows_the_guarantee_bound_and_flags_a_variant_that_breaks_it() -> None:
+    from hashpivot.optimizer.cli import sweep_alarms, sweep_table
+
+    frame = _sweep_frame()
+    console = Console(width=160, record=True)
+    console.print(sweep_table(frame, "s"))
+    rows = {
+        line.split("│")[1].strip(): line
+        for line in console.export_text().splitlines()
+        if line.count("│") > 3
+    }
+    # the bound the guarantee is judged on (covenant or minimum cash), not the covenant-only one
+    assert "38.6%" in rows["a"] and "NOT met" in rows["a"] and "2.1%" not in rows["a"]
+    assert "5.7%" in rows["b"] and "holds" in rows["b"]
+    assert "failed" in rows["c"]
+    (alarm,) = sweep_alarms(frame)
+    assert alarm.startswith("a: the covenant guarantee does NOT hold (95% bound 38.6%")
+
+
+def test_sweep_table_without_guarantee_columns_falls_back_to_the_covenant_bound() -> None:
+    from hashpivot.optimizer.cli import sweep_alarms, sweep_table
+
+    frame = _sweep_frame().drop(columns=["p_breach_any_upper95", "guarantee_holds"])
+    console = Console(width=160, record=True)
+    console.print(sweep_table(frame, "s"))
+    text = console.export_text()
+    assert "2.1%" in text and "NOT met" not in text
+    assert sweep_alarms(frame) == []
