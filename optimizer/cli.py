@@ -716,27 +716,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guarantee_bound(r: dict[str, Any]) -> tuple[float, bool | None]:
-    """The 95% bound a sweep row's covenant guarantee is judged on (breach of a covenant or
-    minimum cash) and whether it holds; the covenant-only bound and ``None`` for a row
-    without the guarantee's columns."""
-    holds = r.get("guarantee_holds")
-    bound = r.get("p_breach_any_upper95")
-    if holds is not None and holds == holds and bound is not None and bound == bound:  # not NaN
-        return float(bound), bool(holds)
-    return float(r["p_breach_upper95"]), None
-
-
 def sweep_table(frame, name: str) -> Table:
     """One row per variant: status, objective with its 95% interval, the covenant
     guarantee's breach bound and whether it holds, MW."""
+    from .sweep import guarantee_bound  # noqa: PLC0415
+
     table = Table(title=f"sweep {name}: {len(frame)} variants")
     table.add_column("variant", overflow="fold")
     for col in ("status", "objective $M", "95% CI $M", "P(breach) ≤", "guarantee", "MW"):
         table.add_column(col, justify="right", no_wrap=True)
     for r in frame.to_dict("records"):
         if r["status"] == "ok":
-            bound, holds = _guarantee_bound(r)
+            bound, holds = guarantee_bound(r)
             table.add_row(
                 escape(r["variant"]),
                 "ok",
@@ -758,11 +749,13 @@ def sweep_table(frame, name: str) -> Table:
 
 def sweep_alarms(frame) -> list[str]:
     """One line per finished variant whose covenant guarantee does not hold."""
+    from .sweep import guarantee_bound  # noqa: PLC0415
+
     out = []
     for r in frame.to_dict("records"):
         if r["status"] != "ok":
             continue
-        bound, holds = _guarantee_bound(r)
+        bound, holds = guarantee_bound(r)
         if holds is False:
             out.append(
                 f"{r['variant']}: the covenant guarantee does NOT hold (95% bound {bound:.1%} on "

@@ -110,6 +110,17 @@ def variant_row(
     return row
 
 
+def guarantee_bound(row: dict[str, Any]) -> tuple[float, bool | None]:
+    """The 95% bound a finished variant's covenant guarantee is judged on (breach of a covenant
+    or minimum cash) and whether it holds; the covenant-only bound and ``None`` for a row
+    without the guarantee's columns."""
+    holds = row.get("guarantee_holds")
+    bound = row.get("p_breach_any_upper95")
+    if holds is not None and holds == holds and bound is not None and bound == bound:  # not NaN
+        return float(bound), bool(holds)
+    return float(row["p_breach_upper95"]), None
+
+
 def failed_row(name: str, overrides: dict[str, Any], error: str) -> dict[str, Any]:
     """The table row of a variant that did not finish."""
     row: dict[str, Any] = {"variant": name, "status": FAILED, "error": error}
