@@ -702,9 +702,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 executor=executor,
             )
     except PlanError as exc:
-        raise UserError(
-            [f"plan breaks {len(exc.lines)} constraint(s) of {sc.name}:"] + exc.lines
-        ) from None
+        from .checker import violation_count  # noqa: PLC0415
+
+        n = violation_count(exc.lines)
+        raise UserError([f"plan breaks {n} constraint(s) of {sc.name}:"] + exc.lines) from None
     write_evaluate_outputs(res, out, overwrite=args.overwrite)
     summary = res.summary()
     rows = {res.name: summary["out_of_sample"], **summary["baselines"]}
