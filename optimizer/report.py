@@ -545,11 +545,18 @@ def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
     return f"<table class='{cls}'><tr>{head}</tr>\n{body}</table>"
 
 
+def _with_se(x_usd: float, se_usd: float | None) -> str:
+    """``424.8 ± 2.3`` [$M], or the number alone where it has no standard error (in sample)."""
+    return _money(x_usd) if se_usd is None else f"{_money(x_usd)} ± {_money(se_usd)}"
+
+
 def _stats_rows(stats: dict) -> list[list[str]]:
+    """Rows of the value-and-risk table: the objective with its own standard error (CVaR term
+    included), the mean with its standard error, CVaR and the rates."""
     return [
         [
             _esc(name),
-            _money(st["objective_usd"]),
+            _with_se(st["objective_usd"], st.get("objective_stderr_usd")),
             (
                 f"{_money(st['mean_equity_usd'])} ± {_money(st['stderr_usd'])}"
                 if st.get("stderr_usd") is not None
@@ -1159,7 +1166,7 @@ assumptions</a><a href="#solver">Solver</a></nav>
         _table(
             [
                 "policy",
-                "objective",
+                "objective ± s.e.",
                 "mean ± s.e.",
                 f"CVaR<sub>{alpha:g}</sub> of loss",
                 "P(default)",

@@ -300,3 +300,22 @@ def test_report_shows_how_sure_after_what_this_means(
     assert "judged on the same fresh paths as the others" in section  # its caption
     assert "in sample (the MILP&#x27;s K = 4 scenarios)" in page
     assert "objective: plan − baseline ($M)" in page
+
+
+def test_value_table_gives_the_objective_its_own_standard_error() -> None:
+    from hashpivot.optimizer.report import _stats_rows
+
+    oos = {
+        "objective_usd": 424.75e6,
+        "objective_stderr_usd": 2.26e6,  # CVaR term included: larger than the mean's
+        "mean_equity_usd": 414.89e6,
+        "stderr_usd": 1.93e6,
+        "cvar_usd": -98.67e6,
+        "p_default": 0.0292,
+        "p_breach": 0.054,
+        "p_min_cash_breach": 0.0337,
+    }
+    ins = {k: v for k, v in oos.items() if "stderr" not in k}  # K scenarios: no s.e.
+    plan, in_sample = _stats_rows({"plan": oos, "plan, in sample": ins})
+    assert plan[1:3] == ["424.8 ± 2.3", "414.9 ± 1.9"]
+    assert in_sample[1:3] == ["424.8", "414.9"]
