@@ -413,8 +413,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def stats_table(title: str, rows: dict[str, dict]) -> Table:
-    """Value and risk per policy, in $M with one decimal and percentages (fits 80 columns)."""
+def stats_table(
+    title: str, rows: dict[str, dict], *, in_sample: bool = False, period: str = "quarter"
+) -> Table:
+    """Value and risk per policy, in $M with one decimal and percentages (fits 80 columns);
+    ``in_sample``: a row is on the MILP's K scenarios (the caption says why it has no s.e.);
+    ``period``: the horizon's period (``quarter`` or ``month``)."""
     table = new_table(title)
     _name_column(table, "policy")
     table.padding = (0, 0)  # eight columns in 80: the box's one space between them
@@ -434,10 +438,11 @@ def stats_table(title: str, rows: dict[str, dict]) -> Table:
         )
     table.caption = (
         "$M of discounted terminal equity: objective = mean − risk weight × CVaR, CVaR = mean "
-        "loss in the worst tail; s.e.: of the objective, CVaR term included (none in sample: K "
-        "weighted scenarios are not a sample); default, breach, cash<min: share of paths where "
-        "cash falls below zero, where a covenant breaks, where cash ends a quarter below the "
-        "minimum"
+        "loss in the worst tail (negative: even those paths end with positive equity); s.e.: "
+        "of the objective, CVaR term included"
+        + (" (none in sample: K weighted scenarios are not a sample)" if in_sample else "")
+        + "; default, breach, cash<min: share of paths where cash falls below zero, where a "
+        f"covenant breaks, where cash ends a {period} below the minimum"
     )
     return table
 
@@ -610,7 +615,12 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         "plan, in sample": summary["plan"]["in_sample"],
         **summary["baselines"],
     }
-    table = stats_table(f"Value and risk on {res.eval_paths:,} fresh paths", rows)
+    table = stats_table(
+        f"Value and risk on {res.eval_paths:,} fresh paths",
+        rows,
+        in_sample=True,
+        period=res.scenario.horizon.period,
+    )
     table.caption += f"; plan, in sample: on the MILP's K = {res.n_scenarios} scenarios"
     console.print(table)
     console.print("objective of plan − baseline, same paths (± s.e. of the difference):")
@@ -659,9 +669,9 @@ def scenario_plan_table(res) -> Table:
     signed = [n for n, y in zip(res.plan.lease_names, res.plan.lease_signed, strict=True) if y]
     sold = res.plan.btc_sold
     # the last period's sales are the terminal valuation of the treasury, not a decision
-    caption = f"leases signed: {', '.join(signed) or 'none'}; BTC sold {sold[:-1].sum():,.2f}"
+    caption = f"leases signed: {', '.join(signed) or 'none'}; BTC sold {sold[:-1].sum():,.2f} BTC"
     if len(sold) and sold[-1] > 0:
-        caption += f" (and {sold[-1]:,.2f} valued at the horizon's end)"
+        caption += f" (and {sold[-1]:,.2f} BTC valued at the horizon's end)"
     table.caption = caption
     return table
 
@@ -709,7 +719,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     write_evaluate_outputs(res, out, overwrite=args.overwrite)
     summary = res.summary()
     rows = {res.name: summary["out_of_sample"], **summary["baselines"]}
-    console.print(stats_table(f"{res.name} on {summary['eval_paths']:,} paths", rows))
+    title = f"{res.name} on {summary['eval_paths']:,} paths"
+    console.print(stats_table(title, rows, period=sc.horizon.period))
     console.print(f"objective of {res.name} − baseline, same paths (± s.e. of the difference):")
     for name, v in summary["vs_baselines"].items():
         console.print(f"  {paired_line(name, v['diff_usd'], v['stderr_usd'])}")

@@ -297,6 +297,24 @@ def test_stats_table_fits_80_columns() -> None:
     assert "-12,345.6" in text and "99.8%" in text and "100.0%" in text and "12.3%" in text
 
 
+def test_stats_table_caption_explains_a_negative_cvar_and_speaks_only_of_rows_it_has() -> None:
+    st = {
+        "objective_usd": 424.8e6,
+        "mean_equity_usd": 414.9e6,
+        "stderr_usd": 1.9e6,
+        "cvar_usd": -98.7e6,
+        "p_default": 0.03,
+        "p_breach": 0.05,
+    }
+    evaluate = " ".join(_render(stats_table("t", {"greedy": st}, period="month")).split())
+    assert "(negative: even those paths end with positive equity)" in evaluate
+    assert "in sample" not in evaluate  # evaluate has no in-sample row
+    assert "where cash ends a month below the minimum" in evaluate
+    optimize = " ".join(_render(stats_table("t", {"plan": st}, in_sample=True)).split())
+    assert "(none in sample: K weighted scenarios are not a sample)" in optimize
+    assert "where cash ends a quarter below the minimum" in optimize
+
+
 def _factor(values: list[float]) -> SimpleNamespace:
     a = np.array(values)
     return SimpleNamespace(mean=a, p05=0.5 * a, p95=2.0 * a)
