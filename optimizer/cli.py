@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, NoReturn
 
 from rich import box
 from rich.console import Console
@@ -954,8 +954,16 @@ def _add_overwrite(p: argparse.ArgumentParser) -> None:
 
 
 # --------------------------------------------------------------------------- parser
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one line per usage error (the problem and where to read the usage), not
+    the whole usage block before it; its subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="hashpivot",
         description="Plan the pivot of Bitcoin mining sites to AI data centers.",
         formatter_class=HelpFormatter,

@@ -213,6 +213,26 @@ def test_mip_gap_outside_zero_one_is_a_usage_error(
     assert "--mip-gap" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["optimize", "demo", "--paths", "-5"],
+        ["optimize", "demo", "--replicatoins", "2"],
+        ["evaluate", "demo"],
+        ["evaluate", "demo", "--policy", "greedy", "--workers", "2", "--scheduler", "x"],
+        ["frobnicate"],
+    ],
+)
+def test_a_usage_error_is_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()  # no usage block before the problem
+    assert line.startswith("hashpivot") and " error: " in line and line.endswith("--help')")
+
+
 def test_gap_fraction_accepts_inside() -> None:
     assert gap_fraction("0.01") == 0.01 and gap_fraction("1e-4") == 1e-4
 
