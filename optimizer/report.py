@@ -45,7 +45,7 @@ from .charts import (
 )
 from .outputs import atomic_output_dir, write_json
 from .pipeline import EvaluateResult, OptimizeResult
-from .wording import HEADING, Part, WordTable, how_sure_parts
+from .wording import HEADING, Part, WordTable, how_sure_parts, rate
 
 COLORS = {
     "plan": "#1f77b4",
@@ -945,17 +945,34 @@ def what_this_means(res: OptimizeResult, summary: dict, nums: ReportNumbers) -> 
         f"<p>On {summary['eval_paths']:,} fresh simulated market paths the plan has never seen "
         f"(out of sample), its discounted terminal equity is <b>{_money(oos['mean_equity_usd'])} "
         f"± {_money(oos['stderr_usd'])} $M</b> (mean ± standard error); {risk} (CVaR at "
-        f"{sc.risk.cvar_alpha:g}). Cash runs out in {oos['p_default']:.1%} of paths and a debt "
-        f"covenant is breached in {oos['p_breach']:.1%} (the plan is built to keep the covenants "
-        f"with probability {sc.covenants.confidence:g})."
+        f"{sc.risk.cvar_alpha:g}). "
     )
     allowed = 1.0 - sc.covenants.confidence
-    if oos["p_breach"] > allowed + 2 * math.sqrt(allowed * (1 - allowed) / summary["eval_paths"]):
+    cov = (summary.get("validation") or {}).get("covenant_bound")
+    if cov:  # the guarantee's own numbers: the same as "How sure are we" says
         value += (
-            f" <span class='note'>That is more often than the {allowed:.0%} the covenants allow: "
-            f"the optimizer's {summary.get('scenarios', res.n_scenarios)} scenarios understate "
-            "the spread of outcomes; raise <code>--scenarios</code> (and <code>--paths</code>) "
-            "before relying on the covenant margin.</span>"
+            f"Cash runs out in {rate(cov['p_default'])} of paths (95% bound "
+            f"{rate(cov['p_default_upper95'])}) and a covenant or the minimum cash is breached "
+            f"in {rate(cov['p_breach'], allowed)} (95% bound {rate(cov['upper95'], allowed)}; "
+            f"the plan is built to keep them with probability {sc.covenants.confidence:g})."
+        )
+        too_often = not cov["holds"]
+        what = f"That cannot be shown to be within the {allowed:.0%} the covenants allow"
+    else:
+        value += (
+            f"Cash runs out in {oos['p_default']:.1%} of paths and a debt covenant is breached "
+            f"in {oos['p_breach']:.1%} (the plan is built to keep the covenants with probability "
+            f"{sc.covenants.confidence:g})."
+        )
+        m = summary["eval_paths"]
+        too_often = oos["p_breach"] > allowed + 2 * math.sqrt(allowed * (1 - allowed) / m)
+        what = f"That is more often than the {allowed:.0%} the covenants allow"
+    if too_often:
+        value += (
+            f" <span class='note'>{what}: the optimizer's "
+            f"{summary.get('scenarios', res.n_scenarios)} scenarios understate the spread of "
+            "outcomes; raise <code>--scenarios</code> (and <code>--paths</code>) before relying "
+            "on the covenant margin.</span>"
         )
     value += "</p>"
     sure = []

@@ -319,3 +319,21 @@ def test_value_table_gives_the_objective_its_own_standard_error() -> None:
     plan, in_sample = _stats_rows({"plan": oos, "plan, in sample": ins})
     assert plan[1:3] == ["424.8 ± 2.3", "414.9 ± 1.9"]
     assert in_sample[1:3] == ["424.8", "414.9"]
+
+
+@pytest.mark.parametrize("holds", [True, False])
+def test_what_this_means_states_the_guarantee_rates_with_their_bounds(result, holds) -> None:
+    from hashpivot.optimizer.report import what_this_means
+
+    summary = copy.deepcopy(result.summary())
+    summary["validation"] = validation_example(holds=holds)
+    nums = report_numbers(result.scenario, result.plan, result.reduced)
+    text = " ".join(what_this_means(result, summary, nums).split())
+    # the same rates as "How sure are we": covenant or minimum cash, with the 95% bounds
+    assert "Cash runs out in 0.35% of paths (95% bound 0.44%)" in text
+    if holds:
+        assert "a covenant or the minimum cash is breached in 8.2% (95% bound 8.7%;" in text
+        assert "cannot be shown" not in text and "more often than" not in text
+    else:
+        assert "a covenant or the minimum cash is breached in 13.2% (95% bound 13.6%;" in text
+        assert "That cannot be shown to be within the 10% the covenants allow" in text
