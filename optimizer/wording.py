@@ -295,7 +295,6 @@ def _replications_part(r: dict[str, Any] | None) -> Part:
     rows = [
         (
             f"{c['replication']}{' kept' if int(c['replication']) == chosen else ''}",
-            str(c["seed"]),
             m1(float(c["in_sample_objective_usd"])),
             pm(float(c["selection_objective_usd"]), float(c["selection_stderr_usd"])),
             "—"
@@ -308,13 +307,13 @@ def _replications_part(r: dict[str, Any] | None) -> Part:
     ]
     table = WordTable(
         "Candidate plans, one per replication",
-        ("replication", "seed", "in sample", "out of sample", "− kept", "MW", "MIP gap"),
+        ("replication", "in sample", "out of sample", "− kept", "MW", "MIP gap"),
         rows,
         "objectives in $M; in sample: on the replication's own K scenarios (no standard "
         "error: they are not a sample); out of sample: on the same fresh paths, ± standard "
         "error; − kept: objective minus the kept plan's, ± s.e. of that paired difference; "
         "MW: converted; MIP gap: the solver's gap on its own K scenarios (not the distance to "
-        "the best plan)",
+        "the best plan); each replication's seed: summary.json → validation.replications",
     )
     return Part("replications", text, [table])
 
