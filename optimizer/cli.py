@@ -422,14 +422,15 @@ def stats_table(
     table = new_table(title)
     _name_column(table, "policy")
     table.padding = (0, 0)  # eight columns in 80: the box's one space between them
-    for col in ("objective", "mean", "s.e.", "CVaR", "default", "breach", "cash<min"):
+    # the s.e. beside the objective it belongs to, not beside the mean
+    for col in ("objective", "s.e.", "mean", "CVaR", "default", "breach", "cash<min"):
         table.add_column(col, justify="right", no_wrap=True)
     for name, st in rows.items():
         table.add_row(
             escape(name),
             money_m(st["objective_usd"]),
-            money_m(st["mean_equity_usd"]),
             _se(st.get("objective_stderr_usd")),
+            money_m(st["mean_equity_usd"]),
             money_m(st["cvar_usd"]),
             # one decimal: the standard error of a share over 20,000 paths is ~0.2 points
             f"{st['p_default']:.1%}",

@@ -333,6 +333,11 @@ def test_stats_table_caption_explains_a_negative_cvar_and_speaks_only_of_rows_it
     optimize = " ".join(_render(stats_table("t", {"plan": st}, in_sample=True)).split())
     assert "(none in sample: K weighted scenarios are not a sample)" in optimize
     assert "where cash ends a quarter below the minimum" in optimize
+    st["objective_stderr_usd"] = 2.3e6
+    (row,) = [
+        line for line in _render(stats_table("t", {"plan": st})).splitlines() if "plan" in line
+    ]
+    assert row.split() == ["plan", "424.8", "2.3", "414.9", "-98.7", "3.0%", "5.0%", "0.0%"]
 
 
 def _factor(values: list[float]) -> SimpleNamespace:
