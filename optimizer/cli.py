@@ -866,6 +866,14 @@ def positive_int(text: str) -> int:
     return int(value)
 
 
+def out_dir(text: str) -> str:
+    """argparse type of ``--out``: a path, not empty (an empty one, e.g. from an unset shell
+    variable, would silently mean the default directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"must be a directory path (got {text!r})")
+    return text
+
+
 def nonneg_int(text: str) -> int:
     """argparse type: an integer ≥ 0."""
     try:
@@ -994,7 +1002,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--chunk-paths", type=positive_int, help="paths per chunk (default: from free memory)"
     )
-    p.add_argument("--out", help="output directory (default: hashpivot-out/NAME-simulate)")
+    p.add_argument(
+        "--out", type=out_dir, help="output directory (default: hashpivot-out/NAME-simulate)"
+    )
     _add_overwrite(p)
     _add_workers(p, SIMULATE_WORKERS_HELP)
     p.set_defaults(func=cmd_simulate)
@@ -1060,7 +1070,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--solver-log", action="store_true", help="show the HiGHS log, each line labelled by phase"
     )
     _add_workers(p, SPLIT_WORKERS_HELP)
-    p.add_argument("--out", help="output directory (default: hashpivot-out/NAME)")
+    p.add_argument("--out", type=out_dir, help="output directory (default: hashpivot-out/NAME)")
     _add_overwrite(p)
     p.set_defaults(func=cmd_optimize)
 
@@ -1084,7 +1094,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--paths", type=positive_int, help="evaluation paths"), "eval_paths"
     )
     _add_workers(p, SPLIT_WORKERS_HELP)
-    p.add_argument("--out", help="output directory (default: hashpivot-out/NAME-evaluate)")
+    p.add_argument(
+        "--out", type=out_dir, help="output directory (default: hashpivot-out/NAME-evaluate)"
+    )
     _add_overwrite(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -1096,7 +1108,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("numpy", "cupy"),
         help="Monte Carlo backend of every variant (cupy tasks ask for the Dask resource GPU)",
     )
-    p.add_argument("--out", help="output directory (default: hashpivot-out/NAME-sweep)")
+    p.add_argument(
+        "--out", type=out_dir, help="output directory (default: hashpivot-out/NAME-sweep)"
+    )
     p.add_argument(
         "--resume", action="store_true", help="skip variants whose outputs are already in --out"
     )

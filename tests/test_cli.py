@@ -221,6 +221,8 @@ def test_mip_gap_outside_zero_one_is_a_usage_error(
         ["evaluate", "demo"],
         ["evaluate", "demo", "--policy", "greedy", "--workers", "2", "--scheduler", "x"],
         ["frobnicate"],
+        ["evaluate", "demo", "--policy", "greedy", "--out", ""],  # not the default directory
+        ["sweep", "s.yaml", "--out", " "],
     ],
 )
 def test_a_usage_error_is_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
