@@ -725,7 +725,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     console.print(f"objective of {res.name} − baseline, same paths (± s.e. of the difference):")
     for name, v in summary["vs_baselines"].items():
         console.print(f"  {paired_line(name, v['diff_usd'], v['stderr_usd'])}")
-    console.print(f"wrote {out}/summary.json")
+    console.print(
+        f"wrote {out}/ (summary.json, plan.json, equity_distribution.png, ai_share.png, "
+        "cash_debt.png)"
+    )
     return 0
 
 

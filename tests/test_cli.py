@@ -605,3 +605,14 @@ def test_sweep_table_without_guarantee_columns_falls_back_to_the_covenant_bound(
     text = console.export_text()
     assert "2.1%" in text and "NOT met" not in text
     assert sweep_alarms(frame) == []
+
+
+def test_evaluate_names_every_file_it_wrote(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "ev"
+    argv = ["evaluate", "demo", "--policy", "stay_mining", "--paths", "200", "--out", str(out)]
+    assert main([*argv, "--backend", "numpy"]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("wrote ")]
+    written = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert sorted(line.split("(", 1)[1].rstrip(")").split(", ")) == written
