@@ -1271,10 +1271,11 @@ below).</p>
 <p>{summary["paths"]:,} paths → K = {summary["scenarios"]} scenarios;
 {summary["eval_paths"]:,} fresh evaluation paths; seed {summary["seed"]}; backend
 {_esc(summary["backend"])} ({_esc(summary["device"])}); hashpivot {_esc(summary["version"])}.</p>
-<p>Status <b>{_esc(s["status"])}</b>; objective {_money(s["objective_usd"])} $M; bound
-{_money(s["bound_usd"])} $M; gap {_float(s.get("gap")):.3%}{
+<p>Status <b>{_esc(s["status"])}</b>; in-sample objective {_money(s["objective_usd"])} $M;
+bound {_money(s["bound_usd"])} $M; MIP gap {_float(s.get("gap")):.3%}{
         f" (target {float(s['target_gap']):.3%})" if s.get("target_gap") is not None else ""
-    };
+    } on the K scenarios (how well that sample was solved, not the distance to the best plan:
+see <a href="#how-sure">How sure are we</a>);
 {s["rows"]:,} rows × {s["columns"]:,} columns, {s["nonzeros"]:,} nonzeros.
 Stage timings: {timings}.</p>
 </body></html>

@@ -337,3 +337,14 @@ def test_what_this_means_states_the_guarantee_rates_with_their_bounds(result, ho
     else:
         assert "a covenant or the minimum cash is breached in 13.2% (95% bound 13.6%;" in text
         assert "That cannot be shown to be within the 10% the covenants allow" in text
+
+
+def test_solver_section_says_the_mip_gap_is_not_plan_quality(written) -> None:
+    _, page = written
+    solver = " ".join(page[page.index('<h2 id="solver">') :].split())
+    assert "in-sample objective" in solver and "MIP gap" in solver
+    assert (
+        "on the K scenarios (how well that sample was solved, not the distance to the best plan"
+        in solver
+    )
+    assert '<a href="#how-sure">How sure are we</a>' in solver and "id='how-sure'" in page
