@@ -73,7 +73,7 @@ def sweep_table_html(frame: pd.DataFrame) -> str:
     head += (
         "<th>objective $M [95% CI]</th><th>P(breach) [95% upper]</th><th>guarantee</th>"
         "<th>P(default)</th>"
-        "<th>converted MW</th><th>leases</th><th>debt $M</th><th>solver</th>"
+        "<th>converted MW</th><th>leases</th><th>debt $M</th><th>solver (MIP gap on its K scenarios)</th>"
     )
     rows = []
     for r in frame.to_dict("records"):

@@ -69,3 +69,5 @@ def test_sweep_report_judges_the_guarantee_on_covenant_or_minimum_cash():
     assert page.count("NOT met") == 1 and page.count("<td>holds</td>") == 3
     assert "The covenant guarantee does NOT hold for 1 of 4 finished variants" in page
     assert "a=0.0,b=9000000.0." in page
+    # the solver's gap is that of its own sample, not the plan's distance to the best
+    assert "<th>solver (MIP gap on its K scenarios)</th>" in page and "optimal (0.05%)" in page
