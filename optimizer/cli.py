@@ -725,6 +725,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     console.print(f"objective of {res.name} − baseline, same paths (± s.e. of the difference):")
     for name, v in summary["vs_baselines"].items():
         console.print(f"  {paired_line(name, v['diff_usd'], v['stderr_usd'])}")
+    from .wording import covenant_part, part_lines  # noqa: PLC0415
+
+    guarantee = covenant_part(summary["covenant_bound"])
+    console.print()
+    for line in part_lines(guarantee, VALIDATION_WIDTH):
+        style = "red" if guarantee.alarm else None
+        console.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
+    if guarantee.alarm and args.quiet:  # said even then, as optimize does
+        make_console(stderr=True).print(
+            f"[bold yellow]warning:[/bold yellow] {escape(guarantee.text)}"
+        )
     console.print(
         f"wrote {out}/ (summary.json, plan.json, equity_distribution.png, ai_share.png, "
         "cash_debt.png)"

@@ -318,6 +318,12 @@ def _replications_part(r: dict[str, Any] | None) -> Part:
     return Part("replications", text, [table])
 
 
+def covenant_part(c: dict[str, Any] | None) -> Part:
+    """The covenant guarantee alone (``evaluate`` shows it for any plan): the rate of breaching
+    a covenant or minimum cash and of default, with their 95% bounds, against the limit."""
+    return _covenant_part(c)
+
+
 def how_sure_parts(v: dict[str, Any] | None) -> list[Part]:
     """The statements of the "How sure are we" block from ``summary["validation"]``, in the
     order they are shown: the gap to the best plan, the covenant guarantee, the calibration

@@ -607,12 +607,40 @@ def test_sweep_table_without_guarantee_columns_falls_back_to_the_covenant_bound(
     assert sweep_alarms(frame) == []
 
 
-def test_evaluate_names_every_file_it_wrote(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "ev"
-    argv = ["evaluate", "demo", "--policy", "stay_mining", "--paths", "200", "--out", str(out)]
-    assert main([*argv, "--backend", "numpy"]) == 0
-    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("wrote ")]
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """``hashpivot evaluate demo --policy convert_all`` on 400 paths: its folder and stdout."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("evaluate") / "ev"
+    argv = ["evaluate", "demo", "--policy", "convert_all", "--paths", "400", "--out", str(out)]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main([*argv, "--backend", "numpy", "--seed", "3"]) == 0
+    return out, buf.getvalue()
+
+
+def test_evaluate_names_every_file_it_wrote(evaluated) -> None:
+    out, text = evaluated
+    (line,) = [x for x in text.splitlines() if x.startswith("wrote ")]
     written = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     assert sorted(line.split("(", 1)[1].rstrip(")").split(", ")) == written
+
+
+def test_evaluate_gives_the_breach_and_default_rates_their_exact_bounds(evaluated) -> None:
+    from hashpivot.kernels.stats import clopper_pearson_upper
+    from hashpivot.optimizer.wording import rate
+
+    out, text = evaluated
+    summary = json.loads((out / "summary.json").read_text())
+    st, c = summary["out_of_sample"], summary["covenant_bound"]
+    m, n_any = st["paths"], st["breach_events"]["any"]
+    assert c["p_breach"] == n_any / m and c["upper95"] == clopper_pearson_upper(n_any, m)
+    assert c["p_default_upper95"] == clopper_pearson_upper(st["default_events"], m)
+    assert c["target"] == pytest.approx(0.10) and c["holds"] == (c["upper95"] <= 0.10)
+    words = " ".join(text.split())
+    shown = rate(c["p_breach"], c["target"])
+    assert f"breaches a covenant or minimum cash on {shown} of 400 fresh paths" in words
+    assert "with 95% confidence the true rate is below" in words and "Clopper–Pearson" in words
+    assert "the guarantee holds" in words or "the guarantee does NOT hold" in words
