@@ -79,9 +79,10 @@ def get_backend(name: str | None = None, *, notify: bool = True) -> Backend:
         For an unknown name, or ``cupy`` where no CUDA device answers.
     """
     global _notified
+    where = "backend" if name else BACKEND_ENV  # name the setting the user has to fix
     chosen = (name or os.environ.get(BACKEND_ENV) or "auto").strip().lower()
     if chosen not in BACKENDS:
-        raise BackendError(f"backend: must be one of {', '.join(BACKENDS)} (got {chosen!r})")
+        raise BackendError(f"{where}: must be one of {', '.join(BACKENDS)} (got {chosen!r})")
     if chosen in ("auto", "cupy"):
         if cuda_device_count() > 0:
             import cupy  # noqa: PLC0415

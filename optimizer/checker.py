@@ -8,6 +8,8 @@ site, lease, facility and period.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from hashpivot.kernels.cashflow import CASH_TOL_USD, cash_flows
@@ -19,6 +21,8 @@ from hashpivot.scenarios import Scenario
 QTY_TOL = 1e-6
 #: Violations listed per rule before the rest are counted.
 MAX_PER_RULE = 5
+#: The line that counts a rule's violations past :data:`MAX_PER_RULE`.
+_MORE = re.compile(r"^\.\.\. and (\d+) more '.*' violations$")
 
 
 def _shape_problems(sc: Scenario, plan: Plan) -> list[str]:
@@ -60,6 +64,16 @@ class _Collector:
             if n > MAX_PER_RULE
         ]
         return self.lines + extra
+
+
+def violation_count(lines: list[str]) -> int:
+    """Violations behind the lines of :func:`check_plan`: one per line, and ``N`` for each
+    ``... and N more '<rule>' violations`` line."""
+    n = 0
+    for line in lines:
+        m = _MORE.match(line)
+        n += int(m.group(1)) if m else 1
+    return n
 
 
 def check_plan(sc: Scenario, plan: Plan, scenarios: ReducedScenarios | None = None) -> list[str]:

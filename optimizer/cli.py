@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, NoReturn
 
 from rich import box
 from rich.console import Console
@@ -413,19 +413,24 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def stats_table(title: str, rows: dict[str, dict]) -> Table:
-    """Value and risk per policy, in $M with one decimal and percentages (fits 80 columns)."""
+def stats_table(
+    title: str, rows: dict[str, dict], *, in_sample: bool = False, period: str = "quarter"
+) -> Table:
+    """Value and risk per policy, in $M with one decimal and percentages (fits 80 columns);
+    ``in_sample``: a row is on the MILP's K scenarios (the caption says why it has no s.e.);
+    ``period``: the horizon's period (``quarter`` or ``month``)."""
     table = new_table(title)
     _name_column(table, "policy")
     table.padding = (0, 0)  # eight columns in 80: the box's one space between them
-    for col in ("objective", "mean", "s.e.", "CVaR", "default", "breach", "cash<min"):
+    # the s.e. beside the objective it belongs to, not beside the mean
+    for col in ("objective", "s.e.", "mean", "CVaR", "default", "breach", "cash<min"):
         table.add_column(col, justify="right", no_wrap=True)
     for name, st in rows.items():
         table.add_row(
             escape(name),
             money_m(st["objective_usd"]),
-            money_m(st["mean_equity_usd"]),
             _se(st.get("objective_stderr_usd")),
+            money_m(st["mean_equity_usd"]),
             money_m(st["cvar_usd"]),
             # one decimal: the standard error of a share over 20,000 paths is ~0.2 points
             f"{st['p_default']:.1%}",
@@ -434,10 +439,11 @@ def stats_table(title: str, rows: dict[str, dict]) -> Table:
         )
     table.caption = (
         "$M of discounted terminal equity: objective = mean − risk weight × CVaR, CVaR = mean "
-        "loss in the worst tail; s.e.: of the objective, CVaR term included (none in sample: K "
-        "weighted scenarios are not a sample); default, breach, cash<min: share of paths where "
-        "cash falls below zero, where a covenant breaks, where cash ends a quarter below the "
-        "minimum"
+        "loss in the worst tail (negative: even those paths end with positive equity); s.e.: "
+        "of the objective, CVaR term included"
+        + (" (none in sample: K weighted scenarios are not a sample)" if in_sample else "")
+        + "; default, breach, cash<min: share of paths where cash falls below zero, where a "
+        f"covenant breaks, where cash ends a {period} below the minimum"
     )
     return table
 
@@ -610,7 +616,12 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         "plan, in sample": summary["plan"]["in_sample"],
         **summary["baselines"],
     }
-    table = stats_table(f"Value and risk on {res.eval_paths:,} fresh paths", rows)
+    table = stats_table(
+        f"Value and risk on {res.eval_paths:,} fresh paths",
+        rows,
+        in_sample=True,
+        period=res.scenario.horizon.period,
+    )
     table.caption += f"; plan, in sample: on the MILP's K = {res.n_scenarios} scenarios"
     console.print(table)
     console.print("objective of plan − baseline, same paths (± s.e. of the difference):")
@@ -659,9 +670,9 @@ def scenario_plan_table(res) -> Table:
     signed = [n for n, y in zip(res.plan.lease_names, res.plan.lease_signed, strict=True) if y]
     sold = res.plan.btc_sold
     # the last period's sales are the terminal valuation of the treasury, not a decision
-    caption = f"leases signed: {', '.join(signed) or 'none'}; BTC sold {sold[:-1].sum():,.2f}"
+    caption = f"leases signed: {', '.join(signed) or 'none'}; BTC sold {sold[:-1].sum():,.2f} BTC"
     if len(sold) and sold[-1] > 0:
-        caption += f" (and {sold[-1]:,.2f} valued at the horizon's end)"
+        caption += f" (and {sold[-1]:,.2f} BTC valued at the horizon's end)"
     table.caption = caption
     return table
 
@@ -702,39 +713,82 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 executor=executor,
             )
     except PlanError as exc:
-        raise UserError(
-            [f"plan breaks {len(exc.lines)} constraint(s) of {sc.name}:"] + exc.lines
-        ) from None
+        from .checker import violation_count  # noqa: PLC0415
+
+        n = violation_count(exc.lines)
+        raise UserError([f"plan breaks {n} constraint(s) of {sc.name}:"] + exc.lines) from None
     write_evaluate_outputs(res, out, overwrite=args.overwrite)
     summary = res.summary()
     rows = {res.name: summary["out_of_sample"], **summary["baselines"]}
-    console.print(stats_table(f"{res.name} on {summary['eval_paths']:,} paths", rows))
+    title = f"{res.name} on {summary['eval_paths']:,} paths"
+    console.print(stats_table(title, rows, period=sc.horizon.period))
     console.print(f"objective of {res.name} − baseline, same paths (± s.e. of the difference):")
     for name, v in summary["vs_baselines"].items():
         console.print(f"  {paired_line(name, v['diff_usd'], v['stderr_usd'])}")
-    console.print(f"wrote {out}/summary.json")
+    from .wording import covenant_part, part_lines  # noqa: PLC0415
+
+    guarantee = covenant_part(summary["covenant_bound"])
+    console.print()
+    for line in part_lines(guarantee, VALIDATION_WIDTH):
+        style = "red" if guarantee.alarm else None
+        console.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
+    if guarantee.alarm and args.quiet:  # said even then, as optimize does
+        make_console(stderr=True).print(
+            f"[bold yellow]warning:[/bold yellow] {escape(guarantee.text)}"
+        )
+    console.print(
+        f"wrote {out}/ (summary.json, plan.json, equity_distribution.png, ai_share.png, "
+        "cash_debt.png)"
+    )
     return 0
 
 
 def sweep_table(frame, name: str) -> Table:
-    """One row per variant: status, objective with its 95% interval, breach bound, MW."""
+    """One row per variant: status, objective with its 95% interval, the covenant
+    guarantee's breach bound and whether it holds, MW."""
+    from .sweep import guarantee_bound  # noqa: PLC0415
+
     table = Table(title=f"sweep {name}: {len(frame)} variants")
     table.add_column("variant", overflow="fold")
-    for col in ("status", "objective $M", "95% CI $M", "P(breach) ≤", "MW"):
+    for col in ("status", "objective $M", "95% CI $M", "P(breach) ≤", "guarantee", "MW"):
         table.add_column(col, justify="right", no_wrap=True)
     for r in frame.to_dict("records"):
         if r["status"] == "ok":
+            bound, holds = guarantee_bound(r)
             table.add_row(
                 escape(r["variant"]),
                 "ok",
                 money_m(r["objective_usd"]),
                 f"{money_m(r['objective_low95_usd'])}–{money_m(r['objective_high95_usd'])}",
-                f"{r['p_breach_upper95']:.1%}",
+                f"{bound:.1%}",
+                "—" if holds is None else "holds" if holds else "[red]NOT met[/red]",
                 f"{r['converted_mw']:,.0f}",
             )
         else:
-            table.add_row(escape(r["variant"]), "[red]failed[/red]", "", "", "", "")
+            table.add_row(escape(r["variant"]), "[red]failed[/red]", "", "", "", "", "")
+    table.caption = (
+        "P(breach) ≤: 95% upper bound on the share of fresh paths that breach a covenant or "
+        "minimum cash; guarantee: whether that bound is within the allowed rate "
+        "(1 − covenants.confidence)"
+    )
     return table
+
+
+def sweep_alarms(frame) -> list[str]:
+    """One line per finished variant whose covenant guarantee does not hold."""
+    from .sweep import guarantee_bound  # noqa: PLC0415
+
+    out = []
+    for r in frame.to_dict("records"):
+        if r["status"] != "ok":
+            continue
+        bound, holds = guarantee_bound(r)
+        if holds is False:
+            out.append(
+                f"{r['variant']}: the covenant guarantee does NOT hold (95% bound {bound:.1%} on "
+                "breaching a covenant or minimum cash is above the allowed rate)"
+            )
+    return out
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -782,6 +836,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if client is not None:
             client.close()
     console.print(sweep_table(frame, ex.sweep.name))
+    for text in sweep_alarms(frame):  # said even with --quiet, as optimize does
+        where = make_console(stderr=True) if args.quiet else console
+        where.print(f"[bold yellow]warning:[/bold yellow] {escape(text)}")
     for r in frame[frame["status"] == FAILED].to_dict("records"):
         console.print(f"[red]{escape(r['variant'])}[/red]: {escape(str(r['error']))}")
     console.print(f"wrote {out}/ (sweep.csv, sweep_report.html, one directory per variant)")
@@ -821,6 +878,14 @@ def positive_int(text: str) -> int:
     if value != int(value) or value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer (got {text!r})")
     return int(value)
+
+
+def out_dir(text: str) -> str:
+    """argparse type of ``--out``: a path, not empty (an empty one, e.g. from an unset shell
+    variable, would silently mean the default directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"must be a directory path (got {text!r})")
+    return text
 
 
 def nonneg_int(text: str) -> int:
@@ -912,8 +977,16 @@ def _add_overwrite(p: argparse.ArgumentParser) -> None:
 
 
 # --------------------------------------------------------------------------- parser
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one line per usage error (the problem and where to read the usage), not
+    the whole usage block before it; its subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="hashpivot",
         description="Plan the pivot of Bitcoin mining sites to AI data centers.",
         formatter_class=HelpFormatter,
@@ -943,7 +1016,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--chunk-paths", type=positive_int, help="paths per chunk (default: from free memory)"
     )
-    p.add_argument("--out", help="output directory (default: hashpivot-out/NAME-simulate)")
+    p.add_argument(
+        "--out", type=out_dir, help="output directory (default: hashpivot-out/NAME-simulate)"
+    )
     _add_overwrite(p)
     _add_workers(p, SIMULATE_WORKERS_HELP)
     p.set_defaults(func=cmd_simulate)
@@ -1009,7 +1084,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--solver-log", action="store_true", help="show the HiGHS log, each line labelled by phase"
     )
     _add_workers(p, SPLIT_WORKERS_HELP)
-    p.add_argument("--out", help="output directory (default: hashpivot-out/NAME)")
+    p.add_argument("--out", type=out_dir, help="output directory (default: hashpivot-out/NAME)")
     _add_overwrite(p)
     p.set_defaults(func=cmd_optimize)
 
@@ -1033,7 +1108,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--paths", type=positive_int, help="evaluation paths"), "eval_paths"
     )
     _add_workers(p, SPLIT_WORKERS_HELP)
-    p.add_argument("--out", help="output directory (default: hashpivot-out/NAME-evaluate)")
+    p.add_argument(
+        "--out", type=out_dir, help="output directory (default: hashpivot-out/NAME-evaluate)"
+    )
     _add_overwrite(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -1045,7 +1122,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("numpy", "cupy"),
         help="Monte Carlo backend of every variant (cupy tasks ask for the Dask resource GPU)",
     )
-    p.add_argument("--out", help="output directory (default: hashpivot-out/NAME-sweep)")
+    p.add_argument(
+        "--out", type=out_dir, help="output directory (default: hashpivot-out/NAME-sweep)"
+    )
     p.add_argument(
         "--resume", action="store_true", help="skip variants whose outputs are already in --out"
     )

@@ -631,6 +631,8 @@ class EvaluateResult:
                 "evaluated": self.name,
                 "on_breach": breach_rule(self.scenario),
                 "out_of_sample": self.stats.to_json(),
+                # the guarantee's rates with their exact 95% bounds, as optimize gives them
+                "covenant_bound": V.covenant_bound(self.scenario, self.stats),
                 "baselines": {
                     n: s.to_json() for n, s in self.evaluation.stats.items() if n != self.name
                 },

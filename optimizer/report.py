@@ -45,7 +45,7 @@ from .charts import (
 )
 from .outputs import atomic_output_dir, write_json
 from .pipeline import EvaluateResult, OptimizeResult
-from .wording import HEADING, Part, WordTable, how_sure_parts
+from .wording import HEADING, Part, WordTable, how_sure_parts, rate
 
 COLORS = {
     "plan": "#1f77b4",
@@ -545,11 +545,18 @@ def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
     return f"<table class='{cls}'><tr>{head}</tr>\n{body}</table>"
 
 
+def _with_se(x_usd: float, se_usd: float | None) -> str:
+    """``424.8 ± 2.3`` [$M], or the number alone where it has no standard error (in sample)."""
+    return _money(x_usd) if se_usd is None else f"{_money(x_usd)} ± {_money(se_usd)}"
+
+
 def _stats_rows(stats: dict) -> list[list[str]]:
+    """Rows of the value-and-risk table: the objective with its own standard error (CVaR term
+    included), the mean with its standard error, CVaR and the rates."""
     return [
         [
             _esc(name),
-            _money(st["objective_usd"]),
+            _with_se(st["objective_usd"], st.get("objective_stderr_usd")),
             (
                 f"{_money(st['mean_equity_usd'])} ± {_money(st['stderr_usd'])}"
                 if st.get("stderr_usd") is not None
@@ -938,17 +945,34 @@ def what_this_means(res: OptimizeResult, summary: dict, nums: ReportNumbers) -> 
         f"<p>On {summary['eval_paths']:,} fresh simulated market paths the plan has never seen "
         f"(out of sample), its discounted terminal equity is <b>{_money(oos['mean_equity_usd'])} "
         f"± {_money(oos['stderr_usd'])} $M</b> (mean ± standard error); {risk} (CVaR at "
-        f"{sc.risk.cvar_alpha:g}). Cash runs out in {oos['p_default']:.1%} of paths and a debt "
-        f"covenant is breached in {oos['p_breach']:.1%} (the plan is built to keep the covenants "
-        f"with probability {sc.covenants.confidence:g})."
+        f"{sc.risk.cvar_alpha:g}). "
     )
     allowed = 1.0 - sc.covenants.confidence
-    if oos["p_breach"] > allowed + 2 * math.sqrt(allowed * (1 - allowed) / summary["eval_paths"]):
+    cov = (summary.get("validation") or {}).get("covenant_bound")
+    if cov:  # the guarantee's own numbers: the same as "How sure are we" says
         value += (
-            f" <span class='note'>That is more often than the {allowed:.0%} the covenants allow: "
-            f"the optimizer's {summary.get('scenarios', res.n_scenarios)} scenarios understate "
-            "the spread of outcomes; raise <code>--scenarios</code> (and <code>--paths</code>) "
-            "before relying on the covenant margin.</span>"
+            f"Cash runs out in {rate(cov['p_default'])} of paths (95% bound "
+            f"{rate(cov['p_default_upper95'])}) and a covenant or the minimum cash is breached "
+            f"in {rate(cov['p_breach'], allowed)} (95% bound {rate(cov['upper95'], allowed)}; "
+            f"the plan is built to keep them with probability {sc.covenants.confidence:g})."
+        )
+        too_often = not cov["holds"]
+        what = f"That cannot be shown to be within the {allowed:.0%} the covenants allow"
+    else:
+        value += (
+            f"Cash runs out in {oos['p_default']:.1%} of paths and a debt covenant is breached "
+            f"in {oos['p_breach']:.1%} (the plan is built to keep the covenants with probability "
+            f"{sc.covenants.confidence:g})."
+        )
+        m = summary["eval_paths"]
+        too_often = oos["p_breach"] > allowed + 2 * math.sqrt(allowed * (1 - allowed) / m)
+        what = f"That is more often than the {allowed:.0%} the covenants allow"
+    if too_often:
+        value += (
+            f" <span class='note'>{what}: the optimizer's "
+            f"{summary.get('scenarios', res.n_scenarios)} scenarios understate the spread of "
+            "outcomes; raise <code>--scenarios</code> (and <code>--paths</code>) before relying "
+            "on the covenant margin.</span>"
         )
     value += "</p>"
     sure = []
@@ -1159,7 +1183,7 @@ assumptions</a><a href="#solver">Solver</a></nav>
         _table(
             [
                 "policy",
-                "objective",
+                "objective ± s.e.",
                 "mean ± s.e.",
                 f"CVaR<sub>{alpha:g}</sub> of loss",
                 "P(default)",
@@ -1247,10 +1271,11 @@ below).</p>
 <p>{summary["paths"]:,} paths → K = {summary["scenarios"]} scenarios;
 {summary["eval_paths"]:,} fresh evaluation paths; seed {summary["seed"]}; backend
 {_esc(summary["backend"])} ({_esc(summary["device"])}); hashpivot {_esc(summary["version"])}.</p>
-<p>Status <b>{_esc(s["status"])}</b>; objective {_money(s["objective_usd"])} $M; bound
-{_money(s["bound_usd"])} $M; gap {_float(s.get("gap")):.3%}{
+<p>Status <b>{_esc(s["status"])}</b>; in-sample objective {_money(s["objective_usd"])} $M;
+bound {_money(s["bound_usd"])} $M; MIP gap {_float(s.get("gap")):.3%}{
         f" (target {float(s['target_gap']):.3%})" if s.get("target_gap") is not None else ""
-    };
+    } on the K scenarios (how well that sample was solved, not the distance to the best plan:
+see <a href="#how-sure">How sure are we</a>);
 {s["rows"]:,} rows × {s["columns"]:,} columns, {s["nonzeros"]:,} nonzeros.
 Stage timings: {timings}.</p>
 </body></html>

@@ -110,6 +110,17 @@ def variant_row(
     return row
 
 
+def guarantee_bound(row: dict[str, Any]) -> tuple[float, bool | None]:
+    """The 95% bound a finished variant's covenant guarantee is judged on (breach of a covenant
+    or minimum cash) and whether it holds; the covenant-only bound and ``None`` for a row
+    without the guarantee's columns."""
+    holds = row.get("guarantee_holds")
+    bound = row.get("p_breach_any_upper95")
+    if holds is not None and holds == holds and bound is not None and bound == bound:  # not NaN
+        return float(bound), bool(holds)
+    return float(row["p_breach_upper95"]), None
+
+
 def failed_row(name: str, overrides: dict[str, Any], error: str) -> dict[str, Any]:
     """The table row of a variant that did not finish."""
     row: dict[str, Any] = {"variant": name, "status": FAILED, "error": error}
@@ -225,6 +236,24 @@ def prepare_sweep_output(path: str | Path, name: str, *, resume: bool, overwrite
     return target
 
 
+def check_variant_outputs(out: Path, todo: list[VariantSpec], *, overwrite: bool) -> None:
+    """Before any work: each variant to run can write its directory under ``out`` (an existing
+    one must be a previous hashpivot output, unchanged, and ``overwrite`` given), so that no
+    variant's work is thrown away at the end over a file the user put there. Raises an
+    :class:`~hashpivot.optimizer.outputs.OutputError`, one line per refused variant."""
+    problems = []
+    for v in todo:
+        folder = out / v.name
+        if not os.path.lexists(folder):
+            continue  # created whole when the variant is written
+        try:
+            prepare_output(folder, overwrite=overwrite)
+        except OutputError as exc:
+            problems.append(f"variant '{v.name}': {exc}")
+    if problems:
+        raise OutputError("\n".join(problems))
+
+
 def _write_marker(folder: Path, name: str, files: list[str]) -> None:
     data = {
         "format": SWEEP_FORMAT,
@@ -298,9 +327,6 @@ def sweep(
     out_path = None
     if out is not None:
         out_path = prepare_sweep_output(out, ex.sweep.name, resume=resume, overwrite=overwrite)
-        out_path.mkdir(mode=0o777, parents=True, exist_ok=True)
-        marker = _read_marker(out_path)
-        _write_marker(out_path, ex.sweep.name, marker.get("files", []) if marker else [])
     rows: dict[str, dict[str, Any]] = {}
     todo: list[VariantSpec] = []
     for v in ex.variants:
@@ -310,6 +336,11 @@ def sweep(
             rows[v.name] = row
         else:
             todo.append(v)
+    if out_path is not None:
+        check_variant_outputs(out_path, todo, overwrite=overwrite)
+        out_path.mkdir(mode=0o777, parents=True, exist_ok=True)
+        marker = _read_marker(out_path)
+        _write_marker(out_path, ex.sweep.name, marker.get("files", []) if marker else [])
     total, failed = len(ex.variants), 0
     if progress:
         progress(len(rows), 0, 0, total)

@@ -15,7 +15,7 @@ import io
 
 import pandas as pd
 
-from .sweep import OK, tornado
+from .sweep import OK, guarantee_bound, tornado
 
 #: Resolution of the embedded charts [dots per inch].
 DPI = 90
@@ -71,24 +71,30 @@ def sweep_table_html(frame: pd.DataFrame) -> str:
     cols = ["variant", "status", *overrides]
     head = "".join(f"<th>{html.escape(c.removeprefix('override:'))}</th>" for c in cols)
     head += (
-        "<th>objective $M [95% CI]</th><th>P(breach) [95% upper]</th><th>P(default)</th>"
-        "<th>converted MW</th><th>leases</th><th>debt $M</th><th>solver</th>"
+        "<th>objective $M [95% CI]</th><th>P(breach) [95% upper]</th><th>guarantee</th>"
+        "<th>P(default)</th>"
+        "<th>converted MW</th><th>leases</th><th>debt $M</th><th>solver (MIP gap on its K scenarios)</th>"
     )
     rows = []
     for r in frame.to_dict("records"):
         cells = "".join(f"<td>{_cell(r.get(c, ''))}</td>" for c in cols)
         if r["status"] == OK:
+            bound, holds = guarantee_bound(r)
+            p = r["p_breach_any"] if holds is not None else r["p_breach"]
+            verdict = (
+                "—" if holds is None else "holds" if holds else "<span class='warn'>NOT met</span>"
+            )
             cells += (
                 f"<td>{r['objective_usd'] / 1e6:,.1f} [{r['objective_low95_usd'] / 1e6:,.1f}, "
                 f"{r['objective_high95_usd'] / 1e6:,.1f}]</td>"
-                f"<td>{r['p_breach']:.1%} [{r['p_breach_upper95']:.1%}]</td>"
+                f"<td>{p:.1%} [{bound:.1%}]</td><td>{verdict}</td>"
                 f"<td>{r['p_default']:.1%}</td><td>{r['converted_mw']:,.0f}</td>"
                 f"<td>{html.escape(str(r['leases_signed']) or '—')}</td>"
                 f"<td>{r['debt_drawn_usd'] / 1e6:,.1f}</td>"
                 f"<td>{html.escape(str(r['solver_status']))} ({r['solver_gap']:.2%})</td>"
             )
         else:
-            cells += f"<td colspan='7' class='warn'>{html.escape(str(r['error']))}</td>"
+            cells += f"<td colspan='8' class='warn'>{html.escape(str(r['error']))}</td>"
         rows.append(f"<tr>{cells}</tr>")
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
@@ -117,6 +123,14 @@ def sweep_report_html(frame: pd.DataFrame, name: str, description: str) -> str:
         if failed
         else ""
     )
+    broken = [str(r["variant"]) for r in ok.to_dict("records") if guarantee_bound(r)[1] is False]
+    if broken:
+        warn += (
+            f"<p class='warn'>The covenant guarantee does NOT hold for {len(broken)} of "
+            f"{len(ok)} finished variants (95% bound on breaching a covenant or minimum cash "
+            "above the allowed rate, 1 − covenants.confidence): "
+            f"{html.escape(', '.join(broken))}.</p>"
+        )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>hashpivot sweep — {html.escape(name)}</title>
 <style>

@@ -102,12 +102,14 @@ def _gap_part(g: dict[str, Any] | None) -> Part:
     share = f" ({rate(max(float(rel), 0.0))})" if rel is not None and rel == rel else ""
     mean_paths = g.get("batch_mean_paths")
     mean = f", each with its mean value over {mean_paths:,} further paths" if mean_paths else ""
+    gbar = float(g["gbar_usd"])
     text = (
         f"This plan is within {usd_m(upper)}{share} of the best achievable plan, with "
         f"95% confidence (Mak–Morton–Wood, {g['batches']} batches of {g['batch_scenarios']:,} "
-        f"scenarios{mean}). On each batch of fresh scenarios, the best plan for that batch beat this "
-        f"plan by {usd_m(g['gbar_usd'])} on average (standard deviation {usd_m(g['s_usd'])} "
-        "across batches)."
+        f"scenarios{mean}). On each batch of fresh scenarios, a plan optimised for that batch "
+        f"alone scored {usd_m(abs(gbar))} {'more' if gbar >= 0 else 'less'} than this plan on "
+        f"average (standard deviation {usd_m(g['s_usd'])} across batches); a plan fitted to a "
+        "batch looks better on it than it would on new scenarios, so this overstates the gap."
     )
     return Part("gap_ci", text)
 
@@ -176,8 +178,8 @@ def _calibration_part(rounds: list[dict[str, Any]] | None) -> Part:
         text = (
             f"Calibration: {n} round{'s' if n > 1 else ''}; the plan of round {r['round']} was "
             f"kept (in-sample confidence {level(float(r['in_sample_confidence']))}{also}; out of "
-            f"sample {rate(float(r['oos_p_breach']))} with a 95% bound of "
-            f"{rate(float(r['oos_upper95']))})."
+            f"sample {rate(float(r['oos_p_breach']))} of {int(r['paths']):,} selection paths, "
+            f"with a 95% bound of {rate(float(r['oos_upper95']))})."
         )
     else:
         text = (
@@ -217,7 +219,8 @@ def _calibration_part(rounds: list[dict[str, Any]] | None) -> Part:
         "in sample / out "
         "of sample: share of scenarios / fresh paths ("
         + ", ".join(f"{p:,}" for p in sorted(paths))
-        + ") with a breach; 95% bound: Clopper–Pearson upper bound on the out-of-sample rate",
+        + ") with a breach of a covenant or minimum cash; 95% bound: Clopper–Pearson upper "
+        "bound on the out-of-sample rate",
     )
     return Part("calibration_rounds", text, [table], alarm=not kept)
 
@@ -294,7 +297,6 @@ def _replications_part(r: dict[str, Any] | None) -> Part:
     rows = [
         (
             f"{c['replication']}{' kept' if int(c['replication']) == chosen else ''}",
-            str(c["seed"]),
             m1(float(c["in_sample_objective_usd"])),
             pm(float(c["selection_objective_usd"]), float(c["selection_stderr_usd"])),
             "—"
@@ -307,15 +309,21 @@ def _replications_part(r: dict[str, Any] | None) -> Part:
     ]
     table = WordTable(
         "Candidate plans, one per replication",
-        ("replication", "seed", "in sample", "out of sample", "− kept", "MW", "MIP gap"),
+        ("replication", "in sample", "out of sample", "− kept", "MW", "MIP gap"),
         rows,
         "objectives in $M; in sample: on the replication's own K scenarios (no standard "
         "error: they are not a sample); out of sample: on the same fresh paths, ± standard "
         "error; − kept: objective minus the kept plan's, ± s.e. of that paired difference; "
         "MW: converted; MIP gap: the solver's gap on its own K scenarios (not the distance to "
-        "the best plan)",
+        "the best plan); each replication's seed: summary.json → validation.replications",
     )
     return Part("replications", text, [table])
+
+
+def covenant_part(c: dict[str, Any] | None) -> Part:
+    """The covenant guarantee alone (``evaluate`` shows it for any plan): the rate of breaching
+    a covenant or minimum cash and of default, with their 95% bounds, against the limit."""
+    return _covenant_part(c)
 
 
 def how_sure_parts(v: dict[str, Any] | None) -> list[Part]:

@@ -232,6 +232,11 @@ def read_source(source: str | Path) -> tuple[Any, str]:
     path = Path(text_source)
     if not path.suffix and text_source in shipped_names():
         path = shipped_path(text_source)
+    if path.is_dir():
+        raise ScenarioError(
+            [Problem("scenario", "is a directory, not a scenario file", text_source)],
+            text_source,
+        )
     if not path.is_file():
         known = ", ".join(shipped_names())
         raise ScenarioError(

@@ -15,9 +15,11 @@ reported at once.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+import typing
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 #: Factor names the correlation matrix may use; ``power:<region>`` adds one per power region.
 MARKET_FACTORS: tuple[str, ...] = ("btc", "hashrate", "ai_lease", "ai_occupancy", "gpu_hour")
@@ -117,6 +119,19 @@ def _add_ranges(schema: dict[str, object], model: type[BaseModel]) -> None:
 CONVERTIBLE_DILUTION_PER_YEAR = 0.04
 
 
+def _admits(annotation: object, kinds: tuple[object, ...]) -> bool:
+    """Whether a field's type has one of ``kinds`` anywhere in it (``Any`` admits all)."""
+    if annotation is Any or annotation in kinds:
+        return True
+    return any(_admits(a, kinds) for a in typing.get_args(annotation))
+
+
+def _holds_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return True
+    return isinstance(value, list | tuple) and any(_holds_bool(v) for v in value)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -126,6 +141,20 @@ class _Model(BaseModel):
         frozen=True,
         json_schema_extra=_add_ranges,
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """Refuse true/false where a number is expected (pydantic would read it as 1 or 0;
+        YAML 1.1 reads ``yes``, ``no``, ``on``, ``off`` as true/false)."""
+        if _holds_bool(value) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if _admits(annotation, (int, float)) and not _admits(annotation, (bool,)):
+                raise PydanticCustomError(
+                    "bool_not_number",
+                    "must be a number, not true/false or yes/no",
+                )
+        return value
 
 
 # --------------------------------------------------------------------------- horizon

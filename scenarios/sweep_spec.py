@@ -302,7 +302,14 @@ def load_sweep(source: str | Path | dict[str, Any]) -> ExpandedSweep:
         raise ScenarioError(problems, name)
     base_path = folder / sw.base
     base_source: str | Path = base_path if base_path.suffix and base_path.is_file() else sw.base
-    base_data, _ = read_source(base_source)
+    try:
+        base_data, _ = read_source(base_source)
+    except ScenarioError as exc:
+        if any(q.path != "scenario" for q in exc.problems):
+            raise  # problems inside the base file: named in that file
+        # the base cannot be found or read: the problem is the sweep file's `base` field
+        moved = [Problem("base", q.message, sw.base) for q in exc.problems]
+        raise ScenarioError(moved, name) from None
     if not isinstance(base_data, dict):
         raise ScenarioError([Problem("base", "the base scenario is not a mapping", sw.base)], name)
     return expand_sweep(sw, base_data, name)

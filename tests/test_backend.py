@@ -19,6 +19,17 @@ def test_unknown_backend_is_error() -> None:
         get_backend("tpu")
 
 
+def test_unknown_backend_from_the_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HASHPIVOT_BACKEND", "bogus")
+    with pytest.raises(BackendError) as info:
+        get_backend(None)
+    assert str(info.value) == "HASHPIVOT_BACKEND: must be one of auto, numpy, cupy (got 'bogus')"
+    with pytest.raises(BackendError, match=r"^backend: must be one of .* \(got 'tpu'\)$"):
+        get_backend("tpu")  # a flag's value names the flag's field
+
+
 def test_cupy_without_device_is_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(backend, "cuda_device_count", lambda: 0)
     with pytest.raises(BackendError, match="needs a CUDA device"):

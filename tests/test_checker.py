@@ -75,3 +75,21 @@ def test_names_must_match() -> None:
     other = Plan.empty(scenario("texas_hybrid"))
     assert check_plan(sc, other)[0].startswith("plan.sites: must be")
     assert np.all(Plan.empty(sc).blocks == 0)
+
+
+def test_violation_count_includes_the_lines_left_out() -> None:
+    from hashpivot.optimizer.checker import MAX_PER_RULE, _Collector, violation_count
+
+    c = _Collector()
+    for i in range(MAX_PER_RULE + 3):
+        c.add("blocks", f"site 's' period {i}: 3 blocks started, at most 2 per period")
+    c.add("fleet", "period 0: 4 blocks started fleet-wide, at most 2")
+    lines = c.result()
+    assert len(lines) == MAX_PER_RULE + 2  # 5 + 1 shown, one "... and 3 more" line
+    assert lines[-1] == "... and 3 more 'blocks' violations"
+    assert violation_count(lines) == MAX_PER_RULE + 3 + 1
+    sc = scenario("demo")
+    p = Plan.empty(sc)
+    p.blocks[:, :] = 9
+    lines = check_plan(sc, p)
+    assert violation_count(lines) > len(lines)

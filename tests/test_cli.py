@@ -213,6 +213,28 @@ def test_mip_gap_outside_zero_one_is_a_usage_error(
     assert "--mip-gap" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["optimize", "demo", "--paths", "-5"],
+        ["optimize", "demo", "--replicatoins", "2"],
+        ["evaluate", "demo"],
+        ["evaluate", "demo", "--policy", "greedy", "--workers", "2", "--scheduler", "x"],
+        ["frobnicate"],
+        ["evaluate", "demo", "--policy", "greedy", "--out", ""],  # not the default directory
+        ["sweep", "s.yaml", "--out", " "],
+    ],
+)
+def test_a_usage_error_is_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()  # no usage block before the problem
+    assert line.startswith("hashpivot") and " error: " in line and line.endswith("--help')")
+
+
 def test_gap_fraction_accepts_inside() -> None:
     assert gap_fraction("0.01") == 0.01 and gap_fraction("1e-4") == 1e-4
 
@@ -295,6 +317,29 @@ def test_stats_table_fits_80_columns() -> None:
     for name in names:
         assert name in text
     assert "-12,345.6" in text and "99.8%" in text and "100.0%" in text and "12.3%" in text
+
+
+def test_stats_table_caption_explains_a_negative_cvar_and_speaks_only_of_rows_it_has() -> None:
+    st = {
+        "objective_usd": 424.8e6,
+        "mean_equity_usd": 414.9e6,
+        "stderr_usd": 1.9e6,
+        "cvar_usd": -98.7e6,
+        "p_default": 0.03,
+        "p_breach": 0.05,
+    }
+    evaluate = " ".join(_render(stats_table("t", {"greedy": st}, period="month")).split())
+    assert "(negative: even those paths end with positive equity)" in evaluate
+    assert "in sample" not in evaluate  # evaluate has no in-sample row
+    assert "where cash ends a month below the minimum" in evaluate
+    optimize = " ".join(_render(stats_table("t", {"plan": st}, in_sample=True)).split())
+    assert "(none in sample: K weighted scenarios are not a sample)" in optimize
+    assert "where cash ends a quarter below the minimum" in optimize
+    st["objective_stderr_usd"] = 2.3e6
+    (row,) = [
+        line for line in _render(stats_table("t", {"plan": st})).splitlines() if "plan" in line
+    ]
+    assert row.split() == ["plan", "424.8", "2.3", "414.9", "-98.7", "3.0%", "5.0%", "0.0%"]
 
 
 def _factor(values: list[float]) -> SimpleNamespace:
@@ -508,3 +553,94 @@ def test_workers_and_scheduler_exclude_each_other(capsys: pytest.CaptureFixture[
             main(cmd + ["--workers", "2", "--scheduler", "tcp://127.0.0.1:8786"])
         assert info.value.code == 2
         assert "not allowed with argument" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- sweep table
+def _sweep_frame():
+    import pandas as pd
+
+    base = {
+        "status": "ok",
+        "error": "",
+        "objective_usd": 270.2e6,
+        "objective_low95_usd": 261.0e6,
+        "objective_high95_usd": 279.3e6,
+        "p_breach_upper95": 0.021,  # covenants only
+        "converted_mw": 80.0,
+    }
+    return pd.DataFrame(
+        [
+            base | {"variant": "a", "p_breach_any_upper95": 0.386, "guarantee_holds": False},
+            base | {"variant": "b", "p_breach_any_upper95": 0.057, "guarantee_holds": True},
+            {"variant": "c", "status": "failed", "error": "boom"},
+        ]
+    )
+
+
+def test_sweep_table_shows_the_guarantee_bound_and_flags_a_variant_that_breaks_it() -> None:
+    from hashpivot.optimizer.cli import sweep_alarms, sweep_table
+
+    frame = _sweep_frame()
+    console = Console(width=160, record=True)
+    console.print(sweep_table(frame, "s"))
+    rows = {
+        line.split("│")[1].strip(): line
+        for line in console.export_text().splitlines()
+        if line.count("│") > 3
+    }
+    # the bound the guarantee is judged on (covenant or minimum cash), not the covenant-only one
+    assert "38.6%" in rows["a"] and "NOT met" in rows["a"] and "2.1%" not in rows["a"]
+    assert "5.7%" in rows["b"] and "holds" in rows["b"]
+    assert "failed" in rows["c"]
+    (alarm,) = sweep_alarms(frame)
+    assert alarm.startswith("a: the covenant guarantee does NOT hold (95% bound 38.6%")
+
+
+def test_sweep_table_without_guarantee_columns_falls_back_to_the_covenant_bound() -> None:
+    from hashpivot.optimizer.cli import sweep_alarms, sweep_table
+
+    frame = _sweep_frame().drop(columns=["p_breach_any_upper95", "guarantee_holds"])
+    console = Console(width=160, record=True)
+    console.print(sweep_table(frame, "s"))
+    text = console.export_text()
+    assert "2.1%" in text and "NOT met" not in text
+    assert sweep_alarms(frame) == []
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """``hashpivot evaluate demo --policy convert_all`` on 400 paths: its folder and stdout."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("evaluate") / "ev"
+    argv = ["evaluate", "demo", "--policy", "convert_all", "--paths", "400", "--out", str(out)]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main([*argv, "--backend", "numpy", "--seed", "3"]) == 0
+    return out, buf.getvalue()
+
+
+def test_evaluate_names_every_file_it_wrote(evaluated) -> None:
+    out, text = evaluated
+    (line,) = [x for x in text.splitlines() if x.startswith("wrote ")]
+    written = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert sorted(line.split("(", 1)[1].rstrip(")").split(", ")) == written
+
+
+def test_evaluate_gives_the_breach_and_default_rates_their_exact_bounds(evaluated) -> None:
+    from hashpivot.kernels.stats import clopper_pearson_upper
+    from hashpivot.optimizer.wording import rate
+
+    out, text = evaluated
+    summary = json.loads((out / "summary.json").read_text())
+    st, c = summary["out_of_sample"], summary["covenant_bound"]
+    m, n_any = st["paths"], st["breach_events"]["any"]
+    assert c["p_breach"] == n_any / m and c["upper95"] == clopper_pearson_upper(n_any, m)
+    assert c["p_default_upper95"] == clopper_pearson_upper(st["default_events"], m)
+    assert c["target"] == pytest.approx(0.10) and c["holds"] == (c["upper95"] <= 0.10)
+    words = " ".join(text.split())
+    shown = rate(c["p_breach"], c["target"])
+    assert f"breaches a covenant or minimum cash on {shown} of 400 fresh paths" in words
+    assert "with 95% confidence the true rate is below" in words and "Clopper–Pearson" in words
+    assert "the guarantee holds" in words or "the guarantee does NOT hold" in words

@@ -216,3 +216,13 @@ def test_lists_over_their_cap_refused_before_their_entries_are_validated() -> No
 def test_shipped_files_stay_far_inside_the_parsing_limits() -> None:
     for name in ("demo", "texas_hybrid", "public_miners_2026"):
         assert shipped_path(name).stat().st_size < MAX_FILE_BYTES // 50
+
+
+def test_a_directory_is_named_as_such(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(tmp_path)
+    (problem,) = info.value.problems
+    assert str(problem).startswith("scenario: is a directory, not a scenario file (got '")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(tmp_path / "missing.yaml")
+    assert "no such file or shipped scenario" in str(info.value)

@@ -488,9 +488,9 @@ def test_plan_caption_does_not_count_terminal_sales_as_decisions() -> None:
     plan.btc_sold[[3, 19]] = [1.25, 400.0]
     res = SimpleNamespace(scenario=sc, plan=plan, plan_frame=lambda: plan_frame(sc, plan))
     caption = scenario_plan_table(res).caption
-    assert "BTC sold 1.25 (and 400.00 valued at the horizon's end)" in caption
+    assert "BTC sold 1.25 BTC (and 400.00 BTC valued at the horizon's end)" in caption
     plan.btc_sold[19] = 0.0
-    assert scenario_plan_table(res).caption.endswith("BTC sold 1.25")
+    assert scenario_plan_table(res).caption.endswith("BTC sold 1.25 BTC")
 
 
 def test_reduce_reports_paths_done_per_chunk() -> None:

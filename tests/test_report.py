@@ -300,3 +300,51 @@ def test_report_shows_how_sure_after_what_this_means(
     assert "judged on the same fresh paths as the others" in section  # its caption
     assert "in sample (the MILP&#x27;s K = 4 scenarios)" in page
     assert "objective: plan − baseline ($M)" in page
+
+
+def test_value_table_gives_the_objective_its_own_standard_error() -> None:
+    from hashpivot.optimizer.report import _stats_rows
+
+    oos = {
+        "objective_usd": 424.75e6,
+        "objective_stderr_usd": 2.26e6,  # CVaR term included: larger than the mean's
+        "mean_equity_usd": 414.89e6,
+        "stderr_usd": 1.93e6,
+        "cvar_usd": -98.67e6,
+        "p_default": 0.0292,
+        "p_breach": 0.054,
+        "p_min_cash_breach": 0.0337,
+    }
+    ins = {k: v for k, v in oos.items() if "stderr" not in k}  # K scenarios: no s.e.
+    plan, in_sample = _stats_rows({"plan": oos, "plan, in sample": ins})
+    assert plan[1:3] == ["424.8 ± 2.3", "414.9 ± 1.9"]
+    assert in_sample[1:3] == ["424.8", "414.9"]
+
+
+@pytest.mark.parametrize("holds", [True, False])
+def test_what_this_means_states_the_guarantee_rates_with_their_bounds(result, holds) -> None:
+    from hashpivot.optimizer.report import what_this_means
+
+    summary = copy.deepcopy(result.summary())
+    summary["validation"] = validation_example(holds=holds)
+    nums = report_numbers(result.scenario, result.plan, result.reduced)
+    text = " ".join(what_this_means(result, summary, nums).split())
+    # the same rates as "How sure are we": covenant or minimum cash, with the 95% bounds
+    assert "Cash runs out in 0.35% of paths (95% bound 0.44%)" in text
+    if holds:
+        assert "a covenant or the minimum cash is breached in 8.2% (95% bound 8.7%;" in text
+        assert "cannot be shown" not in text and "more often than" not in text
+    else:
+        assert "a covenant or the minimum cash is breached in 13.2% (95% bound 13.6%;" in text
+        assert "That cannot be shown to be within the 10% the covenants allow" in text
+
+
+def test_solver_section_says_the_mip_gap_is_not_plan_quality(written) -> None:
+    _, page = written
+    solver = " ".join(page[page.index('<h2 id="solver">') :].split())
+    assert "in-sample objective" in solver and "MIP gap" in solver
+    assert (
+        "on the K scenarios (how well that sample was solved, not the distance to the best plan"
+        in solver
+    )
+    assert '<a href="#how-sure">How sure are we</a>' in solver and "id='how-sure'" in page

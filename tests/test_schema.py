@@ -190,3 +190,27 @@ def test_every_field_is_documented() -> None:
                     walk(sub)
 
     walk(Scenario)
+
+
+def test_true_false_or_yes_no_is_not_read_as_a_number() -> None:
+    # pydantic alone reads true as 1 and false as 0; YAML 1.1 reads yes/no/on/off as true/false
+    text = shipped_path("demo").read_text()
+    for old, new in (
+        ("  years: 5 ", "  years: true "),
+        ("interconnect_mw: 120", "interconnect_mw: yes"),
+        ("  btc_held: 1500", "  btc_held: no"),
+        ("      - [1.00, 0.30, 0.00, 0.00, 0.00]", "      - [1.00, on, 0.00, 0.00, 0.00]"),
+    ):
+        assert old in text
+        text = text.replace(old, new)
+    with pytest.raises(ScenarioError) as info:
+        validate_data(parse_yaml(text))
+    lines = [str(p) for p in info.value.problems]
+    bad = "must be a number, not true/false or yes/no"
+    assert f"horizon.years: {bad} (got True)" in lines
+    assert f"sites[0].interconnect_mw: {bad} (got True)" in lines
+    assert f"treasury.btc_held: {bad} (got False)" in lines
+    assert any(line.startswith(f"market.correlation.matrix: {bad}") for line in lines)
+    # true/false stays valid where the field is a switch
+    sc = load_scenario("demo")
+    assert sc.sites[1].power.resale_allowed is True and sc.valuation.conversion_option is True

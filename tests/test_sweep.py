@@ -149,3 +149,26 @@ def test_cli_bad_override_exits_2_before_any_work(tmp_path: Path):
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
     assert time.perf_counter() - t0 < 60
+
+
+def test_a_user_file_in_a_variant_directory_is_refused_before_any_work(tmp_path: Path):
+    from hashpivot.optimizer.outputs import OutputError
+    from hashpivot.optimizer.sweep import SWEEP_MARKER, _write_marker
+
+    out = tmp_path / "out"
+    out.mkdir()
+    _write_marker(out, SPEC["name"], [])  # a previous run of this sweep
+    (out / "flat-btc").mkdir()
+    (out / "flat-btc" / "notes.txt").write_text("mine")
+    marker = (out / SWEEP_MARKER).read_bytes()
+    for flags in ({"overwrite": True}, {"resume": True}):
+        t0 = time.perf_counter()
+        with pytest.raises(OutputError) as info:
+            sweep(SPEC, None, out=out, **flags)  # no client: a refusal starts no cluster
+        assert time.perf_counter() - t0 < 20
+        (line,) = str(info.value).splitlines()
+        assert line.startswith("variant 'flat-btc': output directory ")
+        assert "is not a hashpivot output; nothing was changed" in line
+    assert (out / "flat-btc" / "notes.txt").read_text() == "mine"
+    assert (out / SWEEP_MARKER).read_bytes() == marker  # nothing was changed
+    assert sorted(p.name for p in out.iterdir()) == sorted([SWEEP_MARKER, "flat-btc"])

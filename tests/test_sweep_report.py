@@ -55,3 +55,19 @@ def test_sweep_report_is_self_contained_and_names_failures():
     assert page.count("<img") == 2
     assert "no feasible plan: lease &#x27;x&#x27;" in page
     assert "1 of 5 variants failed" in page
+
+
+def test_sweep_report_judges_the_guarantee_on_covenant_or_minimum_cash():
+    frame = _frame()
+    ok = frame["status"] == "ok"
+    frame.loc[ok, "p_breach_any"] = 0.12
+    frame.loc[ok, "p_breach_any_upper95"] = 0.135
+    frame.loc[ok, "guarantee_holds"] = [False, True, True, True]
+    page = sweep_report_html(frame, "demo-sweep", "a test")
+    # the bound of the guarantee (12% [13.5%]), not the covenant-only one (5% [7%])
+    assert page.count("12.0% [13.5%]") == 4 and "5.0% [7.0%]" not in page
+    assert page.count("NOT met") == 1 and page.count("<td>holds</td>") == 3
+    assert "The covenant guarantee does NOT hold for 1 of 4 finished variants" in page
+    assert "a=0.0,b=9000000.0." in page
+    # the solver's gap is that of its own sample, not the plan's distance to the best
+    assert "<th>solver (MIP gap on its K scenarios)</th>" in page and "optimal (0.05%)" in page

@@ -99,3 +99,20 @@ def test_sweep_file_structure_errors_name_the_field(tmp_path):
         load_sweep(f)
     text = str(err.value)
     assert "name" in text and "exactly one of 'grid' or 'variants'" in text
+
+
+def test_a_missing_base_is_the_sweep_files_base_field(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("name: s\nbase: nope.yaml\ngrid:\n  market.btc.drift_per_year: [0.1]\n")
+    with pytest.raises(ScenarioError) as err:
+        load_sweep(f)
+    assert err.value.source == str(f)
+    (problem,) = err.value.problems
+    assert str(problem).startswith("base: no such file or shipped scenario")
+    assert str(problem).endswith("(got 'nope.yaml')")
+    # a problem inside the base file stays named in the base file
+    (tmp_path / "bad.yaml").write_text("name: [unclosed\n")
+    f.write_text("name: s\nbase: bad.yaml\ngrid:\n  market.btc.drift_per_year: [0.1]\n")
+    with pytest.raises(ScenarioError) as err:
+        load_sweep(f)
+    assert err.value.source.endswith("bad.yaml") and "invalid YAML" in str(err.value)
