@@ -21,9 +21,9 @@ Conversion and capacity (``add_conversion_constraints``, ``add_capacity_constrai
     Σ_t n[s,t] ≤ N_s = ⌊convertible_s/block_s⌋                       (``add_block_count_cuts``)
     (the convertible row divided by block_s and rounded down, a Chvátal–Gomory cut: n is
     integer, so it removes no plan; where convertible_s is not a whole number of blocks it cuts
-    off the LP's fractional last block. On the synthetic fleets these cuts are all HiGHS's root
-    adds without covenants: the LP with them equals its root bound, 10 sites: 9,410.3 M$ against
-    9,510.7 without; benchmarks/fleet_gap_study.py)
+    off the LP's fractional last block. Without covenants on the 5- and 10-site synthetic fleets
+    the LP with them equals HiGHS's root bound (10 sites: 9,410.3 M$, 9,510.7 without), so they
+    are most of what its root cuts achieve; benchmarks/fleet_gap_study.py)
     (racks aggregated in IT MW, not counts: HiGHS takes a count of racks, a sum of integers,
     for an implied integer with an unbounded range, and its reduced-cost fixing keeps ~1,000
     entries for each such column — most of texas_hybrid's root time)
