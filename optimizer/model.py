@@ -18,6 +18,12 @@ Conversion and capacity (``add_conversion_constraints``, ``add_capacity_constrai
     Σ_t block_s·n[s,t] ≤ convertible_s;  Σ_s n[s,t] ≤ fleet blocks per period
     K[s,t] = K[s,t−1] + kW/1000·(r[s,t] − r[s,t−life])                IT MW of active racks
     Σ_l d[l,s,t] + K[s,t] ≤ I[s,t];  M[t] = Σ_s (I − Σ_l d − K)   market IT MW
+    Σ_t n[s,t] ≤ N_s = ⌊convertible_s/block_s⌋                       (``add_block_count_cuts``)
+    (the convertible row divided by block_s and rounded down, a Chvátal–Gomory cut: n is
+    integer, so it removes no plan; where convertible_s is not a whole number of blocks it cuts
+    off the LP's fractional last block. Without covenants on the 5- and 10-site synthetic fleets
+    the LP with them equals HiGHS's root bound (10 sites: 9,410.3 M$, 9,510.7 without), so they
+    are most of what its root cuts achieve; benchmarks/fleet_gap_study.py)
     (racks aggregated in IT MW, not counts: HiGHS takes a count of racks, a sum of integers,
     for an implied integer with an unbounded range, and its reduced-cost fixing keeps ~1,000
     entries for each such column — most of texas_hybrid's root time)
@@ -83,6 +89,8 @@ from hashpivot.scenarios import Scenario
 MONEY = 1e6
 #: Slack added to big-M constants (relative).
 BIG_M_MARGIN = 1.05
+#: Tolerance of the whole-block test ⌊convertible/block⌋ [blocks].
+BLOCK_COUNT_TOL = 1e-9
 #: Most facilities with covenants for which every drawn/undrawn regime is solved on its own.
 MAX_REGIME_FACILITIES = 3
 
@@ -319,6 +327,27 @@ def add_conversion_constraints(m: pyo.ConcreteModel, d: ModelData) -> None:
     m.fleet_blocks_limit = pyo.Constraint(
         m.T,
         rule=lambda _, t: linear(0.0, [1.0] * d.n_sites, [m.blocks[s, t] for s in m.S]) <= fleet,
+    )
+
+
+def block_counts(d: ModelData) -> np.ndarray:
+    """Most conversion blocks each site can start, ⌊convertible_s/block_s⌋, (S,) [-]."""
+    conv = np.array([s.convertible_mw for s in d.sc.sites])
+    return np.floor(conv / d.block_mw + BLOCK_COUNT_TOL).astype(np.int64)
+
+
+def add_block_count_cuts(m: pyo.ConcreteModel, d: ModelData) -> None:
+    """Σ_t n[s,t] ≤ ⌊convertible_s/block_s⌋ where convertible_s is not a whole number of blocks
+    (elsewhere the convertible row already says it): valid for every integer plan."""
+    counts = block_counts(d)
+    conv = np.array([s.convertible_mw for s in d.sc.sites])
+    sites = [s for s in range(d.n_sites) if counts[s] * d.block_mw[s] < conv[s] - BLOCK_COUNT_TOL]
+    m.block_count_sites = pyo.Set(initialize=sites)
+    m.block_count_cut = pyo.Constraint(
+        m.block_count_sites,
+        rule=lambda _, s: (
+            linear(0.0, [1.0] * d.n_periods, [m.blocks[s, t] for t in m.T]) <= float(counts[s])
+        ),
     )
 
 
@@ -953,12 +982,15 @@ def add_objective(m: pyo.ConcreteModel, d: ModelData) -> None:
 
 
 def build_model(
-    d: ModelData, *, covenants: bool = True, hard_deadlines: bool = True
+    d: ModelData, *, covenants: bool = True, hard_deadlines: bool = True, cuts: bool = True
 ) -> pyo.ConcreteModel:
-    """The full MILP; ``covenants`` and ``hard_deadlines`` switch families off for diagnosis."""
+    """The full MILP; ``covenants`` and ``hard_deadlines`` switch families off for diagnosis,
+    ``cuts`` the valid inequalities (same optimum, weaker LP without them)."""
     m = pyo.ConcreteModel(name=f"hashpivot:{d.sc.name}")
     add_variables(m, d)
     add_conversion_constraints(m, d)
+    if cuts:
+        add_block_count_cuts(m, d)
     add_rack_constraints(m, d)
     add_capacity_constraints(m, d)
     add_lease_constraints(m, d)

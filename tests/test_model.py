@@ -7,6 +7,7 @@ import itertools
 from functools import cache
 
 import numpy as np
+import pyomo.environ as pyo
 import pytest
 from helpers import deep_update, tiny, tiny_data
 from hypothesis import HealthCheck, given, settings
@@ -485,3 +486,38 @@ def test_minimum_cash_is_excused_within_the_chance_budget() -> None:
     cf = cash_flows(loose, res.plan, red.coefficient_arrays())
     short = (np.asarray(cf.cash_usd) < floor - CASH_TOL_USD).any(axis=1)
     assert short[k_min] and short.sum() == 1 and res.excused[k_min]
+
+
+# --------------------------------------------------------------------------- valid inequalities
+def _relaxed_and_integer(convertible_mw: float, *, cuts: bool) -> tuple[float, float]:
+    """(LP relaxation, MIP optimum) of a one-site tiny instance with ample cash [M$]."""
+    from pyomo.contrib.solver.solvers.highs import Highs  # noqa: PLC0415
+
+    data = tiny_data(n_sites=1, n_periods=4, treasury={"cash_usd": 1.0e9})
+    data["sites"][0]["convertible_mw"] = convertible_mw
+    sc = validate_data(data)
+    d = model_data(sc, reduced(sc))
+    out = []
+    for relax in (True, False):
+        m = build_model(d, cuts=cuts)
+        if relax:
+            pyo.TransformationFactory("core.relax_integer_vars").apply_to(m)
+        Highs().solve(m, solver_options={"mip_rel_gap": EXACT_GAP})
+        out.append(pyo.value(m.objective))
+    return out[0], out[1]
+
+
+def test_block_count_cut_keeps_the_optimum_and_cuts_the_half_block() -> None:
+    """50 MW convertible in 20 MW blocks: the convertible row lets the LP start 2.5 blocks, the
+    cut Σ_t n ≤ 2 does not. The optimum is the same with and without the cut; with it the LP is
+    integral (LP = MIP); without it the LP takes half of the third block, so by linearity (cash
+    never binds, no CVaR) its value is the midpoint of the optima at 40 MW (2 blocks) and 60 MW
+    (3 blocks, the third started where the LP starts its half)."""
+    lp_plain, mip_plain = _relaxed_and_integer(50.0, cuts=False)
+    lp_cut, mip_cut = _relaxed_and_integer(50.0, cuts=True)
+    assert mip_cut == pytest.approx(mip_plain, rel=ENUM_RTOL)
+    assert lp_cut == pytest.approx(mip_cut, rel=ENUM_RTOL)
+    _, mip_two = _relaxed_and_integer(40.0, cuts=True)
+    _, mip_three = _relaxed_and_integer(60.0, cuts=True)
+    assert lp_plain == pytest.approx(0.5 * (mip_two + mip_three), rel=ENUM_RTOL)
+    assert lp_plain - lp_cut > 0.5  # the half block is worth ~0.78 M$ here: a real cut

@@ -392,9 +392,15 @@ def test_fleet_sized_models_start_from_the_baselines_and_stop_phase_one_at_its_r
     d = model_data(sc, red)
     monkeypatch.setattr(solve_module, "LARGE_PLAN_INTEGERS", 0)
     monkeypatch.setattr(solve_module, "DIRECT_MAX_PLAN_INTEGERS", 0)
+    # the regime LPs stop at their iteration limit: no LP rounding, the baselines start
+    monkeypatch.setattr(solve_module, "ROUNDING_LP_MAX_ITERATIONS", 1)
     plans = [baseline("stay_mining", sc, red), baseline("greedy", sc, red)]
     res = solve(d, starts=lambda: plans, threads=1)
     names = [r["run"] for r in res.runs]
+    assert names[:2] == ["regime 0 LP", "regime 1 LP"]
+    assert {r["status"] for r in res.runs[:2]} == {"work_limit"}
+    res.runs = res.runs[2:]
+    names = names[2:]
     assert names[:3] == ["start", "start 2", "without covenants"]
     assert not {"excuse heuristic", "full model"} & set(names)
     assert not any(n.startswith("regime") for n in names)
@@ -407,6 +413,36 @@ def test_fleet_sized_models_start_from_the_baselines_and_stop_phase_one_at_its_r
         Termination.OPTIMAL if res.gap <= res.target_gap else Termination.WORK_LIMIT
     )
     assert not check_plan(sc, res.plan, red)  # the plan keeps the rules in its scenarios
+
+
+def test_fleet_sized_models_round_the_best_regime_lp_and_are_bounded_by_the_regime_lps(
+    monkeypatch, small_demo
+) -> None:
+    """With the fleet-sized threshold lowered to demo: each regime's LP, then RENS around the
+    best one; the baselines are never computed, phase 1 is skipped, the bound is the largest
+    regime LP (above the optimum), the plan keeps the rules and is no better than the optimum;
+    the same data give the same plan."""
+    d, optimum = small_demo
+    monkeypatch.setattr(solve_module, "LARGE_PLAN_INTEGERS", 0)
+    monkeypatch.setattr(solve_module, "DIRECT_MAX_PLAN_INTEGERS", 0)
+
+    def starts():
+        raise AssertionError("the LP rounding found a plan: no baseline is needed")
+
+    res = solve(d, starts=starts, threads=1)
+    names = [r["run"] for r in res.runs]
+    lp = {r["run"][: -len(" LP")]: r["objective_usd"] for r in res.runs if r["run"].endswith(" LP")}
+    assert names[:2] == ["regime 0 LP", "regime 1 LP"]
+    assert names[2:] == [f"{max(lp, key=lp.get)} rounding"]
+    assert res.bound_usd == pytest.approx(max(lp.values()), rel=1e-12)
+    assert res.bound_usd >= optimum.objective_usd * (1 - 1e-9)
+    assert res.objective_usd <= optimum.bound_usd * (1 + 1e-9)
+    assert res.objective_usd == pytest.approx(res.runs[2]["objective_usd"], rel=1e-12)
+    assert not check_plan(d.sc, res.plan, d.red)
+    assert res.status == (
+        Termination.OPTIMAL if res.gap <= res.target_gap else Termination.WORK_LIMIT
+    )
+    _same_result(res, solve(d, starts=starts, threads=1))
 
 
 def test_small_models_never_compute_the_baseline_starts() -> None:
