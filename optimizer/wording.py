@@ -109,7 +109,10 @@ def _gap_part(g: dict[str, Any] | None) -> Part:
         f"scenarios{mean}). On each batch of fresh scenarios, a plan optimised for that batch "
         f"alone scored {usd_m(abs(gbar))} {'more' if gbar >= 0 else 'less'} than this plan on "
         f"average (standard deviation {usd_m(g['s_usd'])} across batches); a plan fitted to a "
-        "batch looks better on it than it would on new scenarios, so this overstates the gap."
+        "batch looks better on it than it would on new scenarios, so this overstates the gap. "
+        "The distance is in the MILP's model of cash (no recourse), where a covenant breach within "
+        "the allowed rate costs nothing: plans this close in that model can still differ "
+        "out of sample, where breaches have consequences."
     )
     return Part("gap_ci", text)
 

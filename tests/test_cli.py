@@ -474,7 +474,7 @@ def test_validation_flags_in_help(capsys: pytest.CaptureFixture[str]) -> None:
     for flag, default in (
         ("--replications R", "(default: 2)"),
         ("--batches B", "(default: 4)"),
-        ("--batch-scenarios N", "(default: 32)"),
+        ("--batch-scenarios N", "(default: 64)"),
         ("--calibration-rounds N", "(default: 3)"),
     ):
         assert default in out.rsplit(flag, 1)[1].split(" --", 1)[0], flag

@@ -51,6 +51,8 @@ def test_gap_interval_in_words() -> None:
     )
     # the batch optimum is fitted to its batch: the words say the comparison flatters it
     assert "so this overstates the gap" in text and "beat this plan" not in text
+    # what the bound is about: the MILP's model of cash, not the out-of-sample objective
+    assert "The distance is in the MILP's model of cash (no recourse)" in " ".join(text.split())
 
 
 def test_gap_average_below_zero_reads_less_not_a_negative_win() -> None:
