@@ -489,10 +489,20 @@ def optimize(
         timings["solve"] = res.solve_seconds
         solve_kwargs = {"time_limit_s": limit, "mip_gap": mip_gap}
 
-        # SAA replications and the wait-and-see solves: independent of the plan, one map
+        # SAA replications, the gap batches and the wait-and-see solves: none depends on the
+        # plan finally chosen, so one map runs them all (the long batch solves first). The
+        # batches' price is fixed by the first solve's objective, before any batch is drawn;
+        # its plan only warm-starts them.
         t = time.perf_counter()
         candidates = [V.Candidate(0, seed, red, res)]
-        tasks: list[tuple] = [
+        price = V.breach_price_usd(res.objective_usd)
+        batch_args = (
+            V.batch_tasks(sc, settings, seed, price, solve_kwargs, start=res.plan)
+            if validate
+            else []
+        )
+        tasks: list[tuple] = [("batch", a) for a in batch_args]
+        tasks += [
             (
                 "replication",
                 (sc, paths, k, V.derived_seed(seed, V._REPLICATION, r), mip_gap, limit, be.name),
@@ -512,7 +522,8 @@ def optimize(
         if tasks:
             note("replicate", 0, len(tasks), f"{len(tasks)} solves on {pool.workers} workers")
         done = run_all(pool, V.run_task, tasks)
-        n_rep = settings.replications - 1
+        n_bat, n_rep = len(batch_args), settings.replications - 1
+        batches, done = done[:n_bat], done[n_bat:]
         for r, (red_r, res_r) in enumerate(done[:n_rep], start=1):
             candidates.append(V.Candidate(r, V.derived_seed(seed, V._REPLICATION, r), red_r, res_r))
         ws = done[n_rep:]
@@ -570,7 +581,7 @@ def optimize(
             t = time.perf_counter()
             note("gap", 0, settings.batches, f"{settings.batches} batches")
             val.gap = V.gap_interval(
-                sc, res.plan, ev.stats["plan"].objective_usd, settings, seed, pool, solve_kwargs
+                sc, res.plan, ev.stats["plan"].objective_usd, settings, seed, batches, price
             )
             note("gap", settings.batches, settings.batches, "done")
             val.vss = V.vss_interval(ev)

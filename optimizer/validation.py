@@ -40,11 +40,13 @@ Optimality gap (Mak, Morton & Wood 1999), for a chance-constrained maximisation
     x* with P(breach) ≤ ε breaches at most q of N i.i.d. scenarios with probability ≥ 1 − δ,
     so x* is feasible for the batch problem and its optimum v̂_b ≥ Ĵ_b(x*) (Pagnoncelli, Ahmed &
     Shapiro 2009, §3; Luedtke & Ahmed 2008). The batch objective also prices excused
-    probability at β (a Lagrangian term, β = ``BREACH_PRICE_SHARE``·|objective|, fixed before
-    any batch is drawn): v̂_b = max Ĵ_b(x) − β·P̂_b(x) + β·ε, and at x* the added terms have
+    probability at β (a Lagrangian term, β = ``BREACH_PRICE_SHARE``·|objective of the run's
+    first solve|, fixed before any batch is drawn): v̂_b = max Ĵ_b(x) − β·P̂_b(x) + β·ε, and at x* the added terms have
     mean β·(ε − P(x*)) ≥ 0, so the bound stays valid while the batch optimum can no longer
     excuse its q worst scenarios for free. v̂_b is the solver's dual bound (plus β·ε), valid
-    even where the node budget stops the search.
+    even where the node budget stops the search. v̂_b does not depend on the plan judged, so
+    the batches are solved beside the replications, before the plan is chosen (the first
+    solve's plan warm-starts them).
     The batch's E[W] is not the mean over its N scenarios but over ``BATCH_MEAN_PATHS``
     further i.i.d. paths of the batch (:func:`~hashpivot.optimizer.model.averaged`: W is linear
     in the scenario coefficients for a fixed plan, so one averaged scenario gives the mean of
@@ -99,7 +101,6 @@ from hashpivot.kernels.stats import (
 from hashpivot.scenarios import Scenario
 
 from .baselines import start_plans
-from .executor import Executor, run_all
 from .model import MONEY, averaged, model_data
 from .solve import NoSolutionError, SolveResult, solve
 from .validation_settings import (
@@ -255,29 +256,38 @@ def replication_task(
     return red, res
 
 
+def batch_samples(sc: Scenario, n: int, seed: int) -> tuple[ReducedScenarios, ReducedScenarios]:
+    """A gap batch's ``n`` i.i.d. scenarios and its ``BATCH_MEAN_PATHS`` averaging paths (the same
+    stream past the batch's own: disjoint, independent), as equally weighted scenarios."""
+    batch = sample_scenarios(sc, n, seed, tag=philox.TAG_BATCH, backend=NUMPY)
+    mean_sample = sample_scenarios(
+        sc, BATCH_MEAN_PATHS, seed, tag=philox.TAG_BATCH, backend=NUMPY, offset=n
+    )
+    return batch, mean_sample
+
+
+def breach_price_usd(objective_usd: float) -> float:
+    """β of the gap batches [$ per unit of probability]: ``BREACH_PRICE_SHARE``·|objective|."""
+    return BREACH_PRICE_SHARE * abs(objective_usd)
+
+
 def batch_task(
     sc: Scenario,
-    plan: Plan,
     n: int,
     seed: int,
     mip_gap: float | None,
     time_limit_s: float,
     breach_price_usd: float = 0.0,
+    start: Plan | None = None,
 ) -> dict[str, Any]:
-    """Solve one MMW batch at the relaxed risk level, excused probability priced at
-    ``breach_price_usd`` [$ per unit of probability]; the plan's W on the same scenarios.
-    ``bound_usd`` is the batch optimum's upper bound with the price's β·ε added back."""
-    batch = sample_scenarios(sc, n, seed, tag=philox.TAG_BATCH, backend=NUMPY)
-    # the averaging paths: the same stream past the batch's own (disjoint, independent)
-    mean_sample = sample_scenarios(
-        sc, BATCH_MEAN_PATHS, seed, tag=philox.TAG_BATCH, backend=NUMPY, offset=n
-    )
+    """Solve one MMW batch at the relaxed risk level, E[W] on its averaging paths, excused
+    probability priced at ``breach_price_usd`` [$ per unit of probability]. ``bound_usd`` is
+    the batch optimum's upper bound with the price's β·ε added back. It does not depend on the
+    plan being judged (so batches can run before that plan is chosen): ``start`` only gives the
+    search an incumbent."""
+    batch, mean_sample = batch_samples(sc, n, seed)
     conf, q = batch_confidence(sc, n)
-    out: dict[str, Any] = {
-        "w_plan": terminal_equity(sc, plan, batch),
-        "w_plan_mean_usd": float(terminal_equity(sc, plan, mean_sample).mean()),
-        "excusable": q,
-    }
+    out: dict[str, Any] = {"excusable": q}
     sc_b = with_confidence(sc, conf)
     d = replace(
         model_data(sc_b, batch),
@@ -291,7 +301,7 @@ def batch_task(
             time_limit_s=time_limit_s,
             threads=VALIDATION_THREADS,
             max_nodes=VALIDATION_MAX_NODES,
-            start=plan,  # the chosen plan: an incumbent from the start (it fits the relaxed risk)
+            start=start,
         )
     except NoSolutionError as e:  # the relaxed batch problem has no plan: no bound from it
         return out | {"bound_usd": None, "error": str(e)}
@@ -302,6 +312,29 @@ def batch_task(
         "status": str(res.status),
         "time_limited": res.time_limited,
     }
+
+
+def batch_tasks(
+    sc: Scenario,
+    settings: Settings,
+    seed: int,
+    price_usd: float,
+    solve_kwargs: dict[str, Any],
+    start: Plan | None = None,
+) -> list[tuple]:
+    """Arguments of :func:`batch_task` for each of the run's gap batches."""
+    return [
+        (
+            sc,
+            settings.batch_scenarios,
+            derived_seed(seed, _BATCH, b),
+            solve_kwargs.get("mip_gap"),
+            solve_kwargs["time_limit_s"],
+            price_usd,
+            start,
+        )
+        for b in range(settings.batches)
+    ]
 
 
 def wait_and_see_task(
@@ -611,45 +644,38 @@ def gap_interval(
     objective_usd: float,
     settings: Settings,
     seed: int,
-    executor: Executor,
-    solve_kwargs: dict[str, Any],
+    rows: list[dict[str, Any]],
+    price_usd: float,
 ) -> dict[str, Any]:
-    """The Mak–Morton–Wood block of ``summary.json`` (module docstring)."""
+    """The Mak–Morton–Wood block of ``summary.json`` (module docstring) from the batches'
+    :func:`batch_task` results ``rows`` (in batch order): ``plan`` is scored on each batch's
+    scenarios and averaging paths, drawn again from their seeds."""
     eta_sample = sample_scenarios(
         sc, ETA_SCENARIOS, derived_seed(seed, _ETA), tag=philox.TAG_BATCH, backend=NUMPY
     )
     w_eta = terminal_equity(sc, plan, eta_sample)
     eta = float(np.quantile(-w_eta, sc.risk.cvar_alpha, method="inverted_cdf"))
     n = settings.batch_scenarios
-    price = BREACH_PRICE_SHARE * abs(objective_usd)  # fixed before any batch is drawn
-    args = [
-        (
-            sc,
-            plan,
-            n,
-            derived_seed(seed, _BATCH, b),
-            solve_kwargs.get("mip_gap"),
-            solve_kwargs["time_limit_s"],
-            price,
-        )
-        for b in range(settings.batches)
-    ]
-    rows = run_all(executor, batch_task, args)
-    ok = [r for r in rows if r["bound_usd"] is not None]
-    if len(ok) < 2:
-        return {"error": "fewer than 2 batches had a feasible plan", "batches": len(ok)}
-    v = np.array([r["bound_usd"] for r in ok])
-    f = np.array([fixed_eta_objective(sc, r["w_plan"], eta, r["w_plan_mean_usd"]) for r in ok])
-    gi = mmw_gap_interval(v, f, objective_usd)
+    v, f = [], []
+    for b, row in enumerate(rows):
+        if row["bound_usd"] is None:
+            continue
+        batch, mean_sample = batch_samples(sc, n, derived_seed(seed, _BATCH, b))
+        w_mean = float(terminal_equity(sc, plan, mean_sample).mean())
+        v.append(row["bound_usd"])
+        f.append(fixed_eta_objective(sc, terminal_equity(sc, plan, batch), eta, w_mean))
+    if len(v) < 2:
+        return {"error": "fewer than 2 batches had a feasible plan", "batches": len(v)}
+    gi = mmw_gap_interval(np.array(v), np.array(f), objective_usd)
     conf, q = batch_confidence(sc, n)
     return gi.to_json() | {
         "batch_scenarios": n,
         "batch_mean_paths": BATCH_MEAN_PATHS,
         "batch_excusable": q,
-        "breach_price_usd": price,
+        "breach_price_usd": price_usd,
         "eta_usd": eta,
-        "per_batch_usd": [float(x) for x in v - f],
-        "time_limited": any(r.get("time_limited") for r in ok),
+        "per_batch_usd": [float(x) for x in np.array(v) - np.array(f)],
+        "time_limited": any(r.get("time_limited") for r in rows),
     }
 
 

@@ -67,26 +67,33 @@ def test_fixed_threshold_objective_by_hand_and_below_plug_in() -> None:
 
 
 def test_batch_takes_e_w_on_its_own_further_paths(monkeypatch) -> None:
-    """A gap batch's mean W is over the next BATCH_MEAN_PATHS paths of its stream (not its own
-    N scenarios), and its bound is at least the plan's batch value: the plan, with η fixed at
-    its batch VaR and the scenarios it breaks excused (they fit the relaxed allowance here),
-    is one solution of the batch problem."""
+    """A gap batch's averaging paths are the next BATCH_MEAN_PATHS paths of its stream (not its
+    own N scenarios), and its bound is at least the batch value of a plan that fits the batch:
+    that plan, with η fixed at its batch VaR and its breaches excused (within the relaxed
+    allowance), is one solution of the batch problem. The bound does not depend on the start."""
     monkeypatch.setattr(V, "BATCH_MEAN_PATHS", 64)
     sc = load_scenario("demo")
     red = reduce_scenarios(sc, 2000, 4, seed=3, backend="numpy")
     plan = baseline("stay_mining", sc, red)
     n, seed = 8, 12345
-    out = V.batch_task(sc, plan, n, seed, None, 60.0, 0.0)
-    own = sample_scenarios(sc, n, seed, tag=philox.TAG_BATCH, backend="numpy")
-    further = sample_scenarios(sc, 64, seed, tag=philox.TAG_BATCH, backend="numpy", offset=n)
-    assert np.allclose(out["w_plan"], V.terminal_equity(sc, plan, own), rtol=0, atol=USD_TOL)
+    own, further = V.batch_samples(sc, n, seed)
+    assert np.array_equal(
+        own.btc_price_usd,
+        sample_scenarios(sc, n, seed, tag=philox.TAG_BATCH, backend="numpy").btc_price_usd,
+    )
+    after = sample_scenarios(sc, 64, seed, tag=philox.TAG_BATCH, backend="numpy", offset=n)
+    assert further.n_scenarios == 64 and np.array_equal(further.btc_price_usd, after.btc_price_usd)
+    out = V.batch_task(sc, n, seed, None, 60.0, 0.0, start=plan)
+    w = V.terminal_equity(sc, plan, own)
     mean = V.terminal_equity(sc, plan, further).mean()
-    assert abs(out["w_plan_mean_usd"] - mean) < USD_TOL
-    assert abs(mean - out["w_plan"].mean()) > 1e3  # a different sample: it is not the batch's
+    assert abs(mean - w.mean()) > 1e3  # a different sample: it is not the batch's
     assert V.in_sample_breach(sc, plan, own) * n <= out["excusable"]
-    eta = float(np.quantile(-out["w_plan"], sc.risk.cvar_alpha, method="inverted_cdf"))
-    f = V.fixed_eta_objective(sc, out["w_plan"], eta, out["w_plan_mean_usd"])
+    eta = float(np.quantile(-w, sc.risk.cvar_alpha, method="inverted_cdf"))
+    f = V.fixed_eta_objective(sc, w, eta, mean)
     assert out["bound_usd"] >= f - 1e-6 * abs(f)
+    cold = V.batch_task(sc, n, seed, None, 60.0, 0.0)
+    gap_tol = sc.defaults.mip_gap
+    assert cold["bound_usd"] == pytest.approx(out["bound_usd"], rel=2 * gap_tol)
 
 
 def test_subset_reweights_and_keeps_coefficients() -> None:
