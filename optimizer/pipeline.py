@@ -519,10 +519,13 @@ def optimize(
                 backend=be,
             )
             tasks += [("ws", (sc, ws_sample, j, limit)) for j in range(settings.ws_scenarios)]
-        if tasks:
-            note("replicate", 0, len(tasks), f"{len(tasks)} solves on {pool.workers} workers")
-        done = run_all(pool, V.run_task, tasks)
         n_bat, n_rep = len(batch_args), settings.replications - 1
+        if tasks:
+            what = f"{n_bat} gap batches, {n_rep} replications, {len(tasks) - n_bat - n_rep} "
+            note(
+                "replicate", 0, len(tasks), what + f"wait-and-see: solves on {pool.workers} workers"
+            )
+        done = run_all(pool, V.run_task, tasks)
         batches, done = done[:n_bat], done[n_bat:]
         for r, (red_r, res_r) in enumerate(done[:n_rep], start=1):
             candidates.append(V.Candidate(r, V.derived_seed(seed, V._REPLICATION, r), red_r, res_r))
