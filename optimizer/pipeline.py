@@ -521,9 +521,12 @@ def optimize(
             tasks += [("ws", (sc, ws_sample, j, limit)) for j in range(settings.ws_scenarios)]
         n_bat, n_rep = len(batch_args), settings.replications - 1
         if tasks:
-            what = f"{n_bat} gap batches, {n_rep} replications, {len(tasks) - n_bat - n_rep} "
+            what = f"gap batches {n_bat}, replications {n_rep}, wait-and-see {len(tasks) - n_bat - n_rep}"
             note(
-                "replicate", 0, len(tasks), what + f"wait-and-see: solves on {pool.workers} workers"
+                "replicate",
+                0,
+                len(tasks),
+                f"{len(tasks)} solves on {pool.workers} workers ({what})",
             )
         done = run_all(pool, V.run_task, tasks)
         batches, done = done[:n_bat], done[n_bat:]
