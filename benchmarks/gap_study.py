@@ -115,7 +115,11 @@ from hashpivot.optimizer.pipeline import optimize
 from hashpivot.optimizer.solve import NoSolutionError, solve
 from hashpivot.scenarios import Scenario, load_scenario
 
-VARIANTS = ("relaxed", "exact", "covenant_free", "priced")
+VARIANTS = ("relaxed", "exact", "covenant_free", "priced", "priced_nocap", "priced_lhs")
+#: Variants whose batches price excused probability at ``--mu``.
+PRICED = ("priced", "priced_nocap", "priced_lhs")
+#: Variants with no chance allowance: every scenario excusable (in-sample confidence 0).
+NO_CAP = ("priced_nocap", "priced_lhs")
 #: Rounding slack of ⌊εN⌋ (ε = 1 − 0.9 is 0.0999…) [-].
 FLOOR_SLACK = 1e-9
 #: Relative difference of plan objectives above which ``--append`` refuses to merge [-].
@@ -140,6 +144,14 @@ MEANING = {
         True,
         "relaxed allowance plus price mu on excused probability in the objective, +mu*eps back",
     ),
+    "priced_nocap": (
+        True,
+        "i.i.d. batch, no allowance cap (every scenario excusable), price mu, +mu*eps back",
+    ),
+    "priced_lhs": (
+        True,
+        "Latin hypercube batch, no allowance cap, price mu, +mu*eps back (Lagrangian bound)",
+    ),
 }
 
 
@@ -148,6 +160,8 @@ def allowance(sc: Scenario, variant: str, n: int) -> tuple[float, int]:
     if variant == "exact":
         q = math.floor((1.0 - sc.covenants.confidence) * n + FLOOR_SLACK)
         return 1.0 - q / n, q
+    if variant in NO_CAP:
+        return 0.0, n
     return V.batch_confidence(sc, n)
 
 
@@ -164,10 +178,11 @@ def run_batch(
 ) -> dict[str, Any]:
     """Solve batch ``b`` of ``n`` scenarios under ``variant``; its G_b and what it cost."""
     bseed = V.derived_seed(seed, V._BATCH, b)
-    batch = sample_scenarios(sc, n, bseed, tag=philox.TAG_BATCH, backend=V.NUMPY)
+    sampling = "lhs" if variant == "priced_lhs" else "iid"
+    batch = sample_scenarios(sc, n, bseed, tag=philox.TAG_BATCH, backend=V.NUMPY, sampling=sampling)
     conf, q = allowance(sc, variant, n)
     eps = 1.0 - sc.covenants.confidence
-    mu = args.mu if variant == "priced" else 0.0
+    mu = args.mu if variant in PRICED else 0.0
     f = V.fixed_eta_objective(sc, V.terminal_equity(sc, plan, batch), eta_usd)
     row: dict[str, Any] = {
         "batch": b,
@@ -220,7 +235,7 @@ def summarize(
         "variant": variant,
         "batch_scenarios": n,
         "allowance": q,
-        "mu_usd": mu if variant == "priced" else None,
+        "mu_usd": mu if variant in PRICED else None,
         "valid_bound": valid,
         "meaning": meaning,
         "batches_ok": len(ok),
@@ -332,7 +347,7 @@ def main() -> None:
 
     for n in args.sizes:
         for variant in args.variants:
-            mu = args.mu if variant == "priced" else 0.0
+            mu = args.mu if variant in PRICED else 0.0
             batches = []
             for b in range(args.batches):
                 row = run_batch(sc, plan, variant, n, b, seed, eta, objective, args)

@@ -357,8 +357,43 @@ def correlate(chol: Any, z: Any, *, xp: ModuleType = np) -> Any:
     return out
 
 
+@dataclass(frozen=True)
+class Shocks:
+    """Given random inputs of a chunk of n paths, in place of their Philox draws (for example
+    a Latin hypercube design, :mod:`~hashpivot.kernels.sampling`).
+
+    ``z`` (T, n_normals, n): the standard normals of every period (the correlated shocks, then
+    the jump size); ``u_jump`` (T, n): the uniforms on (0, 1) of the BTC jump counts.
+    """
+
+    z: np.ndarray
+    u_jump: np.ndarray
+
+    @property
+    def n_paths(self) -> int:
+        return int(self.z.shape[2])
+
+    def take(self, start: int, stop: int) -> Shocks:
+        """The shocks of paths ``start .. stop`` (views)."""
+        return Shocks(self.z[:, :, start:stop], self.u_jump[:, start:stop])
+
+    def check(self, mp: MarketParams, n: int) -> None:
+        """Raise ``ValueError`` unless the shapes fit ``n`` paths of ``mp``."""
+        want_z, want_u = (mp.n_periods, mp.n_normals, n), (mp.n_periods, n)
+        if self.z.shape != want_z or self.u_jump.shape != want_u:
+            raise ValueError(
+                f"shocks of shape z {self.z.shape}, u_jump {self.u_jump.shape}; "
+                f"expected {want_z} and {want_u}"
+            )
+
+
 def iter_periods(
-    mp: MarketParams, key: tuple[int, int], paths: Any, *, xp: ModuleType = np
+    mp: MarketParams,
+    key: tuple[int, int],
+    paths: Any,
+    *,
+    xp: ModuleType = np,
+    shocks: Shocks | None = None,
 ) -> Iterator[PeriodFactors]:
     """Step a chunk of paths through the horizon, yielding each period's factors.
 
@@ -370,8 +405,13 @@ def iter_periods(
         Philox key (see :func:`~hashpivot.kernels.philox.seed_key`).
     paths
         Global indices of the paths (int64 array); they fix the random numbers.
+    shocks
+        The paths' normals and jump uniforms, given instead of drawn from ``key`` (same
+        shape of use: period t takes ``z[t]`` and ``u_jump[t]``).
     """
     n = paths.shape[0]
+    if shocks is not None:
+        shocks.check(mp, n)
     chol = mp.chol if xp is np else xp.asarray(mp.chol)
     ln_p = xp.full(n, mp.ln_p0)
     ln_h = xp.full(n, mp.ln_h0)
@@ -387,7 +427,9 @@ def iter_periods(
     past_gaps = [None] * (lag + 1)  # ring buffer of margin gaps g
     nf = mp.n_factors
     for t in range(mp.n_periods):
-        if mp.jump_lambda_dt > 0.0:  # the jump uniform from the normals' Philox call
+        if shocks is not None:
+            z, u = xp.asarray(shocks.z[t]), xp.asarray(shocks.u_jump[t])
+        elif mp.jump_lambda_dt > 0.0:  # the jump uniform from the normals' Philox call
             z, u = philox.normals_and_uniform(
                 key, paths, t, mp.n_normals, philox.JUMP_STREAM, xp=xp
             )

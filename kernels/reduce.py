@@ -50,11 +50,13 @@ from .backend import Backend, get_backend, to_numpy
 from .market import (
     MarketParams,
     PeriodFactors,
+    Shocks,
     iter_periods,
     market_params,
     mining_margin,
     tenant_default_periods,
 )
+from .sampling import Sampling, lhs_shocks
 from .simulate import (
     SPLIT_PATHS,
     PassBlock,
@@ -202,11 +204,12 @@ def _features_and_coefficients(
     xp: Any,
     *,
     coefficients: bool = True,
+    shocks: Shocks | None = None,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Features (n, G·(4+R)), risk score inputs (n, 3) and, unless ``coefficients`` is False,
-    the coefficient trajectories of a chunk (simulated here)."""
+    the coefficient trajectories of a chunk (simulated here; from ``shocks`` where given)."""
     pd = _PathData(mp, paths.shape[0], ppy, xp, features=True, coefficients=coefficients)
-    for f in iter_periods(mp, key, paths, xp=xp):
+    for f in iter_periods(mp, key, paths, xp=xp, shocks=shocks):
         pd.add(f)
     first = tenant_default_periods(mp, key, paths, xp=xp) if coefficients else None
     return pd.finish(first, relet_gap)
@@ -735,19 +738,29 @@ def sample_scenarios(
     tag: int,
     backend: str | Backend | None = None,
     offset: int = 0,
+    sampling: str = Sampling.IID,
 ) -> ReducedScenarios:
-    """``n`` i.i.d. market paths as equally weighted scenarios (for validation: sampled
-    batches, candidate selection, wait-and-see solves).
+    """``n`` market paths as equally weighted scenarios (for validation: sampled batches,
+    candidate selection, wait-and-see solves).
 
     Paths ``offset .. offset + n`` under the key :func:`~hashpivot.kernels.philox.seed_key`
     (seed, tag) (a named tag of :mod:`~hashpivot.kernels.philox`, so the sets are independent
     of the optimisation and evaluation paths and of each other), coefficients exactly as
     :func:`_features_and_coefficients` makes them, weights 1/n, no tail flags, one path each.
+    ``sampling`` "iid": i.i.d. paths; "lhs": their market shocks a Latin hypercube of the n
+    paths drawn from (seed, tag) (:func:`~hashpivot.kernels.sampling.lhs_shocks`; each path
+    has the i.i.d. law, tenant defaults stay i.i.d.).
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if offset < 0:
         raise ValueError(f"offset must be >= 0, got {offset}")
+    try:
+        how = Sampling(sampling)
+    except ValueError:
+        raise ValueError(
+            f"sampling must be one of {[s.value for s in Sampling]}, got {sampling!r}"
+        ) from None
     be = backend if isinstance(backend, Backend) else get_backend(backend)
     xp = be.xp
     mp = market_params(scenario)
@@ -755,10 +768,13 @@ def sample_scenarios(
     ppy = scenario.horizon.periods_per_year
     gap = scenario.market.ai_lease.releasing_gap_periods
     blk = reduce_block_paths(mp)
+    design = lhs_shocks(mp, n, seed, tag) if how is Sampling.LHS else None
     parts: list[dict[str, np.ndarray]] = []
     for a in range(offset, offset + n, blk):
-        idx = xp.arange(a, min(offset + n, a + blk), dtype=xp.int64)
-        _, _, co = _features_and_coefficients(mp, key, idx, gap, ppy, xp)
+        b = min(offset + n, a + blk)
+        idx = xp.arange(a, b, dtype=xp.int64)
+        shocks = design.take(a - offset, b - offset) if design is not None else None
+        _, _, co = _features_and_coefficients(mp, key, idx, gap, ppy, xp, shocks=shocks)
         parts.append({name: to_numpy(arr) for name, arr in co.items()})
     co = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
     return ReducedScenarios(

@@ -680,8 +680,9 @@ def ocf_lower_bounds(d: ModelData) -> np.ndarray:
     return low
 
 
-def debt_upper_bounds(d: ModelData) -> tuple[np.ndarray, np.ndarray]:
-    """Upper bounds of scheduled debt service and of total balance per period, (T,) each [M$]."""
+def debt_upper_bounds(d: ModelData, *, bullets: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Upper bounds of scheduled debt service (with ``bullets``: of all debt service, bullet
+    principal included) and of total balance per period, (T,) each [M$]."""
     sc = d.sc
     dt = sc.horizon.dt_years
     ds = np.zeros(d.n_periods)
@@ -691,7 +692,8 @@ def debt_upper_bounds(d: ModelData) -> tuple[np.ndarray, np.ndarray]:
         opened = np.cumsum(d.draw_allowed[f]) > 0
         repaid = np.cumsum(d.repay_share[f])
         owed = np.where(opened, np.clip(1.0 - np.concatenate([[0.0], repaid[:-1]]), 0.0, 1.0), 0.0)
-        amortising = 1.0 if fac.repayment == "linear" else 0.0  # scheduled service: no bullets
+        # scheduled service: no bullets
+        amortising = 1.0 if bullets or fac.repayment == "linear" else 0.0
         ds += size * (fac.rate_per_year * dt * owed + amortising * d.repay_share[f])
         bal += size * np.where(opened, np.clip(1.0 - repaid, 0.0, 1.0), 0.0)
     return ds, bal
@@ -740,7 +742,10 @@ def ocf_pairwise_period_bounds(d: ModelData) -> np.ndarray:
 
 def _quantile_big_m(delta: np.ndarray, weights: np.ndarray, room: float) -> np.ndarray:
     """Per (k, t), the smallest delta[k, j, t] left after dropping the lowest ones of total
-    weight ≤ ``room``: some scenario j held to its row has delta[k, j, t] at most this."""
+    weight ≤ ``room``: some scenario j held to its row has delta[k, j, t] at most this.
+    +inf where every scenario fits within ``room`` (none need be held: no bound from them)."""
+    if float(weights.sum()) <= room:
+        return np.full((delta.shape[0], delta.shape[2]), np.inf)
     order = np.argsort(delta, axis=1, kind="stable")
     ranked = np.take_along_axis(delta, order, axis=1)
     dropped = np.cumsum(weights[order], axis=1) <= room
@@ -755,7 +760,9 @@ def cash_big_m(d: ModelData) -> np.ndarray:
     Σ_{u≤t} g^{t−u}·(OCF[j,u] − OCF[k,u] + (P[j,u] − P[k,u])·b[u]) ≤ Δc[k,j,t] with the OCF bounds
     of :func:`ocf_pairwise_period_bounds` and b[u] ≤ max_sale; scenarios held to the minimum
     weigh ≥ confidence, so cash[k,t] ≥ min − (the quantile of Δc[k,·,t] as in
-    :func:`excuse_big_m`). Rows where this is ≤ 0 hold in every feasible plan.
+    :func:`excuse_big_m`). Where no scenario need be held (confidence 0: every scenario may be
+    excused, as in the Latin hypercube gap batches), min − :func:`cash_lower_bounds`. Rows
+    where this is ≤ 0 hold in every feasible plan.
     """
     sc = d.sc
     growth = 1.0 + sc.horizon.cash_interest_rate * sc.horizon.dt_years
@@ -767,7 +774,39 @@ def cash_big_m(d: ModelData) -> np.ndarray:
     for t in range(d.n_periods):
         acc = acc * growth + step[:, :, t]
         delta[:, :, t] = acc
-    return _quantile_big_m(delta, d.weights, 1.0 - sc.covenants.confidence + 1e-12)
+    big_m = _quantile_big_m(delta, d.weights, 1.0 - sc.covenants.confidence + 1e-12)
+    free = ~np.isfinite(big_m)
+    if free.any():
+        floor = sc.covenants.min_cash_usd / MONEY
+        big_m[free] = (floor - cash_lower_bounds(d))[free]
+    return big_m
+
+
+def cash_lower_bounds(d: ModelData) -> np.ndarray:
+    """Lower bounds of cash[k,t] over every plan, (K, T) [M$]: the opening cash grown, OCF at
+    :func:`ocf_lower_bounds`, no draws and no BTC sold, the largest debt service (bullets
+    included) and the largest capex (every site's blocks of a capex window at their limits,
+    the most racks a period allows; ASIC salvage left out)."""
+    sc = d.sc
+    growth = 1.0 + sc.horizon.cash_interest_rate * sc.horizon.dt_years
+    ds_max, _ = debt_upper_bounds(d, bullets=True)
+    spread = np.maximum(d.lead, 1)
+    capex = 0.0
+    for i, s in enumerate(sc.sites):
+        per_block = s.conversion.capex_usd_per_it_mw * d.rho[i] * d.block_mw[i] / MONEY
+        blocks = min(
+            s.convertible_mw / d.block_mw[i], spread[i] * s.conversion.max_blocks_per_period
+        )
+        capex += per_block / spread[i] * blocks
+    if sc.gpu_racks.enabled:
+        capex += sc.gpu_racks.capex_usd_per_rack / MONEY * sc.gpu_racks.max_racks_per_period
+    step = ocf_lower_bounds(d) - (ds_max + capex)[None, :]
+    out = np.empty_like(step)
+    acc = np.full(d.n_scenarios, growth * sc.treasury.cash_usd / MONEY)
+    for t in range(d.n_periods):
+        acc = (acc if t == 0 else acc * growth) + step[:, t]
+        out[:, t] = acc
+    return out
 
 
 def excuse_big_m(d: ModelData) -> np.ndarray:

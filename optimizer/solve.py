@@ -812,13 +812,21 @@ def _fits(d: ModelData, plan: Plan) -> bool:
     )
 
 
-def _meets_covenants(d: ModelData, plan: Plan) -> bool:
-    """Whether minimum cash and the covenants fail only in scenarios within the budget."""
+def _meets_covenants(d: ModelData, plan: Plan, excused: np.ndarray | None = None) -> bool:
+    """Whether minimum cash and the covenants fail only in scenarios within the budget; where
+    excused probability is priced (``d.breach_price``), only in the scenarios ``excused``
+    already (and charged for): else the covenant-free run's objective misses the price of the
+    covenant breaches and its plan need not be optimal for the full model."""
     from hashpivot.kernels.cashflow import cash_flows, chance_breach  # noqa: PLC0415
 
     cf = cash_flows(d.sc, plan, d.red.coefficient_arrays())
-    share = float(d.weights[chance_breach(d.sc, cf)].sum())
-    return share <= 1.0 - d.sc.covenants.confidence + 1e-9
+    breach = np.asarray(chance_breach(d.sc, cf))
+    if float(d.weights[breach].sum()) > 1.0 - d.sc.covenants.confidence + 1e-9:
+        return False
+    if d.breach_price > 0.0:
+        paid = excused if excused is not None and len(excused) else np.zeros(len(breach), bool)
+        return not bool(np.any(breach & ~paid))
+    return True
 
 
 def solve(
@@ -982,7 +990,7 @@ def solve(
             two_phase
             and first.plan is not None
             and first.status == Termination.OPTIMAL
-            and _meets_covenants(d, first.plan)
+            and _meets_covenants(d, first.plan, first.excused)
         ):
             pass  # the relaxation's optimum keeps the covenants: optimal for the full model
         elif two_phase:

@@ -467,3 +467,28 @@ def test_poisson_counts_by_hand() -> None:
     u = np.array([0.5, 0.7408, 0.8, 0.97, 0.999, 0.9998, 1.0 - 1e-15])
     got = mk.poisson_from_uniform(u, 0.3)
     np.testing.assert_array_equal(got, [0, 0, 1, 2, 3, 4, 11])
+
+
+def test_given_shocks_are_the_philox_draws_when_copied_from_them() -> None:
+    """iter_periods with the Philox normals and jump uniforms handed in as Shocks steps the
+    paths exactly as drawing them; shocks of the wrong shape are refused."""
+    sc = scenario("demo")
+    mp = mk.market_params(sc)
+    key, paths = philox.seed_key(21, philox.TAG_BATCH), np.arange(6, 11)
+    assert mp.jump_lambda_dt > 0.0
+    draws = [
+        philox.normals_and_uniform(key, paths, t, mp.n_normals, philox.JUMP_STREAM)
+        for t in range(mp.n_periods)
+    ]
+    shocks = mk.Shocks(np.stack([z for z, _ in draws]), np.stack([u for _, u in draws]))
+    drawn = list(mk.iter_periods(mp, key, paths))
+    given = list(mk.iter_periods(mp, (0, 0), paths, shocks=shocks))  # the key is not used
+    for a, b in zip(drawn, given, strict=True):
+        np.testing.assert_array_equal(a.ln_btc, b.ln_btc)
+        np.testing.assert_array_equal(a.ln_hashrate, b.ln_hashrate)
+        np.testing.assert_array_equal(a.ln_power, b.ln_power)
+        np.testing.assert_array_equal(a.occ_logit, b.occ_logit)
+    part = list(mk.iter_periods(mp, key, paths[1:3], shocks=shocks.take(1, 3)))
+    np.testing.assert_array_equal(part[-1].ln_btc, drawn[-1].ln_btc[1:3])
+    with pytest.raises(ValueError, match="shocks of shape"):
+        next(mk.iter_periods(mp, key, paths[:4], shocks=shocks))

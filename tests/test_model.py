@@ -17,7 +17,7 @@ from hashpivot.kernels.cashflow import CASH_TOL_USD, cash_flows, objective
 from hashpivot.kernels.plan import Plan, lease_terms, schedule
 from hashpivot.kernels.reduce import ReducedScenarios, reduce_scenarios
 from hashpivot.optimizer.checker import check_plan
-from hashpivot.optimizer.model import MONEY, averaged, build_model, model_data
+from hashpivot.optimizer.model import MONEY, averaged, build_model, cash_lower_bounds, model_data
 from hashpivot.optimizer.solve import NoSolutionError, Termination, solve
 from hashpivot.scenarios import Scenario, validate_data
 
@@ -225,6 +225,29 @@ def test_chance_covenants_instance_binds_and_excuses() -> None:
     assert res.excused.any()
     breach = np.asarray(cash_flows(sc, res.plan, red.coefficient_arrays()).covenant_breach)
     assert breach.any() and red.weights[breach].sum() <= 1 - sc.covenants.confidence + 1e-9
+
+
+def test_confidence_zero_excuses_every_scenario_of_every_plan() -> None:
+    """At in-sample confidence 0 (the Latin hypercube gap batches) no scenario need be held,
+    so the big-M constants cannot come from a held one: the rows fall back on bounds valid for
+    every plan, and the optimum is the brute-force optimum with nothing enforced (which the
+    old quantile, taken from the smallest difference, cut off: it held every scenario)."""
+    sc = tiny(**INSTANCES["chance_covenants"])
+    zero = sc.model_copy(update={"covenants": sc.covenants.model_copy(update={"confidence": 0.0})})
+    red = reduced(sc)
+    d = model_data(zero, red)
+    res = solve(d, mip_gap=EXACT_GAP)
+    assert res.objective_usd == pytest.approx(brute_force(zero, red), rel=ENUM_RTOL)
+    held = solve(model_data(sc, red), mip_gap=EXACT_GAP)
+    assert res.objective_usd > held.objective_usd + 1e5  # the covenants no longer bind
+    # the cash floor of the fallback is below the cash of very different plans
+    full = Plan.empty(sc)
+    full.blocks[0, 0] = sc.sites[0].conversion.max_blocks_per_period
+    full.draws_usd[0, 0] = sc.debt_facilities[0].size_usd
+    low = cash_lower_bounds(d) * MONEY
+    for plan in (Plan.empty(sc), full, res.plan):
+        cash = np.asarray(cash_flows(sc, plan, red.coefficient_arrays()).cash_usd)
+        assert np.all(low <= cash + CASH_TOL_USD)
 
 
 def test_breach_price_is_charged_on_excused_probability() -> None:

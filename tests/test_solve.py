@@ -27,6 +27,7 @@ from hashpivot.optimizer.solve import (
     SolveProgress,
     SolveResult,
     Termination,
+    _meets_covenants,
     _Run,
     _Session,
     covenant_severity,
@@ -70,6 +71,29 @@ def test_covenant_severity_is_positive_exactly_where_the_covenants_break() -> No
     assert breach.any()
     np.testing.assert_array_equal(severity > 0, breach)
     assert not covenant_severity(d, Plan.empty(sc)).any()  # nothing drawn: nothing tested
+
+
+def test_a_priced_plan_meets_the_covenants_only_where_its_breaches_were_paid_for() -> None:
+    """The shortcut after the covenant-free run: within the budget is enough without a price;
+    with one, every breaching scenario must be among the excused (charged) ones, or the run's
+    objective misses their price (it was returned as optimal above its own bound). At
+    confidence 0 (the Latin hypercube gap batches) every plan is within the budget."""
+    import dataclasses  # noqa: PLC0415
+
+    sc, red, d = _tight_covenants()
+    plan = Plan.empty(sc)
+    plan.draws_usd[0, 0] = sc.debt_facilities[0].size_usd
+    breach = np.asarray(cash_flows(sc, plan, red.coefficient_arrays()).covenant_breach)
+    assert breach.any() and d.weights[breach].sum() > 1.0 - sc.covenants.confidence
+    assert not _meets_covenants(d, plan, breach)  # beyond the 25% budget, paid or not
+    zero = sc.model_copy(update={"covenants": sc.covenants.model_copy(update={"confidence": 0.0})})
+    free = dataclasses.replace(d, sc=zero)
+    assert _meets_covenants(free, plan)
+    priced = dataclasses.replace(free, breach_price=1.0)
+    assert not _meets_covenants(priced, plan, np.zeros(d.n_scenarios, bool))
+    assert not _meets_covenants(priced, plan)
+    assert not _meets_covenants(priced, plan, breach & (np.arange(len(breach)) > 0))
+    assert _meets_covenants(priced, plan, breach)
 
 
 def test_excuse_heuristic_returns_a_plan_of_the_full_model() -> None:
