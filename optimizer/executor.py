@@ -72,6 +72,16 @@ class ProcessExecutor:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
         return list(self._pool.map(fn, items))
 
+    def warm(self, fn: Callable[[], object]) -> None:
+        """Start the workers now, each running ``fn`` (its unpickling imports ``fn``'s module),
+        without waiting: the spawn and the imports overlap the caller's own work."""
+        if self.workers <= 1:
+            return
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+        for _ in range(self.workers):
+            self._pool.submit(fn)
+
     def close(self) -> None:
         """End the worker processes (a later map starts new ones)."""
         if self._pool is not None:

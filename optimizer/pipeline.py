@@ -462,6 +462,9 @@ def optimize(
 
     own = executor is None
     pool: Executor = get_executor(None if available_cores() > 1 else 1) if own else executor
+    warm = getattr(pool, "warm", None)
+    if own and validate and warm is not None:
+        warm(V.warm_worker)  # the workers start while this process simulates and solves
     try:
         t = time.perf_counter()
         # one market pass: statistics and reduction; "reduce" is the clustering share of it

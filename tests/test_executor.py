@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from hashpivot.optimizer.executor import (
@@ -34,3 +36,23 @@ def test_dask_local_cluster_agrees_in_order():
         ex = get_executor(client=client)
         assert isinstance(ex, DaskExecutor) and ex.workers == 2
         assert run_all(ex, pow, ARGS) == EXPECTED
+
+
+def test_warm_starts_every_worker_without_waiting() -> None:
+    """warm() spawns the pool's workers at once; a later map uses the same processes."""
+    with ProcessExecutor(2) as pool:
+        pool.warm(_noop)
+        assert pool._pool is not None and len(pool._pool._processes) == 2
+        pids = set(pool.map(_pid, range(8)))
+        assert pids <= set(pool._pool._processes) and len(pool._pool._processes) == 2
+    one = ProcessExecutor(1)
+    one.warm(_noop)  # a one-worker executor runs everything here: nothing to start
+    assert one._pool is None
+
+
+def _noop() -> None:
+    return None
+
+
+def _pid(_: int) -> int:
+    return os.getpid()
