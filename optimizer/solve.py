@@ -738,6 +738,30 @@ def repair_financing(
     return None
 
 
+def _regimes(session: _Session, d: ModelData) -> list[tuple[bool, ...] | None]:
+    """The covenant regimes solved one at a time, or ``[None]`` (the whole model)."""
+    has = hasattr(session.m, "facility_used")
+    return (list(covenant_regimes(d)) if has else []) or [None]
+
+
+def _regime_lp(
+    session: _Session,
+    reg: tuple[bool, ...] | None,
+    left: Callable[[], float],
+    lp_iterations: int = REGIME_LP_MAX_ITERATIONS,
+) -> _Run:
+    """The LP relaxation of regime ``reg``: a fractional point and its value, not a plan."""
+    lp = session.run(
+        f"{_regime_name(reg)} LP",
+        time_limit_s=left(),
+        regime=reg,
+        relaxation=True,
+        lp_iterations=lp_iterations,
+    )
+    lp.plan, lp.bound = None, None
+    return lp
+
+
 def _lp_rounding(
     session: _Session, d: ModelData, left: Callable[[], float]
 ) -> tuple[list[_Run], _Run | None, float | None]:
@@ -751,22 +775,12 @@ def _lp_rounding(
     regime LP value (a bound of the full model: every plan lies in some regime) when every
     regime's LP ended optimal or infeasible, else None.
     """
-    m = session.m
-    regimes: list[tuple[bool, ...] | None] = (
-        list(covenant_regimes(d)) if hasattr(m, "facility_used") else []
-    ) or [None]
+    regimes = _regimes(session, d)
     runs: list[_Run] = []
     lps: dict[tuple[bool, ...] | None, _Run] = {}
     known = True
     for reg in regimes:
-        lp = session.run(
-            f"{_regime_name(reg)} LP",
-            time_limit_s=left(),
-            regime=reg,
-            relaxation=True,
-            lp_iterations=ROUNDING_LP_MAX_ITERATIONS,
-        )
-        lp.plan, lp.bound = None, None  # a fractional point, not a plan
+        lp = _regime_lp(session, reg, left, ROUNDING_LP_MAX_ITERATIONS)
         runs.append(lp)
         if lp.status == Termination.OPTIMAL and lp.objective is not None and lp.x is not None:
             lps[reg] = lp
@@ -995,9 +1009,7 @@ def solve(
             pass  # the relaxation's optimum keeps the covenants: optimal for the full model
         elif two_phase:
             best = seed
-            regimes: list[tuple[bool, ...] | None] = (
-                list(covenant_regimes(d)) if hasattr(session.m, "facility_used") else []
-            ) or [None]
+            regimes = _regimes(session, d)
             if first.plan is not None:
                 # fix-and-optimize: phase 1's conversion, racks and leases with the covenants back on
                 repair = session.run(
@@ -1046,13 +1058,7 @@ def solve(
                     # root; a regime whose LP is infeasible holds no plan and is skipped, one whose
                     # LP needs more than REGIME_LP_MAX_ITERATIONS is ranked first (bound unknown)
                     for reg in regimes:
-                        lp = session.run(
-                            f"{_regime_name(reg)} LP",
-                            time_limit_s=left(),
-                            regime=reg,
-                            relaxation=True,
-                        )
-                        lp.plan, lp.bound = None, None  # a fractional point, not a plan
+                        lp = _regime_lp(session, reg, left)
                         runs.append(lp)
                         if lp.status == Termination.OPTIMAL and lp.objective is not None:
                             lp_bound[reg] = lp.objective
