@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import platform
 import re
 import subprocess
@@ -14,7 +15,13 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def commit() -> str:
-    """Current git commit (with ``-dirty`` when the tree has changes), or ``unknown``."""
+    """Current git commit (with ``-dirty`` when the tree has changes), or ``unknown``.
+
+    ``HASHPIVOT_COMMIT`` overrides it: a copy of the tree without ``.git`` (a lent GPU
+    machine) is told which commit it runs.
+    """
+    if given := os.environ.get("HASHPIVOT_COMMIT"):
+        return given
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"],
