@@ -5,6 +5,10 @@
     :data:`BLOCK_PATHS` consecutive indices, each block is summed on its own, and block sums are
     added in block order. A chunk that ends inside a block leaves the rest in a carry buffer
     for the next chunk, so any chunking gives bit-identical sums.
+:func:`pairwise_row_sum`
+    The sum over the first axis by halving (row ``i`` += row ``i + h``): the order of the
+    additions is fixed by the number of rows alone, on any backend and device, and on a GPU
+    the rows never leave the device.
 :class:`LogHistograms`
     Per-period histograms of log-values on a fixed grid (:data:`HIST_BINS` bins over
     ±:data:`HIST_HALF_WIDTH` around each factor's log start value; bin width 0.005, i.e. 0.5%
@@ -26,6 +30,25 @@ BLOCK_PATHS = 1024
 HIST_BINS = 4000
 #: Half-width of the histogram grid in log units around the start value.
 HIST_HALF_WIDTH = 10.0
+
+
+def pairwise_row_sum(a: Any, *, xp: ModuleType = np) -> Any:
+    """Sum of ``a`` over its first axis by pairwise halving, in place (``a`` is consumed).
+
+    While ``r`` > 1 rows are left, the last ``h = r // 2`` rows are added to the first ``h``
+    and ``r − h`` rows remain. The additions are elementwise (IEEE, no reduction kernel whose
+    order could depend on the device), so the result depends on the values and the number of
+    rows only; it is ``a.sum(axis=0)`` up to rounding. Returns the row, of shape
+    ``a.shape[1:]``.
+    """
+    r = a.shape[0]
+    if r == 0:
+        return xp.zeros(a.shape[1:], dtype=a.dtype)
+    while r > 1:
+        h = r // 2
+        a[:h] += a[r - h : r]
+        r -= h
+    return a[0]
 
 
 class OrderedSums:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .accumulate import HIST_BINS, HIST_HALF_WIDTH, LogHistograms, OrderedSums
+from .accumulate import HIST_BINS, HIST_HALF_WIDTH, LogHistograms, OrderedSums, pairwise_row_sum
 from .cashflow import CASH_TOL_USD, remaining_convertible_mw
 from .factors import factor_values_from_logs, feature_groups, start_logs
 from .market import MAX_JUMPS, MarketParams, margin_log_bounds, market_params
@@ -624,9 +624,9 @@ def evaluate_chunk_gpu(
             ),
             shared_mem=smem,
         )
-        # per-warp partial sums reduced in warp order on the host: deterministic
-        ai += part_ai.get().sum(axis=0)
-        debt += part_debt.get().sum(axis=0)
+        # per-warp partial sums reduced on the device in an order fixed by their number
+        ai += pairwise_row_sum(part_ai, xp=cupy).get()
+        debt += pairwise_row_sum(part_debt, xp=cupy).get()
         for name in keys:
             parts[name].append(out[name].get())
         done += m
@@ -763,6 +763,6 @@ def simulate_gpu(  # pragma: no cover - needs a GPU
             since_flush = 0
         if progress:
             progress(done, paths)
-    # per-warp partial rows reduced in warp order on the host: deterministic sums
-    sums.add_raw(d_part.get().sum(axis=0))
+    # per-warp partial rows reduced on the device in an order fixed by their number
+    sums.add_raw(pairwise_row_sum(d_part, xp=cupy).get())
     return chunk, feats

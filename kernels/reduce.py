@@ -75,6 +75,10 @@ KMEANS_ITERS = 30
 MAX_TAIL_SHARE = 0.5
 #: Coefficient elements (periods × columns × paths) per chunk of the assignment pass.
 CHUNK_ELEMENTS = 8_000_000
+#: Coefficient elements per chunk on a GPU: the array-module path launches a few kernels per
+#: period and chunk, so chunks must be large for the launches not to dominate (about 3 GB of
+#: coefficients; the cluster sums are still taken per block, so results do not change).
+GPU_CHUNK_ELEMENTS = 400_000_000
 
 
 @dataclass
@@ -314,12 +318,16 @@ def _nearest_members(z: np.ndarray, members: np.ndarray, centers: np.ndarray) ->
     return rows[_nearest(centers, z[rows])]
 
 
+def _coefficient_elements(mp: MarketParams) -> int:
+    """Coefficient elements of one path (periods × columns)."""
+    return mp.n_periods * (mp.n_sites + mp.n_regions + 6 + 2 * mp.lease_default_hazard.shape[0])
+
+
 def reduce_block_paths(mp: MarketParams) -> int:
     """Paths per block of the coefficient sums (about :data:`CHUNK_ELEMENTS` coefficient
     elements): cluster sums are taken per block and chained in block order, so they depend on
     the scenario's dimensions only, never on chunks or workers."""
-    n_cols = mp.n_periods * (mp.n_sites + mp.n_regions + 6 + 2 * mp.lease_default_hazard.shape[0])
-    return max(256, CHUNK_ELEMENTS // max(n_cols, 1))
+    return max(256, CHUNK_ELEMENTS // max(_coefficient_elements(mp), 1))
 
 
 @dataclass(frozen=True)
@@ -519,8 +527,12 @@ def _one_pass(
     ppy = scenario.horizon.periods_per_year
     gap = scenario.market.ai_lease.releasing_gap_periods
     blk = reduce_block_paths(mp)
+    if chunk_paths is None and be.is_gpu:
+        chunk_paths = GPU_CHUNK_ELEMENTS // max(_coefficient_elements(mp), 1)
     chunk = _ceil_multiple(int(chunk_paths or blk), blk)
     item = _ceil_multiple(split_paths, blk)
+    if be.is_gpu and executor is None:  # one device here: work items as large as a chunk
+        item = max(item, chunk)
     n_pilot = min(paths, pilot_paths)
     p_end = min(paths, _ceil_multiple(n_pilot, blk))
     start = time.perf_counter()
@@ -647,7 +659,8 @@ def simulate_and_reduce(
     scenario, paths, n_scenarios, seed, backend, pilot_paths, method
         As for :func:`reduce_scenarios`.
     chunk_paths
-        Paths per chunk (rounded up to a whole coefficient block; default one block).
+        Paths per chunk (rounded up to a whole coefficient block; default one block, on a GPU
+        about :data:`GPU_CHUNK_ELEMENTS` coefficient elements).
     executor
         Runs the work items after the pilot (``.map(fn, items, **resources)``, results in
         input order; GPU items ask for ``GPU=1``); ``None``: here, one after the other.

@@ -97,6 +97,24 @@ class ObjectiveEstimate:
         )
 
 
+def _lowest(rows: np.ndarray, ids: np.ndarray, j: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` rows of lowest ``rows[:, j]``, ties broken by lowest id (in no fixed order).
+
+    The same set as the first ``k`` of ``np.lexsort((ids, rows[:, j]))`` in linear time: a
+    partition finds the k-th value; the rows below it are kept and the ties at it are filled
+    in by id.
+    """
+    if len(rows) <= k:
+        return rows, ids
+    col = rows[:, j]
+    kth = np.partition(col, k - 1)[k - 1]
+    below = np.flatnonzero(col < kth)
+    ties = np.flatnonzero(col == kth)
+    ties = ties[np.argsort(ids[ties], kind="stable")[: k - len(below)]]
+    keep = np.concatenate([below, ties])
+    return rows[keep], ids[keep]
+
+
 class ObjectiveAccumulator:
     """Streaming objective E[W] − λ·CVaR_α(−W) of P plans on common paths.
 
@@ -122,12 +140,17 @@ class ObjectiveAccumulator:
         self._sums.add(0, np.ascontiguousarray(np.concatenate([w, prods], axis=1).T))
         idx = np.arange(first_path, first_path + n, dtype=np.int64)
         for j in range(len(self.names)):
-            rows = np.concatenate([self._tail_w[j], w])
-            ids = np.concatenate([self._tail_i[j], idx])
-            if len(rows) > self.k:
-                keep = np.lexsort((ids, rows[:, j]))[: self.k]  # lowest W, then lowest index
-                rows, ids = rows[keep], ids[keep]
-            self._tail_w[j], self._tail_i[j] = rows, ids
+            new_w, new_i = w, idx
+            if len(self._tail_i[j]) >= self.k:
+                # only paths at or below the tail's largest W can enter it
+                enter = w[:, j] <= self._tail_w[j][:, j].max()
+                new_w, new_i = w[enter], idx[enter]
+            self._tail_w[j], self._tail_i[j] = _lowest(
+                np.concatenate([self._tail_w[j], new_w]),
+                np.concatenate([self._tail_i[j], new_i]),
+                j,
+                self.k,
+            )
         self.seen += n
 
     def merge(self, other: ObjectiveAccumulator) -> None:
@@ -146,12 +169,12 @@ class ObjectiveAccumulator:
             raise ValueError("cannot merge accumulators of different plans, risk or paths")
         self._sums.add_raw(other._sums.result())
         for j in range(len(self.names)):
-            rows = np.concatenate([self._tail_w[j], other._tail_w[j]])
-            ids = np.concatenate([self._tail_i[j], other._tail_i[j]])
-            if len(rows) > self.k:
-                keep = np.lexsort((ids, rows[:, j]))[: self.k]
-                rows, ids = rows[keep], ids[keep]
-            self._tail_w[j], self._tail_i[j] = rows, ids
+            self._tail_w[j], self._tail_i[j] = _lowest(
+                np.concatenate([self._tail_w[j], other._tail_w[j]]),
+                np.concatenate([self._tail_i[j], other._tail_i[j]]),
+                j,
+                self.k,
+            )
         self.seen += other.seen
 
     def result(self) -> ObjectiveEstimate:
@@ -165,31 +188,20 @@ class ObjectiveAccumulator:
         w_sum, w_cross = totals[:p], totals[p:].reshape(p, p)
         mean = w_sum / m
         cvar, eta = np.zeros(p), np.zeros(p)
-        # h[j]: (L_j − η_j)⁺/(1 − α) on plan j's tail paths, by path index
-        h: list[dict[int, float]] = []
+        # the union of the plans' tail paths, by path index (a canonical order: the sums below
+        # do not depend on how the paths were chunked or merged); wm: every plan's W on them
+        ids_all, first = np.unique(np.concatenate(self._tail_i), return_index=True)
+        wm = np.concatenate(self._tail_w)[first]
+        # hm[:, j]: (L_j − η_j)⁺/(1 − α) on plan j's tail paths, 0 elsewhere
+        hm = np.zeros((len(ids_all), p))
         for j in range(p):
             order = np.lexsort((self._tail_i[j], self._tail_w[j][:, j]))
             worst = -self._tail_w[j][order, j]
             cvar[j], eta[j] = cvar_of_sorted(worst, a, m)
-            ids = self._tail_i[j][order]
-            h.append(
-                {
-                    int(i): (x - eta[j]) / (1.0 - a)
-                    for i, x in zip(ids, worst, strict=True)
-                    if x > eta[j]
-                }
-            )
+            over = worst > eta[j]
+            pos = np.searchsorted(ids_all, self._tail_i[j][order][over])
+            hm[pos, j] = (worst[over] - eta[j]) / (1.0 - a)
         obj = mean - lam * cvar
-        rows: dict[int, np.ndarray] = {}
-        for j in range(p):
-            for i, r in zip(self._tail_i[j], self._tail_w[j], strict=True):
-                rows[int(i)] = r
-        hm = np.zeros((len(rows), p))
-        wm = np.zeros((len(rows), p))
-        for r, (i, w_row) in enumerate(rows.items()):
-            wm[r] = w_row
-            for j in range(p):
-                hm[r, j] = h[j].get(i, 0.0)
         # Σψ_aψ_b − with ψ = W − λh (η constant drops out of the variance)
         s_h = hm.sum(axis=0)
         s_psi = w_sum - lam * s_h

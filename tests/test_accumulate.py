@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hashpivot.kernels.accumulate import BLOCK_PATHS, OrderedSums
+from hashpivot.kernels.accumulate import BLOCK_PATHS, OrderedSums, pairwise_row_sum
 
 
 def canonical_sums(v: np.ndarray, block: int) -> np.ndarray:
@@ -47,3 +47,23 @@ def test_parts_equal_one_array() -> None:
 def test_width_mismatch_is_error() -> None:
     with pytest.raises(ValueError, match="4 rows, the sums 5"):
         OrderedSums(1, 5).add(0, np.zeros((4, 10)))
+
+
+def test_pairwise_row_sum_adds_in_halving_order() -> None:
+    # rows 0+2 and 1+3 first, then the two: exact here, where a row-by-row sum loses the 1
+    a = np.array([[1e16], [1.0], [-1e16], [1.0]])
+    assert pairwise_row_sum(a.copy())[0] == 2.0
+    seq = 0.0
+    for x in a[:, 0]:
+        seq += x
+    assert seq == 1.0
+
+
+@pytest.mark.parametrize("rows", [0, 1, 2, 3, 7, 8, 33])
+def test_pairwise_row_sum_matches_sum(rows: int) -> None:
+    a = np.random.default_rng(rows).normal(size=(rows, 3, 5))
+    np.testing.assert_allclose(pairwise_row_sum(a.copy()), a.sum(axis=0), rtol=1e-12, atol=1e-12)
+    # odd counts: 3 rows -> row0 += row2, then row0 += row1
+    if rows == 3:
+        expect = (a[0] + a[2]) + a[1]
+        np.testing.assert_array_equal(pairwise_row_sum(a.copy()), expect)

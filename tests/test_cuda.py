@@ -15,7 +15,7 @@ import pytest
 from helpers import extreme_hashprice_data, scenario
 
 from hashpivot.kernels import philox
-from hashpivot.kernels.accumulate import HIST_BINS
+from hashpivot.kernels.accumulate import HIST_BINS, pairwise_row_sum
 from hashpivot.kernels.cuda import (
     MarketConstants,
     PlanPack,
@@ -118,7 +118,7 @@ def host_simulate(
             k0, k1, done, n, HOST_PARTIAL_ROWS, _ptr(part), _ptr(hist), _ptr(row), nfeat
         )
         done += n
-    return part.sum(axis=0), hist, feat[:feature_paths], shift
+    return pairwise_row_sum(part), hist, feat[:feature_paths], shift
 
 
 @needs_gxx
@@ -370,7 +370,7 @@ def host_evaluate(lib: ctypes.CDLL, sc, plans: list, key: tuple[int, int], n: in
         *(_ptr(a) for a in (eq, default, mask, dscr, btc, draw, part_ai, part_debt, cash)),
         keep,
     )
-    ai, debt = part_ai.sum(axis=0), part_debt.sum(axis=0)
+    ai, debt = pairwise_row_sum(part_ai), pairwise_row_sum(part_debt)
     return [
         outcomes_from_kernel(
             mask[p], eq[p], default[p], dscr[p], btc[p], draw[p], ai[p], debt[p], cash[p]
