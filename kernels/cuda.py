@@ -10,6 +10,7 @@ in dynamic shared memory (:func:`simulate_smem_bytes`, :func:`evaluate_smem_byte
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -553,12 +554,36 @@ def device_plans(sc, plans: Mapping[str, Any]) -> DevicePlans:  # pragma: no cov
     return DevicePlans(list(plans), mc, pack, cupy.asarray(pack.qd), cupy.asarray(pack.qf))
 
 
-def evaluate_chunk_gpu(
+@dataclass
+class ChunkLaunch:  # pragma: no cover - needs a GPU
+    """A chunk of ``hp_evaluate`` in flight (:func:`launch_chunk_gpu`): its outputs are being
+    copied into page-locked host arrays behind the kernels; ``done`` is recorded after the
+    copies."""
+
+    keep: dict[str, int]
+    n_keep: int
+    outs: dict[str, list[np.ndarray]]
+    ai: list[np.ndarray]
+    debt: list[np.ndarray]
+    cash: np.ndarray
+    done: Any
+    device: list[Any]  # device arrays the copies read, held until the copies are done
+
+
+def _to_pinned(a: Any, stream: Any) -> np.ndarray:  # pragma: no cover - needs a GPU
+    """An asynchronous copy of device array ``a`` into new page-locked host memory."""
+    import cupyx  # noqa: PLC0415
+
+    host = cupyx.empty_pinned(a.shape, dtype=a.dtype)
+    a.get(stream=stream, out=host)
+    return host
+
+
+def launch_chunk_gpu(
     dev: DevicePlans, key: tuple[int, int], path0: int, n: int, keep: Mapping[str, int]
-) -> dict[str, PathOutcomes]:  # pragma: no cover - needs a GPU
-    """``simulate_plan`` of every plan on paths ``path0 .. path0+n`` by the fused
-    ``hp_evaluate`` kernel: one market pass per path for all plans; ``keep[name]`` cash paths
-    of the chunk per plan."""
+) -> ChunkLaunch:  # pragma: no cover - needs a GPU
+    """Launch ``hp_evaluate`` on paths ``path0 .. path0+n`` for every plan and queue the copies
+    of its outputs; returns at once (the host can work on the previous chunk meanwhile)."""
     import cupy  # noqa: PLC0415
 
     module = _module()
@@ -567,6 +592,7 @@ def evaluate_chunk_gpu(
     smem = evaluate_smem_bytes(dev.mc, dev.pack)
     if smem > SMEM_DEFAULT_BYTES:
         kernel.max_dynamic_shared_size_bytes = smem
+    stream = cupy.cuda.get_current_stream()
     n_p = dev.pack.n_plans
     t_n = int(dev.pack.ce[J_SIZES.index("T")])
     rows = scratch_rows(dev.pack)
@@ -578,9 +604,10 @@ def evaluate_chunk_gpu(
     stride = -(-per_launch // THREADS_PER_BLOCK) * THREADS_PER_BLOCK
     scratch = cupy.empty(rows * stride)
     keys = ("equity", "default", "mask", "dscr", "btc", "draw")
-    parts: dict[str, list] = {k: [] for k in keys}
-    ai = np.zeros((n_p, t_n))
-    debt = np.zeros((n_p, t_n))
+    outs: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    ai: list[np.ndarray] = []
+    debt: list[np.ndarray] = []
+    held: list[Any] = [scratch]
     cash = cupy.zeros((n_p, max(n_keep, 1), t_n))
     done = 0
     while done < n:
@@ -625,13 +652,28 @@ def evaluate_chunk_gpu(
             shared_mem=smem,
         )
         # per-warp partial sums reduced on the device in an order fixed by their number
-        ai += pairwise_row_sum(part_ai, xp=cupy).get()
-        debt += pairwise_row_sum(part_debt, xp=cupy).get()
+        ai.append(_to_pinned(pairwise_row_sum(part_ai, xp=cupy), stream))
+        debt.append(_to_pinned(pairwise_row_sum(part_debt, xp=cupy), stream))
         for name in keys:
-            parts[name].append(out[name].get())
+            outs[name].append(_to_pinned(out[name], stream))
+        held += [part_ai, part_debt, *out.values()]
         done += m
-    got = {name: np.concatenate(parts[name], axis=1) for name in keys}
-    cash_h = cash.get()
+    cash_h = _to_pinned(cash, stream)
+    event = cupy.cuda.Event(block=False, disable_timing=True)
+    event.record(stream)
+    return ChunkLaunch(dict(keep), n_keep, outs, ai, debt, cash_h, event, held + [cash])
+
+
+def collect_chunk_gpu(
+    dev: DevicePlans, c: ChunkLaunch
+) -> dict[str, PathOutcomes]:  # pragma: no cover - needs a GPU
+    """Wait for a launched chunk's copies; its outcomes per plan (host arrays)."""
+    c.done.synchronize()
+    got = {
+        name: parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        for name, parts in c.outs.items()
+    }
+    ai, debt = sum(c.ai[1:], c.ai[0].copy()), sum(c.debt[1:], c.debt[0].copy())
     return {
         name: outcomes_from_kernel(
             got["mask"][p],
@@ -642,17 +684,28 @@ def evaluate_chunk_gpu(
             got["draw"][p],
             ai[p],
             debt[p],
-            cash_h[p, : max(0, min(keep[name], n_keep))],
+            c.cash[p, : max(0, min(c.keep[name], c.n_keep))],
         )
         for p, name in enumerate(dev.names)
     }
+
+
+def evaluate_chunk_gpu(
+    dev: DevicePlans, key: tuple[int, int], path0: int, n: int, keep: Mapping[str, int]
+) -> dict[str, PathOutcomes]:  # pragma: no cover - needs a GPU
+    """``simulate_plan`` of every plan on paths ``path0 .. path0+n`` by the fused
+    ``hp_evaluate`` kernel: one market pass per path for all plans; ``keep[name]`` cash paths
+    of the chunk per plan."""
+    return collect_chunk_gpu(dev, launch_chunk_gpu(dev, key, path0, n, keep))
 
 
 @cache
 def _module():  # pragma: no cover - needs a GPU
     import cupy  # noqa: PLC0415
 
-    return cupy.RawModule(code=kernel_source(), options=NVRTC_OPTIONS)
+    # HASHPIVOT_NVRTC_LINEINFO=1: source lines in the cubin, for a profiler's per-line view
+    lineinfo = ("-lineinfo",) if os.environ.get("HASHPIVOT_NVRTC_LINEINFO") else ()
+    return cupy.RawModule(code=kernel_source(), options=NVRTC_OPTIONS + lineinfo)
 
 
 def _upload(module, mc: MarketConstants, pack: PlanPack | None = None) -> None:  # pragma: no cover

@@ -674,31 +674,66 @@ def _evaluate_range(
     names = list(plans)
     part = EvalPartial.empty(sc, names, paths, start)
     accs = part.accumulators
-    if be.is_gpu:
-        from .cuda import device_plans, evaluate_chunk_gpu  # noqa: PLC0415
 
-        packed = device_plans(sc, plans)
-    done = start
-    while done < stop:
-        n = min(chunk, stop - done)
-        keep = {name: accs[name].room for name in plans}
-        if be.is_gpu:  # one fused kernel per chunk: every plan on one market pass per path
-            outs = evaluate_chunk_gpu(packed, key, done, n, keep)
-        else:
-            idx = xp.arange(done, done + n, dtype=xp.int64)
-            co = path_coefficients(sc, key, idx, xp=xp)
-            outs = {
-                name: simulate_plan(sc, plan, co, xp=xp, keep=keep[name])
-                for name, plan in plans.items()
-            }
+    def take(outs: dict[str, PathOutcomes], first: int, n: int) -> None:
         for name, o in outs.items():
             accs[name].add(o, n_t)
-        part.objectives.add(np.stack([to_numpy(outs[nm].equity_usd) for nm in names], axis=1), done)
-        done += n
+        part.objectives.add(
+            np.stack([to_numpy(outs[nm].equity_usd) for nm in names], axis=1), first
+        )
         if progress:
-            progress(done)
+            progress(first + n)
+
+    if be.is_gpu:
+        _evaluate_range_gpu(sc, plans, key, start, stop, chunk, accs, take)
+    else:
+        done = start
+        while done < stop:
+            n = min(chunk, stop - done)
+            idx = xp.arange(done, done + n, dtype=xp.int64)
+            co = path_coefficients(sc, key, idx, xp=xp)
+            take(
+                {
+                    name: simulate_plan(sc, plan, co, xp=xp, keep=accs[name].room)
+                    for name, plan in plans.items()
+                },
+                done,
+                n,
+            )
+            done += n
     part.stop = stop
     return part
+
+
+def _evaluate_range_gpu(
+    sc: Scenario,
+    plans: dict[str, Plan],
+    key: tuple[int, int],
+    start: int,
+    stop: int,
+    chunk: int,
+    accs: dict[str, _Accumulator],
+    take: Callable[[dict[str, PathOutcomes], int, int], None],
+) -> None:  # pragma: no cover - needs a GPU
+    """One fused kernel per chunk (every plan on one market pass per path), pipelined: chunk
+    i + 1 runs on the device while the host adds chunk i to the statistics, in path order."""
+    from .cuda import collect_chunk_gpu, device_plans, launch_chunk_gpu  # noqa: PLC0415
+
+    packed = device_plans(sc, plans)
+    pending: tuple[Any, int, int] | None = None
+    done = start
+    while done < stop or pending is not None:
+        nxt = None
+        if done < stop:
+            n = min(chunk, stop - done)
+            # the pending chunk's paths come first: they fill the kept samples before these
+            ahead = pending[2] if pending is not None else 0
+            keep = {name: max(0, accs[name].room - ahead) for name in plans}
+            nxt = (launch_chunk_gpu(packed, key, done, n, keep), done, n)
+            done += n
+        if pending is not None:
+            take(collect_chunk_gpu(packed, pending[0]), pending[1], pending[2])
+        pending = nxt
 
 
 def evaluate_plans(

@@ -46,7 +46,7 @@ import numpy as np
 from hashpivot.scenarios import Scenario
 
 from . import philox
-from .backend import Backend, get_backend, to_numpy
+from .backend import Backend, get_backend, get_namespace, to_numpy
 from .market import (
     MarketParams,
     PeriodFactors,
@@ -346,7 +346,7 @@ class _Clusters:
     def sums(self, feats: Any, score: Any, co: dict[str, Any], xp: Any) -> tuple[Any, Any]:
         """Path counts (K,) and per-cluster sums of every coefficient of one block of paths
         (nearest centroid of the path's group: tail when its risk score is at or below the
-        threshold), as NumPy arrays."""
+        threshold), as arrays of ``xp`` (:func:`_to_host` copies them)."""
         k_all = self.centers.shape[0]
         d_centers = xp.asarray(self.centers)
         zc = (feats - xp.asarray(self.f_mu)) / xp.asarray(self.f_sd)
@@ -358,10 +358,25 @@ class _Clusters:
             labels = xp.where(in_tail, lab_tail, labels)
         onehot = (labels[None, :] == xp.arange(k_all)[:, None]).astype(xp.float64)
         parts = {
-            name: to_numpy(onehot @ arr.reshape(arr.shape[0], -1)).reshape((k_all,) + arr.shape[1:])
+            name: (onehot @ arr.reshape(arr.shape[0], -1)).reshape((k_all,) + arr.shape[1:])
             for name, arr in co.items()
         }
-        return to_numpy(onehot.sum(axis=1)), parts
+        return onehot.sum(axis=1), parts
+
+
+def _to_host(
+    parts: list[tuple[Any, dict[str, Any]]],
+) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Blocks' cluster sums as NumPy arrays: stacked per coefficient and copied once (one
+    transfer per coefficient, not per block, from a GPU)."""
+    if not parts:
+        return []
+    counts = to_numpy(get_namespace(parts[0][0]).stack([c for c, _ in parts]))
+    sums = {
+        name: to_numpy(get_namespace(v).stack([d[name] for _, d in parts]))
+        for name, v in parts[0][1].items()
+    }
+    return [(counts[b], {name: a[b] for name, a in sums.items()}) for b in range(len(parts))]
 
 
 def _cluster_pilot(
@@ -471,10 +486,12 @@ class _AssignAccumulator:
         first = tenant_default_periods(o.mp, o.key, self.paths, xp=xp)
         feats, score, co = self.pd.finish(first, o.relet_gap)
         n = self.paths.shape[0]
+        blocks = []
         for a in range(0, n, o.block_paths):
             sl = slice(a, min(n, a + o.block_paths))
             blk = {name: arr[sl] for name, arr in co.items()}
-            self.parts.append(o.clusters.sums(feats[sl], score[sl], blk, xp))
+            blocks.append(o.clusters.sums(feats[sl], score[sl], blk, xp))
+        self.parts += _to_host(blocks)
         del self.pd
 
     def result(self) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
@@ -573,7 +590,7 @@ def _one_pass(
     for a in range(0, p_end, blk):
         sl = slice(a, min(p_end, a + blk))
         co = _coefficients_from_logs(mp, pilot.logs[:, :, sl], pilot.first[:, sl], gap, ppy, xp)
-        add(*clusters.sums(pilot.feats[sl], pilot.score[sl], co, xp))
+        add(*_to_host([clusters.sums(pilot.feats[sl], pilot.score[sl], co, xp)])[0])
     rep: dict[str, np.ndarray] = {}
     if method == "medoid":
         m_idx = xp.asarray(medoids, dtype=xp.int64)

@@ -115,6 +115,42 @@ def _lowest(rows: np.ndarray, ids: np.ndarray, j: int, k: int) -> tuple[np.ndarr
     return rows[keep], ids[keep]
 
 
+class _Tail:
+    """A superset of the ``k`` lowest rows (by column ``j``, then id) of everything admitted.
+
+    Rows are buffered and pruned to the ``k`` lowest only when more than ``2k`` are held, so
+    the linear-time selection runs once per ``k`` admitted rows rather than once per chunk.
+    After a prune only rows at or below the ``k``-th value then (``cut``) can still enter the
+    ``k`` lowest, so the rest are not admitted. The ``k`` lowest are a set: the result does
+    not depend on the chunking.
+    """
+
+    def __init__(self, j: int, k: int, width: int) -> None:
+        self.j, self.k = j, k
+        self.rows: list[np.ndarray] = [np.empty((0, width))]
+        self.ids: list[np.ndarray] = [np.empty(0, dtype=np.int64)]
+        self.held = 0
+        self.cut = np.inf
+
+    def admit(self, rows: np.ndarray, ids: np.ndarray) -> None:
+        enter = rows[:, self.j] <= self.cut
+        if not enter.all():
+            rows, ids = rows[enter], ids[enter]
+        self.rows.append(rows)
+        self.ids.append(ids)
+        self.held += len(ids)
+        if self.held > 2 * self.k:
+            self.prune()
+
+    def prune(self) -> tuple[np.ndarray, np.ndarray]:
+        """Keep the ``k`` lowest; returns them (rows, ids)."""
+        rows, ids = _lowest(np.concatenate(self.rows), np.concatenate(self.ids), self.j, self.k)
+        self.rows, self.ids, self.held = [rows], [ids], len(ids)
+        if len(ids) >= self.k:
+            self.cut = float(rows[:, self.j].max())
+        return rows, ids
+
+
 class ObjectiveAccumulator:
     """Streaming objective E[W] − λ·CVaR_α(−W) of P plans on common paths.
 
@@ -129,8 +165,8 @@ class ObjectiveAccumulator:
         self.k = tail_count(alpha, paths)
         self._sums = OrderedSums(1, p + p * p)  # Σ W_a and Σ W_a·W_b, chunk-invariant
         self.seen = 0
-        self._tail_w = [np.empty((0, p)) for _ in range(p)]  # rows: every plan's W on a path
-        self._tail_i = [np.empty(0, dtype=np.int64) for _ in range(p)]
+        # per plan j: its lowest-W paths; rows hold every plan's W on a path
+        self._tails = [_Tail(j, self.k, p) for j in range(p)]
 
     def add(self, w: np.ndarray, first_path: int) -> None:
         """Add a chunk: ``w`` of shape (n, P), paths ``first_path … first_path + n − 1``."""
@@ -139,18 +175,8 @@ class ObjectiveAccumulator:
         prods = (w[:, :, None] * w[:, None, :]).reshape(n, p * p)
         self._sums.add(0, np.ascontiguousarray(np.concatenate([w, prods], axis=1).T))
         idx = np.arange(first_path, first_path + n, dtype=np.int64)
-        for j in range(len(self.names)):
-            new_w, new_i = w, idx
-            if len(self._tail_i[j]) >= self.k:
-                # only paths at or below the tail's largest W can enter it
-                enter = w[:, j] <= self._tail_w[j][:, j].max()
-                new_w, new_i = w[enter], idx[enter]
-            self._tail_w[j], self._tail_i[j] = _lowest(
-                np.concatenate([self._tail_w[j], new_w]),
-                np.concatenate([self._tail_i[j], new_i]),
-                j,
-                self.k,
-            )
+        for tail in self._tails:
+            tail.admit(w, idx)
         self.seen += n
 
     def merge(self, other: ObjectiveAccumulator) -> None:
@@ -168,13 +194,8 @@ class ObjectiveAccumulator:
         ):
             raise ValueError("cannot merge accumulators of different plans, risk or paths")
         self._sums.add_raw(other._sums.result())
-        for j in range(len(self.names)):
-            self._tail_w[j], self._tail_i[j] = _lowest(
-                np.concatenate([self._tail_w[j], other._tail_w[j]]),
-                np.concatenate([self._tail_i[j], other._tail_i[j]]),
-                j,
-                self.k,
-            )
+        for tail, theirs in zip(self._tails, other._tails, strict=True):
+            tail.admit(np.concatenate(theirs.rows), np.concatenate(theirs.ids))
         self.seen += other.seen
 
     def result(self) -> ObjectiveEstimate:
@@ -190,16 +211,17 @@ class ObjectiveAccumulator:
         cvar, eta = np.zeros(p), np.zeros(p)
         # the union of the plans' tail paths, by path index (a canonical order: the sums below
         # do not depend on how the paths were chunked or merged); wm: every plan's W on them
-        ids_all, first = np.unique(np.concatenate(self._tail_i), return_index=True)
-        wm = np.concatenate(self._tail_w)[first]
+        tails = [tail.prune() for tail in self._tails]
+        ids_all, first = np.unique(np.concatenate([i for _, i in tails]), return_index=True)
+        wm = np.concatenate([w for w, _ in tails])[first]
         # hm[:, j]: (L_j − η_j)⁺/(1 − α) on plan j's tail paths, 0 elsewhere
         hm = np.zeros((len(ids_all), p))
-        for j in range(p):
-            order = np.lexsort((self._tail_i[j], self._tail_w[j][:, j]))
-            worst = -self._tail_w[j][order, j]
+        for j, (tail_w, tail_i) in enumerate(tails):
+            order = np.lexsort((tail_i, tail_w[:, j]))
+            worst = -tail_w[order, j]
             cvar[j], eta[j] = cvar_of_sorted(worst, a, m)
             over = worst > eta[j]
-            pos = np.searchsorted(ids_all, self._tail_i[j][order][over])
+            pos = np.searchsorted(ids_all, tail_i[order][over])
             hm[pos, j] = (worst[over] - eta[j]) / (1.0 - a)
         obj = mean - lam * cvar
         # Σψ_aψ_b − with ψ = W − λh (η constant drops out of the variance)

@@ -187,3 +187,25 @@ def test_mmw_interval_covers_the_true_gap():
         covered += gap <= gi.upper95_usd + 1e-9
     assert suboptimal >= 10
     assert covered / reps >= 0.90
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
+def test_tail_keeps_the_lowest_rows_with_ties_by_path(chunk: int) -> None:
+    """The kept tail is the first k of a full lexsort (lowest W, then lowest path index), on
+    data with many ties, whatever the chunking and pruning."""
+    from hashpivot.kernels.stats import _lowest, _Tail
+
+    rng = np.random.default_rng(chunk)
+    w = np.round(rng.normal(size=(1000, 2)), 1)  # ~60 distinct values: ties everywhere
+    ids = np.arange(1000, dtype=np.int64)
+    k = 37
+    ref = set(np.lexsort((ids, w[:, 1]))[:k].tolist())
+    rows, got = _lowest(w, ids, 1, k)
+    assert set(got.tolist()) == ref
+    np.testing.assert_array_equal(rows, w[got])
+    tail = _Tail(1, k, 2)
+    for s in range(0, 1000, chunk):
+        tail.admit(w[s : s + chunk], ids[s : s + chunk])
+    rows, got = tail.prune()
+    assert set(got.tolist()) == ref
+    np.testing.assert_array_equal(rows, w[got])
