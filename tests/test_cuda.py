@@ -227,6 +227,44 @@ def test_gpu_philox_bit_for_bit() -> None:  # pragma: no cover - needs a GPU
 
 
 @pytest.mark.gpu
+def test_gpu_array_philox_bit_for_bit() -> None:  # pragma: no cover - needs a GPU
+    """The CuPy array path's Philox (one elementwise kernel) gives NumPy's words, with
+    broadcast counters and keys above 32 bits masked as NumPy masks them."""
+    import cupy
+
+    idx = np.arange(200_000, dtype=np.uint64) * np.uint64(7919) + np.uint64(2**33 + 5)
+    lo, hi = idx & np.uint64(0xFFFFFFFF), idx >> np.uint64(32)
+    streams = np.arange(3, dtype=np.uint64)[:, None]
+    ctr = (lo[None, :], hi[None, :], 11, streams)
+    key = (0x1234_5678_9ABC, 0xFFFF_FFFF)
+    ref = philox.philox4x32(ctr, key)
+    got = philox.philox4x32(
+        (cupy.asarray(lo)[None, :], cupy.asarray(hi)[None, :], 11, cupy.asarray(streams)),
+        key,
+        xp=cupy,
+    )
+    for g, r in zip(got, ref, strict=True):
+        np.testing.assert_array_equal(g.get(), r)
+
+
+@pytest.mark.gpu
+def test_gpu_one_pass_reduction_matches_numpy() -> None:  # pragma: no cover - needs a GPU
+    """simulate_and_reduce on CuPy (array path, large GPU chunks): the same statistics and
+    full-sample coefficient means as on NumPy, to float64 rounding of the transcendentals."""
+    from hashpivot.kernels.reduce import simulate_and_reduce
+
+    sc = scenario("demo")
+    sim_c, red_c = simulate_and_reduce(sc, 30_000, 8, 5, backend="numpy")
+    sim_g, red_g = simulate_and_reduce(sc, 30_000, 8, 5, backend="cupy")
+    for name, full in red_c.full_means.items():
+        np.testing.assert_allclose(red_g.full_means[name], full, rtol=1e-9, atol=1e-6)
+    np.testing.assert_allclose(
+        sim_g.margin_mean_usd_per_mw, sim_c.margin_mean_usd_per_mw, rtol=1e-9
+    )
+    assert red_g.path_counts.sum() == red_c.path_counts.sum() == 30_000
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("name", ["demo", "texas_hybrid"])
 def test_gpu_statistics_match_numpy(name: str) -> None:  # pragma: no cover - needs a GPU
     sc = scenario(name)
