@@ -575,7 +575,7 @@ def _to_pinned(a: Any, stream: Any) -> np.ndarray:  # pragma: no cover - needs a
     import cupyx  # noqa: PLC0415
 
     host = cupyx.empty_pinned(a.shape, dtype=a.dtype)
-    a.get(stream=stream, out=host)
+    a.get(stream=stream, out=host, blocking=False)
     return host
 
 

@@ -250,16 +250,17 @@ def test_gpu_array_philox_bit_for_bit() -> None:  # pragma: no cover - needs a G
 @pytest.mark.gpu
 def test_gpu_one_pass_reduction_matches_numpy() -> None:  # pragma: no cover - needs a GPU
     """simulate_and_reduce on CuPy (array path, large GPU chunks): the same statistics and
-    full-sample coefficient means as on NumPy, to float64 rounding of the transcendentals."""
+    full-sample coefficient means as on NumPy, within the float32 steps' rounding (the
+    margins are taken in float32 on both, with each library's own exp and log)."""
     from hashpivot.kernels.reduce import simulate_and_reduce
 
     sc = scenario("demo")
     sim_c, red_c = simulate_and_reduce(sc, 30_000, 8, 5, backend="numpy")
     sim_g, red_g = simulate_and_reduce(sc, 30_000, 8, 5, backend="cupy")
     for name, full in red_c.full_means.items():
-        np.testing.assert_allclose(red_g.full_means[name], full, rtol=1e-9, atol=1e-6)
+        np.testing.assert_allclose(red_g.full_means[name], full, rtol=FP32_MEAN_RTOL, atol=1e-6)
     np.testing.assert_allclose(
-        sim_g.margin_mean_usd_per_mw, sim_c.margin_mean_usd_per_mw, rtol=1e-9
+        sim_g.margin_mean_usd_per_mw, sim_c.margin_mean_usd_per_mw, rtol=FP32_MEAN_RTOL
     )
     assert red_g.path_counts.sum() == red_c.path_counts.sum() == 30_000
 
