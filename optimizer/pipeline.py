@@ -573,6 +573,8 @@ def optimize(
         for name in POLICIES:
             plans[name] = base[name]
         rules = {name: check_plan(sc, plans[name], red) for name in POLICIES}
+        timings["baselines"] = time.perf_counter() - t  # the rule-based plans (CPU)
+        t = time.perf_counter()
         ev = evaluate_plans(
             sc, plans, m, seed, backend=be, progress=stage("evaluate"), executor=executor
         )

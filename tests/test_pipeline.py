@@ -168,6 +168,7 @@ def test_summary_has_every_field(demo_run) -> None:
         "replicate",
         "select",
         "calibrate",
+        "baselines",
         "evaluate",
         "gap_ci",
         "report",
