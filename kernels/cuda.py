@@ -518,18 +518,18 @@ def outcomes_from_kernel(
     cash: np.ndarray,
 ) -> PathOutcomes:
     """One plan's :class:`PathOutcomes` from ``hp_evaluate``'s outputs (host arrays)."""
-    mask = np.asarray(mask, dtype=np.int64)
+    mask = np.asarray(mask)
     return PathOutcomes(
         equity_usd=equity,
-        default_period=np.asarray(default, dtype=np.int64),
-        breach=(mask & 3) > 0,
+        default_period=np.asarray(default),
+        breach=(mask & 3) != 0,
         min_dscr=dscr,
         ai_share_sum=ai_sum,
         debt_sum_usd=debt_sum,
         cash_usd=cash,
         emergency_btc=btc,
         emergency_draw_usd=draw,
-        min_cash_breach=(mask & 4) > 0,
+        min_cash_breach=(mask & 4) != 0,
         breach_mask=mask,
     )
 

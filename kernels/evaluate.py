@@ -409,16 +409,25 @@ def breach_events(
         The scenario's facility names, in order (those past :data:`MASK_FACILITIES` have no bit
         and no count).
     """
-    mask = np.asarray(mask, dtype=np.int64)
+    mask = np.asarray(mask)
+    if FACILITY_BIT0 + min(len(facility_names), MASK_FACILITIES) > 8 * mask.itemsize - 1:
+        mask = mask.astype(np.int64)  # a 32-bit mask (the GPU's) cannot hold these bits
+    low = (1 << FACILITY_BIT0) - 1  # the covenant and minimum-cash bits
+    paths = np.bincount((mask & low).ravel(), minlength=low + 1)  # paths per combination
+    bits = np.arange(low + 1)
+
+    def having(bit: int) -> int:
+        return int(paths[(bits & bit) != 0].sum())
+
     events = {
-        "any": int(((mask & (BREACH_COVENANT | BREACH_MIN_CASH)) != 0).sum()),
-        "covenant": int(((mask & BREACH_COVENANT) != 0).sum()),
-        "dscr": int(((mask & BREACH_DSCR) != 0).sum()),
-        "leverage": int(((mask & BREACH_LEVERAGE) != 0).sum()),
-        "min_cash": int(((mask & BREACH_MIN_CASH) != 0).sum()),
+        "any": having(BREACH_COVENANT | BREACH_MIN_CASH),
+        "covenant": having(BREACH_COVENANT),
+        "dscr": having(BREACH_DSCR),
+        "leverage": having(BREACH_LEVERAGE),
+        "min_cash": having(BREACH_MIN_CASH),
     }
     facilities = {
-        name: int(((mask >> (FACILITY_BIT0 + f)) & 1).sum())
+        name: int(np.count_nonzero(mask & (1 << (FACILITY_BIT0 + f))))
         for f, name in enumerate(facility_names[:MASK_FACILITIES])
     }
     return events, facilities

@@ -172,8 +172,8 @@ class ObjectiveAccumulator:
         """Add a chunk: ``w`` of shape (n, P), paths ``first_path … first_path + n − 1``."""
         w = np.asarray(w, dtype=float)
         n, p = w.shape
-        prods = (w[:, :, None] * w[:, None, :]).reshape(n, p * p)
-        self._sums.add(0, np.ascontiguousarray(np.concatenate([w, prods], axis=1).T))
+        wt = np.ascontiguousarray(w.T)  # (P, n): the sums take rows of paths
+        self._sums.add(0, [wt, (wt[:, None, :] * wt[None, :, :]).reshape(p * p, n)])
         idx = np.arange(first_path, first_path + n, dtype=np.int64)
         for tail in self._tails:
             tail.admit(w, idx)
