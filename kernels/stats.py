@@ -134,8 +134,8 @@ class _Tail:
 
     def admit(self, rows: np.ndarray, ids: np.ndarray) -> None:
         enter = rows[:, self.j] <= self.cut
-        if not enter.all():
-            rows, ids = rows[enter], ids[enter]
+        # kept rows are copies: the caller may reuse its buffers for the next chunk
+        rows, ids = (rows[enter], ids[enter]) if not enter.all() else (rows.copy(), ids.copy())
         self.rows.append(rows)
         self.ids.append(ids)
         self.held += len(ids)
