@@ -114,3 +114,16 @@ def to_numpy(a: Any) -> np.ndarray:
     if type(a).__module__.startswith("cupy"):
         return a.get()
     return np.asarray(a)
+
+
+def path_executor(backend: Backend, executor: Any) -> Any:
+    """The executor that Monte Carlo work items of ``backend`` may use, or ``None`` (here).
+
+    On a GPU, an executor whose workers are local processes (``local = True``: the pools of
+    :mod:`hashpivot.optimizer.executor`) would open one CUDA context per process on the same
+    device and contend for it, so the paths stay in this process, in large chunks. A cluster's
+    executor is kept: its tasks carry the resource ``GPU=1`` and go to GPU workers.
+    """
+    if backend.is_gpu and getattr(executor, "local", False):
+        return None
+    return executor

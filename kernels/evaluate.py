@@ -58,7 +58,7 @@ import numpy as np
 from hashpivot.scenarios import Scenario
 
 from . import philox
-from .backend import Backend, get_backend, to_numpy
+from .backend import Backend, get_backend, path_executor, to_numpy
 from .cashflow import CASH_TOL_USD, operating_flows, terminal_value_usd, trailing_sum
 from .market import iter_periods, market_params, mining_margin, tenant_default_periods
 from .plan import Plan, covenant_windows, debt_terms, schedule
@@ -787,6 +787,7 @@ def evaluate_plans(
         Paths per block (default :data:`EVAL_BLOCK_PATHS`, :data:`GPU_EVAL_BLOCK_PATHS` on a GPU).
     """
     be = backend if isinstance(backend, Backend) else get_backend(backend)
+    executor = path_executor(be, executor)
     n_t = sc.horizon.n_periods
     width = n_t * (len(sc.sites) + len(sc.market.power_regions) + 4 + 2 * len(sc.lease_offers))
     default_chunk = GPU_EVAL_CHUNK if be.is_gpu else max(256, CHUNK_ELEMENTS // max(width, 1))

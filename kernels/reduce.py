@@ -46,7 +46,7 @@ import numpy as np
 from hashpivot.scenarios import Scenario
 
 from . import philox
-from .backend import Backend, get_backend, get_namespace, to_numpy
+from .backend import Backend, get_backend, get_namespace, path_executor, to_numpy
 from .market import (
     MarketParams,
     PeriodFactors,
@@ -538,6 +538,7 @@ def _one_pass(
     if paths < 1 or n_scenarios < 1:
         raise ValueError("paths and n_scenarios must be >= 1")
     be = backend if isinstance(backend, Backend) else get_backend(backend)
+    executor = path_executor(be, executor)
     xp = be.xp
     mp = market_params(scenario)
     key = philox.seed_key(seed)

@@ -26,7 +26,7 @@ from hashpivot.scenarios import Scenario
 
 from . import philox
 from .accumulate import BLOCK_PATHS, LogHistograms, OrderedSums
-from .backend import Backend, get_backend, to_numpy
+from .backend import Backend, get_backend, path_executor, to_numpy
 from .factors import factor_values_from_logs, feature_groups, start_logs
 from .market import MarketParams, PeriodFactors, iter_periods, market_params, mining_margin
 
@@ -532,6 +532,7 @@ def simulate(
     mp = market_params(scenario)
     key = philox.seed_key(seed)
     groups = feature_groups(mp, scenario.horizon.periods_per_year)
+    executor = path_executor(be, executor)
     chunk = int(chunk_paths or default_chunk_paths(be, mp))
     if chunk < 1:
         raise ValueError(f"chunk_paths must be >= 1, got {chunk}")

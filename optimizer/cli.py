@@ -957,14 +957,16 @@ def _add_workers(p: argparse.ArgumentParser, workers_help: str) -> None:
 #: Help of ``--workers`` where the Monte Carlo paths are split.
 SPLIT_WORKERS_HELP = (
     "split the evaluation paths over N local processes (default: in this process; the "
-    "statistics are the same bit for bit)"
+    "statistics are the same bit for bit; on a GPU the paths stay in this process, on the "
+    "device, and the processes take the repeated MILP solves)"
 )
 
 
 #: Help of ``simulate``'s ``--workers``.
 SIMULATE_WORKERS_HELP = (
     "split the simulated paths over N local processes in fixed blocks (default: in this "
-    "process; the statistics are the same bit for bit)"
+    "process; the statistics are the same bit for bit; on a GPU the paths stay in this "
+    "process, on the device)"
 )
 
 

@@ -29,6 +29,7 @@ class Executor(Protocol):
 
     name: str
     workers: int
+    local: bool  # workers on this machine (then GPU work stays in this process)
 
     def map(self, fn: Callable[[T], R], items: Iterable[T], **resources: float) -> list[R]:
         """``[fn(x) for x in items]``, possibly in parallel; ``resources`` tag Dask tasks."""
@@ -48,6 +49,7 @@ class SerialExecutor:
 
     name = "serial"
     workers = 1
+    local = True  # runs in this process (kernels.backend.path_executor)
 
     def map(self, fn: Callable[[T], R], items: Iterable[T], **resources: float) -> list[R]:
         return [fn(x) for x in items]
@@ -59,6 +61,7 @@ class ProcessExecutor:
     :meth:`close` (or use it as a context manager) to end it."""
 
     name = "processes"
+    local = True  # workers on this machine share its GPU (kernels.backend.path_executor)
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or available_cores()
@@ -99,6 +102,7 @@ class DaskExecutor:
     """Tasks on a ``dask.distributed`` client; ``resources`` (e.g. ``GPU=1``) route them."""
 
     name = "dask"
+    local = False  # a cluster: GPU tasks go to workers with the GPU resource
 
     def __init__(self, client: Any) -> None:
         self.client = client

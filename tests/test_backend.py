@@ -65,3 +65,18 @@ def test_namespace_and_to_numpy() -> None:
     a = np.arange(3)
     assert backend.get_namespace(a) is np
     np.testing.assert_array_equal(backend.to_numpy(a), a)
+
+
+def test_gpu_paths_stay_here_with_local_workers() -> None:
+    """On a GPU, local worker processes would share one device: the Monte Carlo work items
+    stay in this process; a cluster's executor (GPU workers by resource) is kept, and on the
+    CPU every executor is kept."""
+    from hashpivot.kernels.backend import Backend, path_executor
+    from hashpivot.optimizer.executor import DaskExecutor, ProcessExecutor, SerialExecutor
+
+    gpu, cpu = Backend("cupy", np, "a GPU"), Backend("numpy", np, "a CPU")
+    pool, serial = ProcessExecutor(2), SerialExecutor()
+    cluster = DaskExecutor.__new__(DaskExecutor)  # no client needed to read its kind
+    assert path_executor(gpu, pool) is None and path_executor(gpu, serial) is None
+    assert path_executor(gpu, cluster) is cluster and path_executor(gpu, None) is None
+    assert path_executor(cpu, pool) is pool and path_executor(cpu, cluster) is cluster
