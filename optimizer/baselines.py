@@ -493,9 +493,20 @@ class BaselinePlans:
         """Names of the plans computed so far."""
         return tuple(self._plans)
 
+    def fill(self, plans: dict[str, Plan]) -> None:
+        """Keep plans computed elsewhere (:func:`baseline_plans` on a worker)."""
+        self._plans.update(plans)
+
     def starts(self) -> list[Plan]:
         """The plans of :data:`START_POLICIES` (``solve``'s ``starts``)."""
         return [self[name] for name in START_POLICIES]
+
+
+def baseline_plans(
+    sc: Scenario, red: ReducedScenarios, names: list[str] | tuple[str, ...]
+) -> dict[str, Plan]:
+    """The baseline plans ``names`` on ``red`` (a worker's task: picklable arguments)."""
+    return {name: baseline(name, sc, red) for name in names}
 
 
 def start_plans(sc: Scenario, red: ReducedScenarios) -> Callable[[], list[Plan]]:

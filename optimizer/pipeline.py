@@ -6,12 +6,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -383,29 +379,6 @@ class OptimizeResult:
         )
 
 
-def _map_beside(pool: Executor, tasks: list[tuple], side: Callable[[], object]) -> list[Any]:
-    """``run_all(pool, V.run_task, tasks)``, with ``side()`` run in this process meanwhile
-    when the tasks run elsewhere (worker processes or a cluster): the baselines' CPU time then
-    fills the cores a worker leaves idle at the end of the map. ``side`` must not touch what
-    the tasks use; its result is not returned (it fills a cache)."""
-    if not tasks or getattr(pool, "workers", 1) <= 1:
-        side()
-        return run_all(pool, V.run_task, tasks)
-    with ThreadPoolExecutor(1) as thread:
-        pending = thread.submit(_niced, side)
-        done = run_all(pool, V.run_task, tasks)
-        pending.result()
-    return done
-
-
-def _niced(fn: Callable[[], object]) -> object:
-    """``fn()`` at the lowest CPU priority of this thread (Linux: threads have their own nice
-    value), so that it takes the cores the workers leave idle rather than theirs."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    return fn()
-
-
 def _resolve(scenario: Scenario | str | Path) -> Scenario:
     return scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
 
@@ -558,13 +531,21 @@ def optimize(
                 len(tasks),
                 f"{len(tasks)} solves on {pool.workers} workers ({what})",
             )
-        done = _map_beside(pool, tasks, lambda: [base[name] for name in POLICIES])
+        # the baselines still to compute, as the map's last task: a worker that ran out of
+        # solves takes it (HiGHS must not run in a second thread of this process)
+        n_solves = len(tasks)
+        missing = [name for name in POLICIES if name not in base.computed()]
+        if n_solves and missing:
+            tasks.append(("baselines", (sc, base.red, missing)))
+        done = run_all(pool, V.run_task, tasks)
+        if n_solves and missing:
+            base.fill(done.pop())
         batches, done = done[:n_bat], done[n_bat:]
         for r, (red_r, res_r) in enumerate(done[:n_rep], start=1):
             candidates.append(V.Candidate(r, V.derived_seed(seed, V._REPLICATION, r), red_r, res_r))
         ws = done[n_rep:]
-        if tasks:
-            note("replicate", len(tasks), len(tasks), f"{len(tasks)} solves")
+        if n_solves:
+            note("replicate", n_solves, n_solves, f"{n_solves} solves")
         timings["replicate"] = time.perf_counter() - t
 
         # selection on common paths, then calibration of the chance constraint (both judge
@@ -600,7 +581,7 @@ def optimize(
         for name in POLICIES:
             plans[name] = base[name]
         rules = {name: check_plan(sc, plans[name], red) for name in POLICIES}
-        # the rule-based plans (CPU); most were computed beside the replication map
+        # the rule-based plans (CPU), where the replication map did not compute them
         timings["baselines"] = time.perf_counter() - t
         t = time.perf_counter()
         ev = evaluate_plans(

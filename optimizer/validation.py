@@ -100,7 +100,7 @@ from hashpivot.kernels.stats import (
 )
 from hashpivot.scenarios import Scenario
 
-from .baselines import start_plans
+from .baselines import baseline_plans, start_plans
 from .model import MONEY, averaged, model_data
 from .solve import NoSolutionError, SolveResult, solve
 from .validation_settings import (
@@ -717,6 +717,7 @@ TASKS: dict[str, Callable[..., Any]] = {
     "replication": replication_task,
     "batch": batch_task,
     "ws": wait_and_see_task,
+    "baselines": baseline_plans,
 }
 
 

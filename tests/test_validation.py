@@ -145,6 +145,10 @@ def test_validation_block_is_complete_and_independent_of_the_executor() -> None:
         b = optimize("demo", executor=pool, **SMALL)
     va, vb = a.summary()["validation"], b.summary()["validation"]
     assert json.dumps(va, sort_keys=True) == json.dumps(vb, sort_keys=True)
+    # the baselines come from the map's last task: in this process, or from a worker
+    assert json.dumps(a.summary()["baselines"], sort_keys=True) == json.dumps(
+        b.summary()["baselines"], sort_keys=True
+    )
     assert va["replications"]["count"] == 2
     assert len(va["replications"]["candidates"]) == 2
     chosen = va["replications"]["candidates"][va["replications"]["chosen"]]
