@@ -371,11 +371,9 @@ def _to_host(
     transfer per coefficient, not per block, from a GPU)."""
     if not parts:
         return []
-    counts = to_numpy(get_namespace(parts[0][0]).stack([c for c, _ in parts]))
-    sums = {
-        name: to_numpy(get_namespace(v).stack([d[name] for _, d in parts]))
-        for name, v in parts[0][1].items()
-    }
+    xp = get_namespace(parts[0][0])
+    counts = to_numpy(xp.stack([c for c, _ in parts]))
+    sums = {name: to_numpy(xp.stack([d[name] for _, d in parts])) for name in parts[0][1]}
     return [(counts[b], {name: a[b] for name, a in sums.items()}) for b in range(len(parts))]
 
 
@@ -588,10 +586,13 @@ def _one_pass(
             sums[name] = sums[name] + s if name in sums else s
 
     # 2. the pilot range's cluster sums from its kept logs, and the medoids' coefficients
+    blocks = []
     for a in range(0, p_end, blk):
         sl = slice(a, min(p_end, a + blk))
         co = _coefficients_from_logs(mp, pilot.logs[:, :, sl], pilot.first[:, sl], gap, ppy, xp)
-        add(*_to_host([clusters.sums(pilot.feats[sl], pilot.score[sl], co, xp)])[0])
+        blocks.append(clusters.sums(pilot.feats[sl], pilot.score[sl], co, xp))
+    for cnt, parts in _to_host(blocks):  # in block order, copied once
+        add(cnt, parts)
     rep: dict[str, np.ndarray] = {}
     if method == "medoid":
         m_idx = xp.asarray(medoids, dtype=xp.int64)
