@@ -13,20 +13,32 @@ Replications (Kleywegt, Shapiro & Homem-de-Mello 2002)
     paths would bias the reported objective upward (the winner's curse); the final evaluation
     uses paths no decision has seen.
 
-Calibration of the chance constraint
+Calibration of the chance constraint and of the covenant headroom
     The MILP keeps the covenants and minimum cash in all but a weight ε of its K scenarios; a
     finite reduced sample underrates the tail, so out of sample the plan may breach more often.
+    Out of sample a breach is not free: the lender accelerates (or charges a waiver) and a path
+    that cannot pay defaults, W = 0. Where the downside's operating cash flow is set by
+    contracted rent, P(breach) jumps once the debt service crosses rent/min_dscr, and a plan
+    solved at the edge of its K scenarios sits at that cliff: on demo, 2% more debt (167.8 →
+    171.2 $M) raised P(default) from 2.7% to 4.3% and cost $15M of objective; 5% more, 15.9%
+    and $57M. The in-sample objective cannot see this, so the cushion is chosen out of sample.
     Let u(x) be the Clopper–Pearson one-sided 95% upper bound on P(breach) of x from its
-    breaches on the selection paths. Round 0 is the plan as solved. While u > ε, round 1
-    re-solves with the in-sample confidence c' = 1 (no scenario excused); if that holds, the
-    remaining rounds bisect c' on [confidence, 1] for the least conservative plan that holds.
-    If even c' = 1 does not hold, the reduced scenarios miss the tail: each later round adds
+    breaches on the selection paths, and J_sel(x) its objective there (with recourse). Round 0
+    is the plan as solved. *Headroom rounds* re-solve with the MILP's covenants tested with a
+    cushion h (DSCR ≥ min_dscr·(1+h), leverage ≤ max_leverage/(1+h); :func:`with_headroom`),
+    h climbing ``HEADROOM_LADDER``, until a round that holds (u ≤ ε) has a lower J_sel than the
+    best round that held before it (the value has peaked; at least one round is always tried).
+    If no round holds by the end of the ladder, the next round re-solves at the in-sample
+    confidence c' = 1 (no scenario excused) with the cushion of the lowest bound so far; if that
+    does not hold either, the reduced scenarios miss the tail: each later round adds
     ``HOLD_PER_ROUND`` *hold paths* (:func:`hold_paths`) from a further i.i.d. sample, paths
     the last plan breaks at the edge of the share 1 − HOLD_MARGIN·ε it must keep, as scenarios of weight
     ``HOLD_WEIGHT`` kept at c' = 1 (a cutting-plane scheme, as in Luedtke & Ahmed 2008's
     sample-and-check): the plan must keep them too, and the objective barely moves.
     The plan kept is the best selection objective among rounds that hold (else the round with
-    the lowest bound, and the summary says the guarantee was not reached and why).
+    the lowest bound, and the summary says the guarantee was not reached and why). Measured on
+    demo (seeds 1–3, the plans judged on 50,000 common paths): without a cushion the three
+    plans scored 407.2, 300.6 and 356.5 $M; with h = 0.05, 428.5, 428.8 and 429.3 $M.
 
 Out-of-sample guarantee
     On the M evaluation paths (which calibration never saw): Clopper–Pearson one-sided 95%
@@ -135,6 +147,8 @@ HOLD_SAMPLE_PATHS = 2000
 HOLD_PER_ROUND = 16
 #: Objective weight of each hold path: they constrain the plan, they do not value it.
 HOLD_WEIGHT = 1e-6
+#: Covenant headroom of the calibration's headroom rounds, in the order tried [-].
+HEADROOM_LADDER = (0.05, 0.10, 0.20, 0.40)
 #: The hold paths are taken at the (1 − HOLD_MARGIN·ε) quantile of the plan's breach severity
 #: on the hold sample: the plan is asked to keep a share 1 − HOLD_MARGIN·ε of fresh paths.
 HOLD_MARGIN = 0.8
@@ -152,6 +166,21 @@ def derived_seed(seed: int, purpose: int, index: int = 0) -> int:
 def with_confidence(sc: Scenario, confidence: float) -> Scenario:
     """``sc`` with the covenants' in-sample confidence replaced (the MILP's chance budget)."""
     cov = sc.covenants.model_copy(update={"confidence": float(confidence)})
+    return sc.model_copy(update={"covenants": cov})
+
+
+def with_headroom(sc: Scenario, headroom: float) -> Scenario:
+    """``sc`` with its covenants tightened by a cushion ``headroom`` h [-]: DSCR ≥
+    min_dscr·(1 + h) and leverage ≤ max_leverage/(1 + h) (what the MILP is asked to keep)."""
+    if headroom == 0.0:
+        return sc
+    c = sc.covenants
+    cov = c.model_copy(
+        update={
+            "min_dscr": c.min_dscr * (1.0 + headroom),
+            "max_leverage": c.max_leverage / (1.0 + headroom),
+        }
+    )
     return sc.model_copy(update={"covenants": cov})
 
 
@@ -403,7 +432,8 @@ class Candidate:
 
 @dataclass
 class CalibrationRound:
-    """One solve of the calibration: its in-sample confidence and out-of-sample breaches."""
+    """One solve of the calibration: its in-sample confidence, covenant headroom and
+    out-of-sample breaches."""
 
     round: int
     in_sample_confidence: float
@@ -417,6 +447,16 @@ class CalibrationRound:
     accepted: bool = False
     held: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
     """Indices into the hold sample of the paths the plan was made to keep (:func:`hold_paths`)."""
+    headroom: float = 0.0
+    """Covenant cushion h the MILP kept in its scenarios (:func:`with_headroom`) [-]."""
+
+    limit: float = 0.0
+    """The limit ε = 1 − covenants.confidence the bound is held to."""
+
+    @property
+    def holds(self) -> bool:
+        """Whether the out-of-sample bound meets the limit ε."""
+        return self.oos_upper95 <= self.limit
 
     @property
     def hold_paths(self) -> int:
@@ -428,6 +468,7 @@ class CalibrationRound:
             "round": self.round,
             "in_sample_confidence": self.in_sample_confidence,
             "excuse_budget": 1.0 - self.in_sample_confidence,
+            "headroom": self.headroom,
             "in_sample_p_breach": self.in_sample_p_breach,
             "oos_p_breach": self.oos_events / self.paths,
             "oos_upper95": self.oos_upper95,
@@ -552,12 +593,16 @@ def calibrate(
     backend: Any,
     solve_kwargs: dict[str, Any],
     progress: Callable[[int, int], None] | None = None,
+    ladder: tuple[float, ...] = HEADROOM_LADDER,
 ) -> tuple[list[CalibrationRound], int, str | None]:
-    """Calibration rounds (module docstring); returns them, the index kept and why not held."""
+    """Calibration rounds (module docstring); returns them, the index kept and why not held.
+
+    ``ladder``: the covenant headroom of the headroom rounds, in the order tried.
+    """
     target = 1.0 - sc.covenants.confidence
     sel_seed = derived_seed(seed, _SELECT)
 
-    def record(i: int, conf: float, res: SolveResult, st: EvalStats) -> CalibrationRound:
+    def record(i: int, conf: float, h: float, res: SolveResult, st: EvalStats) -> CalibrationRound:
         ev = breach_events(st)
         return CalibrationRound(
             round=i,
@@ -569,38 +614,21 @@ def calibrate(
             objective_usd=st.objective_usd,
             plan=res.plan,
             solve=res,
+            headroom=h,
+            limit=target,
         )
 
-    out = [record(0, sc.covenants.confidence, first, first_stats)]
-    holds = out[0].oos_upper95 <= target
-    lo, hi = sc.covenants.confidence, 1.0
-    why = None
-    sample: ReducedScenarios | None = None  # the hold sample, drawn when first needed
-    held = np.zeros(HOLD_SAMPLE_PATHS, bool)
-    for i in range(1, rounds + 1):
-        if holds and i == 1:
-            break  # the plan as solved keeps its guarantee: nothing to calibrate
-        conf = 1.0 if i == 1 else 0.5 * (lo + hi)
-        data = red
-        if held.any() or (i > 1 and lo >= 1.0):
-            # confidence 1 was not enough: hold the paths the last plan breaks at the edge
-            if sample is None:
-                sample = sample_scenarios(
-                    sc,
-                    HOLD_SAMPLE_PATHS,
-                    derived_seed(seed, _HOLD),
-                    tag=philox.TAG_BATCH,
-                    backend=NUMPY,
-                )
-            new = hold_paths(sc, out[-1].plan, sample, held, HOLD_PER_ROUND)
-            if not len(new):
-                why = "the last plan breaks none of the hold sample's paths the model can see"
-                break
-            held[new] = True
-            conf, data = 1.0, with_hold(red, subset(sample, np.flatnonzero(held)))
+    out = [record(0, sc.covenants.confidence, 0.0, first, first_stats)]
+    why: str | None = None
+
+    def run(conf: float, h: float, data: ReducedScenarios, held: np.ndarray) -> bool:
+        """Solve and judge one round; False (and ``why``) where no plan exists."""
+        nonlocal why
         try:
             res = solve(
-                model_data(with_confidence(sc, conf), data), start=out[-1].plan, **solve_kwargs
+                model_data(with_confidence(with_headroom(sc, h), conf), data),
+                start=out[-1].plan,
+                **solve_kwargs,
             )
         except NoSolutionError as e:
             why = f"no plan keeps the covenants at in-sample confidence {conf:.4g}: {e}"
@@ -609,32 +637,64 @@ def calibrate(
                     f"no plan keeps the covenants in every scenario and on {int(held.sum())} "
                     f"fresh paths that the previous plan broke: {e}"
                 )
-            break
+            return False
         ev = evaluate_plans(sc, {"c": res.plan}, paths, sel_seed, backend=backend)
-        rnd = record(i, conf, res, ev.stats["c"])
+        rnd = record(len(out), conf, h, res, ev.stats["c"])
         rnd.held = np.flatnonzero(held)
         out.append(rnd)
         if progress:
-            progress(i, rounds)
-        if rnd.oos_upper95 <= target:
-            if held.any():
-                break  # held paths at confidence 1: nothing left to bisect
-            hi = conf
+            progress(len(out) - 1, rounds)
+        return True
+
+    none = np.zeros(0, bool)
+    # headroom rounds: climb the ladder until a round that holds is worth less than the best
+    # round that held before it
+    for h in ladder:
+        if len(out) > rounds:
+            break
+        before = [r.objective_usd for r in out if r.holds]
+        if not run(sc.covenants.confidence, h, red, none):
+            break
+        if out[-1].holds and before and out[-1].objective_usd < max(before):
+            break
+    # no round holds: confidence 1, then hold the fresh paths the last plan breaks
+    sample: ReducedScenarios | None = None  # the hold sample, drawn when first needed
+    held = np.zeros(HOLD_SAMPLE_PATHS, bool)
+    h = min(out, key=lambda r: r.oos_upper95).headroom
+    while why is None and len(out) <= rounds and not any(r.holds for r in out):
+        data = red
+        if out[-1].in_sample_confidence >= 1.0:
+            if sample is None:
+                sample = sample_scenarios(
+                    sc,
+                    HOLD_SAMPLE_PATHS,
+                    derived_seed(seed, _HOLD),
+                    tag=philox.TAG_BATCH,
+                    backend=NUMPY,
+                )
+            new = hold_paths(with_headroom(sc, h), out[-1].plan, sample, held, HOLD_PER_ROUND)
+            if not len(new):
+                why = "the last plan breaks none of the hold sample's paths the model can see"
+                break
+            held[new] = True
+            data = with_hold(red, subset(sample, np.flatnonzero(held)))
+        if not run(1.0, h, data, held):
+            break
+    ok = [r for r in out if r.holds]
+    if not ok and why is None:
+        if out[-1].in_sample_confidence >= 1.0:
+            why = (
+                f"even with every scenario kept to the covenants in sample (confidence 1, "
+                f"headroom {h:.0%}) and {int(held.sum())} fresh paths the plans broke held, "
+                f"the plan breaches on {out[-1].oos_events / out[-1].paths:.1%} of fresh paths "
+                f"(95% bound {out[-1].oos_upper95:.1%} > {target:.0%}): the "
+                f"{red.n_scenarios} reduced scenarios underrate the tail; raise "
+                "--calibration-rounds or --scenarios"
+            )
         else:
-            lo = conf
-    if lo >= 1.0 and why is None and out[-1].oos_upper95 > target:
-        why = (
-            f"even with every scenario kept to the covenants in sample (confidence 1) and "
-            f"{int(held.sum())} fresh paths the plans broke held, the plan breaches on "
-            f"{out[-1].oos_events / out[-1].paths:.1%} of fresh paths (95% bound "
-            f"{out[-1].oos_upper95:.1%} > {target:.0%}): the {red.n_scenarios} reduced "
-            "scenarios underrate the tail; raise --calibration-rounds or --scenarios"
-        )
-    ok = [r for r in out if r.oos_upper95 <= target]
+            why = f"not reached within {rounds} calibration rounds (raise --calibration-rounds)"
     kept = max(ok, key=lambda r: r.objective_usd) if ok else min(out, key=lambda r: r.oos_upper95)
     kept.accepted = True
-    if not ok and why is None:
-        why = f"not reached within {rounds} calibration rounds (raise --calibration-rounds)"
     return out, out.index(kept), why
 
 

@@ -178,6 +178,9 @@ def _calibration_part(rounds: list[dict[str, Any]] | None) -> Part:
         r = kept[-1]
         held = int(r.get("hold_paths", 0))
         also = f", keeping {held:,} fresh paths earlier plans broke" if held else ""
+        cushion = float(r.get("headroom", 0.0))
+        if cushion:
+            also += f", covenants kept with {level(cushion)} headroom"
         text = (
             f"Calibration: {n} round{'s' if n > 1 else ''}; the plan of round {r['round']} was "
             f"kept (in-sample confidence {level(float(r['in_sample_confidence']))}{also}; out of "
@@ -186,14 +189,23 @@ def _calibration_part(rounds: list[dict[str, Any]] | None) -> Part:
         )
     else:
         text = (
-            f"Calibration: {n} round{'s' if n > 1 else ''}, none met the limit; tightening the "
-            "in-sample confidence (and holding fresh paths the plans broke) did not bring the "
+            f"Calibration: {n} round{'s' if n > 1 else ''}, none met the limit; covenant headroom, "
+            "a tighter in-sample confidence (and holding fresh paths the plans broke) did not bring the "
             "out-of-sample bound down far enough."
+        )
+    if any(float(r.get("headroom", 0.0)) for r in rounds):
+        text += (
+            " Headroom: the MILP kept DSCR at least min DSCR × (1 + headroom) and leverage at "
+            "most max leverage ÷ (1 + headroom) in its scenarios; out of sample a breach "
+            "accelerates the debt and can end in default, so a cushion below the covenant can "
+            "be worth more than the debt it forgoes; the round with the best objective on the "
+            "selection paths among those that meet the limit is kept."
         )
     rows = [
         (
             str(r["round"]),
             level(float(r["in_sample_confidence"])),
+            level(float(r.get("headroom", 0.0))),
             f"{int(r.get('hold_paths', 0)):,}",
             rate(float(r["in_sample_p_breach"])),
             rate(float(r["oos_p_breach"])),
@@ -209,21 +221,22 @@ def _calibration_part(rounds: list[dict[str, Any]] | None) -> Part:
         (
             "round",
             "confidence",
+            "headroom",
             "held",
             "in sample",
-            "out of sample",
-            "95% bound",
+            "selection",
+            "bound",
             "obj. $M",
             "kept",
         ),
         rows,
-        "confidence: the in-sample covenant confidence the MILP was asked for; held: fresh "
+        "confidence: the in-sample covenant confidence the MILP was asked for; headroom: the "
+        "covenant cushion it kept; held: fresh "
         "paths it also had to keep (calibration adds them when confidence 1 is not enough); "
-        "in sample / out "
-        "of sample: share of scenarios / fresh paths ("
+        "in sample / selection: share of scenarios / fresh selection paths ("
         + ", ".join(f"{p:,}" for p in sorted(paths))
-        + ") with a breach of a covenant or minimum cash; 95% bound: Clopper–Pearson upper "
-        "bound on the out-of-sample rate",
+        + ") with a breach of a covenant or minimum cash; bound: Clopper–Pearson 95% upper "
+        "bound on the out-of-sample rate; obj.: objective on the selection paths",
     )
     return Part("calibration_rounds", text, [table], alarm=not kept)
 

@@ -204,7 +204,8 @@ def test_with_hold_appends_light_scenarios_and_keeps_the_weights_summing_to_one(
 
 def test_calibration_holds_fresh_paths_when_confidence_one_is_not_enough() -> None:
     """Two reduced scenarios miss demo's tail: even confidence 1 breaches on half the fresh
-    paths; the next round keeps 16 fresh paths the previous plan broke, and holds."""
+    paths; the next round keeps 16 fresh paths the previous plan broke, and holds (no headroom
+    rounds: ``ladder=()``)."""
     sc, seed, paths = load_scenario("demo"), 5, 2000
     red = reduce_scenarios(sc, 2000, 2, seed, backend="numpy")
     first = solve(model_data(sc, red), threads=1)
@@ -212,7 +213,16 @@ def test_calibration_holds_fresh_paths_when_confidence_one_is_not_enough() -> No
         sc, {"p": first.plan}, paths, V.derived_seed(seed, V._SELECT), backend="numpy"
     )
     rounds, kept, why = V.calibrate(
-        sc, red, first, sel.stats["p"], 3, paths, seed, "numpy", {"time_limit_s": 60, "threads": 1}
+        sc,
+        red,
+        first,
+        sel.stats["p"],
+        3,
+        paths,
+        seed,
+        "numpy",
+        {"time_limit_s": 60, "threads": 1},
+        ladder=(),
     )
     eps = 1.0 - sc.covenants.confidence
     one, hold = rounds[1], rounds[2]
@@ -230,3 +240,45 @@ def test_calibration_holds_fresh_paths_when_confidence_one_is_not_enough() -> No
     assert not chance_breach(sc, cash_flows(sc, hold.plan, held)).any()  # and kept now
     assert hold.oos_upper95 <= eps and kept == 2 and hold.accepted and why is None
     assert hold.to_json()["hold_paths"] == V.HOLD_PER_ROUND
+
+
+def test_with_headroom_scales_the_covenant_thresholds() -> None:
+    sc = load_scenario("demo")
+    c = V.with_headroom(sc, 0.2).covenants
+    assert math.isclose(c.min_dscr, 1.25 * 1.2) and math.isclose(c.max_leverage, 6.0 / 1.2)
+    assert c.confidence == sc.covenants.confidence and c.min_cash_usd == sc.covenants.min_cash_usd
+    assert V.with_headroom(sc, 0.0) is sc
+
+
+def test_headroom_rounds_climb_the_ladder_until_the_value_falls() -> None:
+    """Demo, 8 scenarios: the headroom rounds follow the ladder; each plan keeps its tightened
+    covenants in the scenarios the MILP must keep (checked with the independent cash flows of
+    :mod:`~hashpivot.kernels.cashflow`); the climb stops at the first round that holds but is
+    worth less than the best round that held before; the best round that holds is kept."""
+    sc, seed, paths = load_scenario("demo"), 3, 2000
+    red = reduce_scenarios(sc, 2000, 8, seed, backend="numpy")
+    first = solve(model_data(sc, red), threads=1)
+    sel = evaluate_plans(
+        sc, {"p": first.plan}, paths, V.derived_seed(seed, V._SELECT), backend="numpy"
+    )
+    rounds, kept, why = V.calibrate(
+        sc, red, first, sel.stats["p"], 4, paths, seed, "numpy", {"time_limit_s": 60, "threads": 1}
+    )
+    eps = 1.0 - sc.covenants.confidence
+    assert [r.headroom for r in rounds] == [0.0, *V.HEADROOM_LADDER[: len(rounds) - 1]]
+    for r in rounds:
+        assert r.in_sample_confidence == sc.covenants.confidence and r.hold_paths == 0
+        tight = V.with_headroom(sc, r.headroom)
+        assert V.in_sample_breach(tight, r.plan, red) <= eps + 1e-9
+        assert r.to_json()["headroom"] == r.headroom
+    ok = [r for r in rounds if r.holds]
+    assert ok and why is None and rounds[kept] is max(ok, key=lambda r: r.objective_usd)
+    assert [r.accepted for r in rounds].count(True) == 1 and rounds[kept].accepted
+    # every round but the last continued the climb: it did not hold, or it held and was worth
+    # at least every round that held before it
+    for i, r in enumerate(rounds[1:-1], start=1):
+        before = [q.objective_usd for q in rounds[:i] if q.holds]
+        assert not r.holds or not before or r.objective_usd >= max(before)
+    last = rounds[-1]
+    stopped = last.holds and last.objective_usd < max(q.objective_usd for q in ok if q is not last)
+    assert stopped or len(rounds) == 5 or len(rounds) == len(V.HEADROOM_LADDER) + 1

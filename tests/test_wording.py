@@ -114,14 +114,21 @@ def test_calibration_rounds_table_and_kept_round() -> None:
     )
     (table,) = part.tables
     assert table.rows == [
-        ("0", "90%", "0", "6.2%", "14.1%", "14.6%", "606.0", "no"),
-        ("1", "97.5%", "0", "0.0%", "8.2%", "8.7%", "601.2", "yes"),
+        ("0", "90%", "0%", "0", "6.2%", "14.1%", "14.6%", "606.0", "no"),
+        ("1", "97.5%", "0%", "0", "0.0%", "8.2%", "8.7%", "601.2", "yes"),
     ]
+    assert "Headroom:" not in part.text
     v = validation_example()
     v["calibration_rounds"][1] |= {"in_sample_confidence": 1.0, "hold_paths": 16}
     held = _part(v, "calibration_rounds")
     assert "(in-sample confidence 100%, keeping 16 fresh paths earlier plans broke; " in held.text
-    assert held.tables[0].rows[1][2] == "16"
+    assert held.tables[0].rows[1][3] == "16"
+    v = validation_example()
+    v["calibration_rounds"][1] |= {"headroom": 0.05}
+    cushion = _part(v, "calibration_rounds")
+    assert "(in-sample confidence 97.5%, covenants kept with 5% headroom; " in cushion.text
+    assert "DSCR at least min DSCR × (1 + headroom)" in cushion.text
+    assert cushion.tables[0].rows[1][2] == "5%"
     # the in-sample column counts minimum cash too (the value table's "breach" does not)
     assert "with a breach of a covenant or minimum cash;" in " ".join(table.note.split())
     failed = _part(validation_example(holds=False), "calibration_rounds")
