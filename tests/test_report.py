@@ -249,7 +249,10 @@ def test_how_sure_section_in_words_and_tables() -> None:
     assert "The limit is 10%: the guarantee holds." in page
     assert "class='alarm'" not in page
     assert "<td>facility senior-secured-2031</td><td>6.0%</td><td>6.3%</td>" in page
-    assert "<td>1</td><td>97.5%</td><td>0%</td><td>0</td><td>0.0%</td><td>8.2%</td><td>8.7%</td>" in page
+    assert (
+        "<td>1</td><td>97.5%</td><td>0%</td><td>0</td><td>0.0%</td><td>8.2%</td><td>8.7%</td>"
+        in page
+    )
     assert "Planning for uncertainty (VSS) is worth $40.6M ± $2.5M" in page
     assert "Perfect foresight (EVPI) would be worth at most $64.2M more" in page
     # the chart of the candidates right after the replications' words and table
