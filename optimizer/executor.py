@@ -3,7 +3,8 @@ wait-and-see solves and sweep variants.
 
 Every task is a picklable function of its own arguments (seeds included), so results do not
 depend on which worker runs it or in what order; :meth:`Executor.map` returns them in the order
-of the inputs. Three kinds:
+of the inputs; :meth:`Executor.submit` starts them and returns handles, so this process can
+work on while they run (their results are the same). Three kinds:
 
 - :class:`SerialExecutor` — in this process (one worker, or tasks too small to ship);
 - :class:`ProcessExecutor` — a local process pool (``spawn``: no fork of a process that holds
@@ -24,6 +25,12 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+class Pending(Protocol[R]):
+    """A submitted task: :meth:`result` waits for it (or runs it, on a serial executor)."""
+
+    def result(self) -> R: ...
+
+
 class Executor(Protocol):
     """Runs a function over inputs and returns the results in input order."""
 
@@ -34,6 +41,24 @@ class Executor(Protocol):
     def map(self, fn: Callable[[T], R], items: Iterable[T], **resources: float) -> list[R]:
         """``[fn(x) for x in items]``, possibly in parallel; ``resources`` tag Dask tasks."""
         ...
+
+    def submit(self, fn: Callable[[T], R], items: Iterable[T]) -> list[Pending[R]]:
+        """Start ``fn(x)`` for every input, in input order, and return at once."""
+        ...
+
+
+class Deferred:
+    """``fn(x)`` run in this process when its result is first asked for."""
+
+    def __init__(self, fn: Callable[[T], R], x: T) -> None:
+        self._call: tuple[Callable[[Any], Any], Any] | None = (fn, x)
+        self._value: Any = None
+
+    def result(self) -> Any:
+        if self._call is not None:
+            fn, x = self._call
+            self._value, self._call = fn(x), None
+        return self._value
 
 
 def available_cores() -> int:
@@ -53,6 +78,9 @@ class SerialExecutor:
 
     def map(self, fn: Callable[[T], R], items: Iterable[T], **resources: float) -> list[R]:
         return [fn(x) for x in items]
+
+    def submit(self, fn: Callable[[T], R], items: Iterable[T]) -> list[Pending[R]]:
+        return [Deferred(fn, x) for x in items]
 
 
 class ProcessExecutor:
@@ -74,6 +102,14 @@ class ProcessExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
         return list(self._pool.map(fn, items))
+
+    def submit(self, fn: Callable[[T], R], items: Iterable[T]) -> list[Pending[R]]:
+        items = list(items)
+        if self.workers <= 1:
+            return [Deferred(fn, x) for x in items]
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+        return [self._pool.submit(fn, x) for x in items]
 
     def warm(self, fn: Callable[[], object]) -> None:
         """Start the workers now, each running ``fn`` (its unpickling imports ``fn``'s module),
@@ -114,6 +150,9 @@ class DaskExecutor:
         futures = self.client.map(fn, items, pure=False, resources=resources or None)
         return self.client.gather(futures)
 
+    def submit(self, fn: Callable[[T], R], items: Iterable[T]) -> list[Pending[R]]:
+        return self.client.map(fn, list(items), pure=False)
+
 
 def get_executor(workers: int | None = None, client: Any = None) -> Executor:
     """The executor for ``workers`` local processes, or for a Dask ``client`` when given."""
@@ -127,6 +166,24 @@ def get_executor(workers: int | None = None, client: Any = None) -> Executor:
 def run_all(executor: Executor, fn: Callable[..., R], args: Sequence[tuple]) -> list[R]:
     """``[fn(*a) for a in args]`` on ``executor``, results in order."""
     return executor.map(_Star(fn), list(args))
+
+
+def submit_all(executor: Executor, fn: Callable[..., R], args: Sequence[tuple]) -> list[Pending[R]]:
+    """Start ``fn(*a)`` for every ``a`` on ``executor``; handles in order (an executor with
+    ``map`` only runs them all now)."""
+    if not hasattr(executor, "submit"):
+        return [_Done(r) for r in run_all(executor, fn, args)]
+    return executor.submit(_Star(fn), list(args))
+
+
+class _Done:
+    """A result already at hand."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def result(self) -> Any:
+        return self.value
 
 
 class _Star:

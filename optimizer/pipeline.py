@@ -33,7 +33,7 @@ from hashpivot.scenarios import Scenario, load_scenario
 from . import validation as V
 from .baselines import POLICIES, BaselinePlans, baseline
 from .checker import check_plan
-from .executor import Executor, available_cores, get_executor, run_all
+from .executor import Executor, available_cores, get_executor, submit_all
 from .model import model_data
 from .solve import LogCallback, ProgressCallback, SolveResult, solve
 from .validation import Validation
@@ -242,6 +242,9 @@ class OptimizeResult:
     in_sample: dict[str, float]
     evaluation: Evaluation
     timings: dict[str, float]
+    """Wall seconds per stage of this process; ``replicate`` is the time it waited on the
+    replication map (for the replications, then for what was left of the batches and
+    wait-and-see solves after ``select`` and ``calibrate``, which run meanwhile)."""
     time_limit_s: float = 0.0
     version: str = field(default_factory=_version)
     baseline_rules: dict[str, list[str]] = field(default_factory=dict)
@@ -493,10 +496,12 @@ def optimize(
         solve_kwargs = {"time_limit_s": limit, "mip_gap": mip_gap}
 
         # SAA replications, the gap batches and the wait-and-see solves: none depends on the
-        # plan finally chosen, so one map runs them all (the long batch solves first). The
-        # batches' price is fixed by the first solve's objective, before any batch is drawn;
-        # its plan only warm-starts them.
+        # plan finally chosen, so one map runs them all, the replications first (selection and
+        # calibration need them), then the long batch solves. The batches' price is fixed by
+        # the first solve's objective, before any batch is drawn; its plan only warm-starts
+        # them. While the workers solve the batches, this process selects and calibrates.
         t = time.perf_counter()
+        waited = 0.0
         candidates = [V.Candidate(0, seed, red, res)]
         price = V.breach_price_usd(res.objective_usd)
         batch_args = (
@@ -504,14 +509,14 @@ def optimize(
             if validate
             else []
         )
-        tasks: list[tuple] = [("batch", a) for a in batch_args]
-        tasks += [
+        tasks: list[tuple] = [
             (
                 "replication",
                 (sc, paths, k, V.derived_seed(seed, V._REPLICATION, r), mip_gap, limit, be.name),
             )
             for r in range(1, settings.replications)
         ]
+        tasks += [("batch", a) for a in batch_args]
         ws_sample = None
         if validate:
             ws_sample = sample_scenarios(
@@ -524,7 +529,7 @@ def optimize(
             tasks += [("ws", (sc, ws_sample, j, limit)) for j in range(settings.ws_scenarios)]
         n_bat, n_rep = len(batch_args), settings.replications - 1
         if tasks:
-            what = f"gap batches {n_bat}, replications {n_rep}, wait-and-see {len(tasks) - n_bat - n_rep}"
+            what = f"replications {n_rep}, gap batches {n_bat}, wait-and-see {len(tasks) - n_bat - n_rep}"
             note(
                 "replicate",
                 0,
@@ -537,16 +542,11 @@ def optimize(
         missing = [name for name in POLICIES if name not in base.computed()]
         if n_solves and missing:
             tasks.append(("baselines", (sc, base.red, missing)))
-        done = run_all(pool, V.run_task, tasks)
-        if n_solves and missing:
-            base.fill(done.pop())
-        batches, done = done[:n_bat], done[n_bat:]
-        for r, (red_r, res_r) in enumerate(done[:n_rep], start=1):
+        pending = submit_all(pool, V.run_task, tasks)
+        for r, job in enumerate(pending[:n_rep], start=1):
+            red_r, res_r = job.result()
             candidates.append(V.Candidate(r, V.derived_seed(seed, V._REPLICATION, r), red_r, res_r))
-        ws = done[n_rep:]
-        if n_solves:
-            note("replicate", n_solves, n_solves, f"{n_solves} solves")
-        timings["replicate"] = time.perf_counter() - t
+        waited += time.perf_counter() - t
 
         # selection on common paths, then calibration of the chance constraint (both judge
         # plans on the selection paths; neither is needed for one replication, no calibration)
@@ -571,6 +571,14 @@ def optimize(
                 progress=lambda i, n: note("calibrate", i, n, f"round {i}/{n}"),
             )
             timings["calibrate"] = time.perf_counter() - t
+        t = time.perf_counter()
+        done = [job.result() for job in pending[n_rep:]]
+        if n_solves and missing:
+            base.fill(done.pop())
+        batches, ws = done[:n_bat], done[n_bat:]
+        if n_solves:
+            note("replicate", n_solves, n_solves, f"{n_solves} solves")
+        timings["replicate"] = waited + time.perf_counter() - t
         red = candidates[chosen].reduced
         res = rounds[kept].solve if rounds else candidates[chosen].solve
 

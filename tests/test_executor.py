@@ -12,6 +12,7 @@ from hashpivot.optimizer.executor import (
     SerialExecutor,
     get_executor,
     run_all,
+    submit_all,
 )
 
 ARGS = [(b, 3, 1_000_003) for b in range(2, 12)]
@@ -25,6 +26,34 @@ def test_serial_and_processes_agree_in_order():
     assert isinstance(get_executor(2), ProcessExecutor)
 
 
+def test_submit_returns_at_once_and_results_agree_in_order():
+    """submit_all starts the tasks and returns handles; the serial executor runs a task when
+    its result is first asked for (once); an executor with map only runs them at once."""
+    calls: list[int] = []
+
+    def counted(b: int, e: int, m: int) -> int:
+        calls.append(b)
+        return pow(b, e, m)
+
+    handles = submit_all(SerialExecutor(), counted, ARGS)
+    assert calls == []
+    assert handles[3].result() == EXPECTED[3] and handles[3].result() == EXPECTED[3]
+    assert calls == [ARGS[3][0]]
+    assert [h.result() for h in handles] == EXPECTED and len(calls) == len(ARGS)
+    with ProcessExecutor(2) as pool:
+        assert [h.result() for h in submit_all(pool, pow, ARGS)] == EXPECTED
+    one = ProcessExecutor(1).submit(_pid, [0])  # one worker: here, deferred
+    assert one[0].result() == os.getpid()
+
+    class MapOnly:
+        name, workers, local = "map-only", 1, True
+
+        def map(self, fn, items, **resources):
+            return [fn(x) for x in items]
+
+    assert [h.result() for h in submit_all(MapOnly(), pow, ARGS)] == EXPECTED
+
+
 def test_dask_local_cluster_agrees_in_order():
     distributed = pytest.importorskip("distributed")
     with (
@@ -36,6 +65,7 @@ def test_dask_local_cluster_agrees_in_order():
         ex = get_executor(client=client)
         assert isinstance(ex, DaskExecutor) and ex.workers == 2
         assert run_all(ex, pow, ARGS) == EXPECTED
+        assert [h.result() for h in submit_all(ex, pow, ARGS)] == EXPECTED
 
 
 def test_warm_starts_every_worker_without_waiting() -> None:
