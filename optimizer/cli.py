@@ -544,14 +544,43 @@ def split_executor(args: argparse.Namespace) -> Iterator[Any]:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
+    checks = validation_options(args)  # before any other work
+    sc = load_scenario(args.scenario)
+    out = prepare_output(args.out or default_output_dir(sc.name), overwrite=args.overwrite)
+    with _solver_pool(args, checks) as pool:
+        return _optimize(args, checks, sc, out, pool)
+
+
+@contextmanager
+def _solver_pool(args: argparse.Namespace, checks: dict[str, Any]) -> Iterator[Any]:
+    """The process pool of the validation's repeated solves, its workers importing the solver
+    while this process imports the pipeline (``None``: ``--workers``/``--scheduler`` give the
+    executor, or a run without validation needs none)."""
+    from .executor import solver_pool  # noqa: PLC0415
+
+    if getattr(args, "scheduler", None) or getattr(args, "workers", None):
+        yield None
+        return
+    if not checks.get("validate", True):
+        yield None
+        return
+    pool = solver_pool(preload="hashpivot.optimizer.validation")
+    try:
+        yield pool
+    finally:
+        close = getattr(pool, "close", None)
+        if close is not None:
+            close()
+
+
+def _optimize(
+    args: argparse.Namespace, checks: dict[str, Any], sc: Scenario, out: Any, pool: Any
+) -> int:
     from .charts import preload_matplotlib  # noqa: PLC0415
     from .pipeline import gap_warning, input_warnings, optimize  # noqa: PLC0415
     from .report import write_optimize_outputs  # noqa: PLC0415
     from .solve import NoSolutionError  # noqa: PLC0415
 
-    checks = validation_options(args)  # before any other work
-    sc = load_scenario(args.scenario)
-    out = prepare_output(args.out or default_output_dir(sc.name), overwrite=args.overwrite)
     be = _backend(args)
     console = _console(args)
     d = sc.defaults
@@ -588,6 +617,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                 hard_stop=display.hard_stop,
                 validation_progress=display.count,
                 executor=executor,
+                solver_pool=pool if executor is None else None,
                 **checks,
             )
         except NoSolutionError as exc:

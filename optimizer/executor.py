@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from functools import partial
+from importlib import import_module
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -105,11 +108,11 @@ class ProcessExecutor:
 
     def submit(self, fn: Callable[[T], R], items: Iterable[T]) -> list[Pending[R]]:
         items = list(items)
-        if self.workers <= 1:
-            return [Deferred(fn, x) for x in items]
+        if self.workers <= 1 or (len(items) <= 1 and self._pool is None):
+            return [Deferred(fn, x) for x in items]  # not worth starting a pool for
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
-        return [self._pool.submit(fn, x) for x in items]
+        return _Feeder(self._pool, self.workers, fn, items).futures
 
     def warm(self, fn: Callable[[], object]) -> None:
         """Start the workers now, each running ``fn`` (its unpickling imports ``fn``'s module),
@@ -132,6 +135,44 @@ class ProcessExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Feeder:
+    """Hands tasks to ``pool`` in order, at most ``slots`` at a time (a pool queues more than
+    its workers can run, and a queued task can no longer be cancelled): a task not yet handed
+    over can be taken back with ``cancel()`` on its future (:func:`gather`). A thread of its
+    own feeds the pool; it runs no task."""
+
+    def __init__(
+        self, pool: ProcessPoolExecutor, slots: int, fn: Callable[[Any], Any], items: list
+    ) -> None:
+        self.futures: list[Future] = [Future() for _ in items]
+        self._free = threading.Semaphore(slots)
+        self._pool, self._fn, self._items = pool, fn, items
+        threading.Thread(target=self._feed, name="hashpivot-feeder", daemon=True).start()
+
+    def _feed(self) -> None:
+        for outer, x in zip(self.futures, self._items, strict=True):
+            self._free.acquire()
+            if not outer.set_running_or_notify_cancel():  # taken back: run elsewhere
+                self._free.release()
+                continue
+            try:
+                inner = self._pool.submit(self._fn, x)
+            except BaseException as e:  # the pool was shut down: fail what is left
+                outer.set_exception(e)
+                self._free.release()
+                continue
+            inner.add_done_callback(lambda f, outer=outer: self._done(f, outer))
+
+    def _done(self, inner: Future, outer: Future) -> None:
+        if inner.cancelled():
+            outer.set_exception(RuntimeError("the worker pool was shut down"))
+        elif inner.exception() is not None:
+            outer.set_exception(inner.exception())
+        else:
+            outer.set_result(inner.result())
+        self._free.release()
 
 
 class DaskExecutor:
@@ -163,6 +204,17 @@ def get_executor(workers: int | None = None, client: Any = None) -> Executor:
     return ProcessExecutor(workers)
 
 
+def solver_pool(workers: int | None = None, preload: str | None = None) -> Executor:
+    """A local executor for repeated solves (:func:`get_executor`), its workers started at once
+    importing module ``preload`` (by name: this process need not import it), where it has more
+    than one worker."""
+    pool = get_executor(workers or available_cores())
+    warm = getattr(pool, "warm", None)
+    if preload and warm is not None:
+        warm(partial(import_module, preload))
+    return pool
+
+
 def run_all(executor: Executor, fn: Callable[..., R], args: Sequence[tuple]) -> list[R]:
     """``[fn(*a) for a in args]`` on ``executor``, results in order."""
     return executor.map(_Star(fn), list(args))
@@ -174,6 +226,24 @@ def submit_all(executor: Executor, fn: Callable[..., R], args: Sequence[tuple]) 
     if not hasattr(executor, "submit"):
         return [_Done(r) for r in run_all(executor, fn, args)]
     return executor.submit(_Star(fn), list(args))
+
+
+def gather(jobs: Sequence[Pending[R]], fn: Callable[..., R], args: Sequence[tuple]) -> list[R]:
+    """The results of ``jobs`` (:func:`submit_all` of ``fn`` over ``args``), in order, this
+    process working too: every job still queued in a local pool (not yet started by a worker)
+    is taken back, in order, and run here; then the others are waited for. A result is
+    ``fn(*a)`` whoever computes it, so the results are the same; the gain is the pool's tail,
+    where one long task would otherwise run while the other workers wait."""
+    out: list[Any] = [None] * len(jobs)
+    left = []
+    for i, job in enumerate(jobs):
+        if isinstance(job, Future) and job.cancel():
+            out[i] = fn(*args[i])
+        else:
+            left.append(i)
+    for i in left:
+        out[i] = jobs[i].result()
+    return out
 
 
 class _Done:

@@ -33,7 +33,7 @@ from hashpivot.scenarios import Scenario, load_scenario
 from . import validation as V
 from .baselines import POLICIES, BaselinePlans, baseline
 from .checker import check_plan
-from .executor import Executor, available_cores, get_executor, submit_all
+from .executor import Executor, available_cores, gather, get_executor, submit_all
 from .model import model_data
 from .solve import LogCallback, ProgressCallback, SolveResult, solve
 from .validation import Validation
@@ -405,6 +405,7 @@ def optimize(
     batch_scenarios: int | None = None,
     ws_scenarios: int | None = None,
     executor: Executor | None = None,
+    solver_pool: Executor | None = None,
     progress: Progress | None = None,
     solve_progress: ProgressCallback | None = None,
     solver_log: LogCallback | None = None,
@@ -429,7 +430,10 @@ def optimize(
     ``ws_scenarios`` wait-and-see solves). The repeated solves run on ``executor`` (default: a
     local process pool); a given ``executor`` also runs the market pass's work items
     (:func:`~hashpivot.kernels.reduce.simulate_and_reduce`) and splits the evaluations' path
-    blocks over its workers. Every number depends only on the seed, not on the executor.
+    blocks over its workers. ``solver_pool`` (where no ``executor`` is given): the executor of
+    the repeated solves only, started (and warmed) and closed by the caller, e.g. before its
+    own imports so that the workers' imports overlap them. Every number depends only on the
+    seed, not on the executor.
     """
     sc = _resolve(scenario)
     be = backend if isinstance(backend, Backend) else get_backend(backend)
@@ -463,8 +467,8 @@ def optimize(
         if validation_progress is not None:
             validation_progress(name, done, total, detail)
 
-    own = executor is None
-    pool: Executor = get_executor(None if available_cores() > 1 else 1) if own else executor
+    own = executor is None and solver_pool is None
+    pool: Executor = executor or solver_pool or get_executor(None if available_cores() > 1 else 1)
     warm = getattr(pool, "warm", None)
     if own and validate and warm is not None:
         warm(V.warm_worker)  # the workers start while this process simulates and solves
@@ -499,7 +503,8 @@ def optimize(
         # plan finally chosen, so one map runs them all, the replications first (selection and
         # calibration need them), then the long batch solves. The batches' price is fixed by
         # the first solve's objective, before any batch is drawn; its plan only warm-starts
-        # them. While the workers solve the batches, this process selects and calibrates.
+        # them. While the workers solve the batches, this process selects and calibrates, then
+        # runs the tasks no worker has started (:func:`~.executor.gather`).
         t = time.perf_counter()
         waited = 0.0
         candidates = [V.Candidate(0, seed, red, res)]
@@ -572,7 +577,8 @@ def optimize(
             )
             timings["calibrate"] = time.perf_counter() - t
         t = time.perf_counter()
-        done = [job.result() for job in pending[n_rep:]]
+        # this process takes back the tasks no worker has started yet and runs them too
+        done = gather(pending[n_rep:], V.run_task, tasks[n_rep:])
         if n_solves and missing:
             base.fill(done.pop())
         batches, ws = done[:n_bat], done[n_bat:]
