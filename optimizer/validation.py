@@ -622,9 +622,8 @@ def calibrate(
     out = [record(0, sc.covenants.confidence, 0.0, first, first_stats)]
     why: str | None = None
 
-    def run(conf: float, h: float, data: ReducedScenarios, held: np.ndarray) -> bool:
-        """Solve and judge one round; False (and ``why``) where no plan exists."""
-        nonlocal why
+    def run(conf: float, h: float, data: ReducedScenarios, held: np.ndarray) -> str | None:
+        """Solve and judge one round; where no plan exists, why (in words)."""
         try:
             res = solve(
                 model_data(with_confidence(with_headroom(sc, h), conf), data),
@@ -632,29 +631,29 @@ def calibrate(
                 **solve_kwargs,
             )
         except NoSolutionError as e:
-            why = f"no plan keeps the covenants at in-sample confidence {conf:.4g}: {e}"
             if held.any():
-                why = (
+                return (
                     f"no plan keeps the covenants in every scenario and on {int(held.sum())} "
                     f"fresh paths that the previous plan broke: {e}"
                 )
-            return False
+            cushion = f" with {h:.0%} covenant headroom" if h else ""
+            return f"no plan keeps the covenants at in-sample confidence {conf:.4g}{cushion}: {e}"
         ev = evaluate_plans(sc, {"c": res.plan}, paths, sel_seed, backend=backend)
         rnd = record(len(out), conf, h, res, ev.stats["c"])
         rnd.held = np.flatnonzero(held)
         out.append(rnd)
         if progress:
             progress(len(out) - 1, rounds)
-        return True
+        return None
 
     none = np.zeros(0, bool)
     # headroom rounds: climb the ladder until a round that holds is worth less than the best
-    # round that held before it
+    # round that held before it; a cushion no plan can keep ends the climb
     for h in ladder:
         if len(out) > rounds:
             break
         before = [r.objective_usd for r in out if r.holds]
-        if not run(sc.covenants.confidence, h, red, none):
+        if run(sc.covenants.confidence, h, red, none) is not None:
             break
         if out[-1].holds and before and out[-1].objective_usd < max(before):
             break
@@ -679,8 +678,7 @@ def calibrate(
                 break
             held[new] = True
             data = with_hold(red, subset(sample, np.flatnonzero(held)))
-        if not run(1.0, h, data, held):
-            break
+        why = run(1.0, h, data, held)
     ok = [r for r in out if r.holds]
     if not ok and why is None:
         if out[-1].in_sample_confidence >= 1.0:
