@@ -232,7 +232,7 @@ def _calibration_part(rounds: list[dict[str, Any]] | None) -> Part:
         rows,
         "confidence: the in-sample covenant confidence the MILP was asked for; headroom: the "
         "covenant cushion it kept; held: fresh "
-        "paths it also had to keep (calibration adds them when confidence 1 is not enough); "
+        "paths it also had to keep (calibration adds them while no round meets the limit); "
         "in sample / selection: share of scenarios / fresh selection paths ("
         + ", ".join(f"{p:,}" for p in sorted(paths))
         + ") with a breach of a covenant or minimum cash; bound: Clopper–Pearson 95% upper "

@@ -202,10 +202,10 @@ def test_with_hold_appends_light_scenarios_and_keeps_the_weights_summing_to_one(
         np.testing.assert_array_equal(arr[4:], hold.coefficient_arrays()[name])
 
 
-def test_calibration_holds_fresh_paths_when_confidence_one_is_not_enough() -> None:
-    """Two reduced scenarios miss demo's tail: even confidence 1 breaches on half the fresh
-    paths; the next round keeps 16 fresh paths the previous plan broke, and holds (no headroom
-    rounds: ``ladder=()``)."""
+def test_guarantee_round_holds_fresh_paths_the_plan_broke() -> None:
+    """Two reduced scenarios miss demo's tail: the plan as solved breaches on most fresh paths.
+    With no headroom rounds (``ladder=()``) the next round is a guarantee round: confidence 1
+    and 16 fresh paths that round 0's plan broke held, which the new plan keeps; it holds."""
     sc, seed, paths = load_scenario("demo"), 5, 2000
     red = reduce_scenarios(sc, 2000, 2, seed, backend="numpy")
     first = solve(model_data(sc, red), threads=1)
@@ -225,8 +225,8 @@ def test_calibration_holds_fresh_paths_when_confidence_one_is_not_enough() -> No
         ladder=(),
     )
     eps = 1.0 - sc.covenants.confidence
-    one, hold = rounds[1], rounds[2]
-    assert one.in_sample_confidence == 1.0 and one.hold_paths == 0 and one.oos_upper95 > eps
+    zero, hold = rounds[0], rounds[1]
+    assert zero.oos_upper95 > eps
     assert hold.in_sample_confidence == 1.0 and hold.hold_paths == V.HOLD_PER_ROUND
     sample = sample_scenarios(
         sc,
@@ -236,10 +236,27 @@ def test_calibration_holds_fresh_paths_when_confidence_one_is_not_enough() -> No
         backend="numpy",
     )
     held = V.subset(sample, hold.held).coefficient_arrays()
-    assert chance_breach(sc, cash_flows(sc, one.plan, held)).all()  # each one broken before
+    assert chance_breach(sc, cash_flows(sc, zero.plan, held)).all()  # each one broken before
     assert not chance_breach(sc, cash_flows(sc, hold.plan, held)).any()  # and kept now
-    assert hold.oos_upper95 <= eps and kept == 2 and hold.accepted and why is None
+    assert hold.oos_upper95 <= eps and kept == 1 and hold.accepted and why is None
+    assert len(rounds) == 2  # it holds: no further guarantee round
     assert hold.to_json()["hold_paths"] == V.HOLD_PER_ROUND
+
+
+def test_the_ladder_leaves_the_last_round_to_the_guarantee() -> None:
+    """With one calibration round and a plan that breaches, the round goes to the guarantee
+    (confidence 1, hold paths), not to the headroom ladder."""
+    sc, seed, paths = load_scenario("demo"), 5, 2000
+    red = reduce_scenarios(sc, 2000, 2, seed, backend="numpy")
+    first = solve(model_data(sc, red), threads=1)
+    sel = evaluate_plans(
+        sc, {"p": first.plan}, paths, V.derived_seed(seed, V._SELECT), backend="numpy"
+    )
+    rounds, _, _ = V.calibrate(
+        sc, red, first, sel.stats["p"], 1, paths, seed, "numpy", {"time_limit_s": 60, "threads": 1}
+    )
+    assert len(rounds) == 2 and rounds[1].in_sample_confidence == 1.0
+    assert rounds[1].hold_paths == V.HOLD_PER_ROUND and rounds[1].headroom == 0.0
 
 
 def test_with_headroom_scales_the_covenant_thresholds() -> None:
