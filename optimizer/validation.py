@@ -122,6 +122,13 @@ from .validation_settings import (
     Settings,
 )
 
+#: A gap batch's wall-clock safety net, as a multiple of the run's solver time limit: the node
+#: budget (``VALIDATION_MAX_NODES``) ends a batch; a wall-clock stop would make its bound, and
+#: so the reported gap, depend on machine load (demo's batches take 10–26 CPU-s against a
+#: 120 s limit; with a texas_hybrid run sharing the 2 cores, seeds 3 and 5 kept their plans
+#: but reported bounds of $10.9M and $6.5M instead of $3.4M and $6.1M, this limit being the
+#: only load-dependent stop).
+BATCH_TIME_LIMIT_FACTOR = 10.0
 #: I.i.d. scenarios fixing the plan's CVaR threshold η̂ in the batches.
 ETA_SCENARIOS = 4000
 #: I.i.d. paths per gap batch on which E[W] is taken (the batch's N scenarios carry the CVaR
@@ -360,7 +367,7 @@ def batch_tasks(
             settings.batch_scenarios,
             derived_seed(seed, _BATCH, b),
             solve_kwargs.get("mip_gap"),
-            solve_kwargs["time_limit_s"],
+            solve_kwargs["time_limit_s"] * BATCH_TIME_LIMIT_FACTOR,
             price_usd,
             start,
         )

@@ -299,3 +299,12 @@ def test_headroom_rounds_climb_the_ladder_until_the_value_falls() -> None:
     last = rounds[-1]
     stopped = last.holds and last.objective_usd < max(q.objective_usd for q in ok if q is not last)
     assert stopped or len(rounds) == 5 or len(rounds) == len(V.HEADROOM_LADDER) + 1
+
+
+def test_batches_stop_at_their_node_budget_not_at_the_run_time_limit() -> None:
+    """A batch's wall-clock limit is a safety net well above the run's: its bound must not
+    depend on machine load."""
+    sc = load_scenario("demo")
+    args = V.batch_tasks(sc, V.Settings(batches=2), 1, 1e6, {"time_limit_s": 120, "mip_gap": 0.001})
+    assert [a[4] for a in args] == [120 * V.BATCH_TIME_LIMIT_FACTOR] * 2
+    assert V.BATCH_TIME_LIMIT_FACTOR >= 10
