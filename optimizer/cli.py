@@ -532,15 +532,21 @@ def split_executor(args: argparse.Namespace) -> Iterator[Any]:
         finally:
             client.close()
     elif getattr(args, "workers", None):
-        pool = get_executor(args.workers)
-        try:
+        with _closing(get_executor(args.workers)) as pool:
             yield pool
-        finally:
-            close = getattr(pool, "close", None)
-            if close is not None:
-                close()
     else:
         yield None
+
+
+@contextmanager
+def _closing(pool: Any) -> Iterator[Any]:
+    """``pool``, closed on the way out where it has a ``close`` (local process pools)."""
+    try:
+        yield pool
+    finally:
+        close = getattr(pool, "close", None)
+        if close is not None:
+            close()
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
@@ -564,13 +570,8 @@ def _solver_pool(args: argparse.Namespace, checks: dict[str, Any]) -> Iterator[A
     if not checks.get("validate", True):
         yield None
         return
-    pool = solver_pool(preload="hashpivot.optimizer.validation")
-    try:
+    with _closing(solver_pool(preload="hashpivot.optimizer.validation")) as pool:
         yield pool
-    finally:
-        close = getattr(pool, "close", None)
-        if close is not None:
-            close()
 
 
 def _optimize(

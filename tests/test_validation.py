@@ -202,28 +202,35 @@ def test_with_hold_appends_light_scenarios_and_keeps_the_weights_summing_to_one(
         np.testing.assert_array_equal(arr[4:], hold.coefficient_arrays()[name])
 
 
+def _calibrated(sc, seed: int, k: int, rounds: int, paths: int, **kw):
+    """``k`` reduced scenarios of ``sc``, their plan solved and judged on the selection paths,
+    then ``rounds`` calibration rounds: (reduced scenarios, rounds, index kept, why)."""
+    red = reduce_scenarios(sc, 2000, k, seed, backend="numpy")
+    first = solve(model_data(sc, red), threads=1)
+    sel = evaluate_plans(
+        sc, {"p": first.plan}, paths, V.derived_seed(seed, V._SELECT), backend="numpy"
+    )
+    out = V.calibrate(
+        sc,
+        red,
+        first,
+        sel.stats["p"],
+        rounds,
+        paths,
+        seed,
+        "numpy",
+        {"time_limit_s": 60, "threads": 1},
+        **kw,
+    )
+    return (red, *out)
+
+
 def test_guarantee_round_holds_fresh_paths_the_plan_broke() -> None:
     """Two reduced scenarios miss demo's tail: the plan as solved breaches on most fresh paths.
     With no headroom rounds (``ladder=()``) the next round is a guarantee round: confidence 1
     and 16 fresh paths that round 0's plan broke held, which the new plan keeps; it holds."""
     sc, seed, paths = load_scenario("demo"), 5, 2000
-    red = reduce_scenarios(sc, 2000, 2, seed, backend="numpy")
-    first = solve(model_data(sc, red), threads=1)
-    sel = evaluate_plans(
-        sc, {"p": first.plan}, paths, V.derived_seed(seed, V._SELECT), backend="numpy"
-    )
-    rounds, kept, why = V.calibrate(
-        sc,
-        red,
-        first,
-        sel.stats["p"],
-        3,
-        paths,
-        seed,
-        "numpy",
-        {"time_limit_s": 60, "threads": 1},
-        ladder=(),
-    )
+    red, rounds, kept, why = _calibrated(sc, seed, 2, 3, paths, ladder=())
     eps = 1.0 - sc.covenants.confidence
     zero, hold = rounds[0], rounds[1]
     assert zero.oos_upper95 > eps
@@ -247,14 +254,7 @@ def test_the_ladder_leaves_the_last_round_to_the_guarantee() -> None:
     """With one calibration round and a plan that breaches, the round goes to the guarantee
     (confidence 1, hold paths), not to the headroom ladder."""
     sc, seed, paths = load_scenario("demo"), 5, 2000
-    red = reduce_scenarios(sc, 2000, 2, seed, backend="numpy")
-    first = solve(model_data(sc, red), threads=1)
-    sel = evaluate_plans(
-        sc, {"p": first.plan}, paths, V.derived_seed(seed, V._SELECT), backend="numpy"
-    )
-    rounds, _, _ = V.calibrate(
-        sc, red, first, sel.stats["p"], 1, paths, seed, "numpy", {"time_limit_s": 60, "threads": 1}
-    )
+    _, rounds, _, _ = _calibrated(sc, seed, 2, 1, paths)
     assert len(rounds) == 2 and rounds[1].in_sample_confidence == 1.0
     assert rounds[1].hold_paths == V.HOLD_PER_ROUND and rounds[1].headroom == 0.0
 
@@ -273,14 +273,7 @@ def test_headroom_rounds_climb_the_ladder_until_the_value_falls() -> None:
     :mod:`~hashpivot.kernels.cashflow`); the climb stops at the first round that holds but is
     worth less than the best round that held before; the best round that holds is kept."""
     sc, seed, paths = load_scenario("demo"), 3, 2000
-    red = reduce_scenarios(sc, 2000, 8, seed, backend="numpy")
-    first = solve(model_data(sc, red), threads=1)
-    sel = evaluate_plans(
-        sc, {"p": first.plan}, paths, V.derived_seed(seed, V._SELECT), backend="numpy"
-    )
-    rounds, kept, why = V.calibrate(
-        sc, red, first, sel.stats["p"], 4, paths, seed, "numpy", {"time_limit_s": 60, "threads": 1}
-    )
+    red, rounds, kept, why = _calibrated(sc, seed, 8, 4, paths)
     eps = 1.0 - sc.covenants.confidence
     assert [r.headroom for r in rounds] == [0.0, *V.HEADROOM_LADDER[: len(rounds) - 1]]
     for r in rounds:
