@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -97,6 +98,7 @@ class ProcessExecutor:
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or available_cores()
         self._pool: ProcessPoolExecutor | None = None
+        self._feeder: _Feeder | None = None
 
     def map(self, fn: Callable[[T], R], items: Iterable[T], **resources: float) -> list[R]:
         items = list(items)
@@ -112,7 +114,9 @@ class ProcessExecutor:
             return [Deferred(fn, x) for x in items]  # not worth starting a pool for
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
-        return _Feeder(self._pool, self.workers, fn, items).futures
+        if self._feeder is None:
+            self._feeder = _Feeder(self._pool, self.workers)
+        return self._feeder.add(fn, items)
 
     def warm(self, fn: Callable[[], object]) -> None:
         """Start the workers now, each running ``fn`` (its unpickling imports ``fn``'s module),
@@ -129,6 +133,9 @@ class ProcessExecutor:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+        if self._feeder is not None:
+            self._feeder.stop()  # what it has not handed over fails: the pool is shut down
+            self._feeder = None
 
     def __enter__(self) -> ProcessExecutor:
         return self
@@ -138,27 +145,40 @@ class ProcessExecutor:
 
 
 class _Feeder:
-    """Hands tasks to ``pool`` in order, at most ``slots`` at a time (a pool queues more than
-    its workers can run, and a queued task can no longer be cancelled): a task not yet handed
-    over can be taken back with ``cancel()`` on its future (:func:`gather`). A thread of its
-    own feeds the pool; it runs no task."""
+    """Hands tasks to ``pool`` in the order they were submitted, at most ``slots`` at a time
+    (a pool queues more than its workers can run, and a queued task can no longer be
+    cancelled): a task not yet handed over can be taken back with ``cancel()`` on its future
+    (:func:`gather`). One feeder per pool, so that tasks submitted in several calls still
+    wait in one line, in order; a thread of its own feeds the pool and runs no task."""
 
-    def __init__(
-        self, pool: ProcessPoolExecutor, slots: int, fn: Callable[[Any], Any], items: list
-    ) -> None:
-        self.futures: list[Future] = [Future() for _ in items]
+    def __init__(self, pool: ProcessPoolExecutor, slots: int) -> None:
         self._free = threading.Semaphore(slots)
-        self._pool, self._fn, self._items = pool, fn, items
+        self._pool = pool
+        self._line: queue.SimpleQueue[tuple[Future, Callable[[Any], Any], Any] | None] = (
+            queue.SimpleQueue()
+        )
         threading.Thread(target=self._feed, name="hashpivot-feeder", daemon=True).start()
 
+    def add(self, fn: Callable[[Any], Any], items: list) -> list[Future]:
+        """Queue ``fn(x)`` for each of ``items``; their futures, in order."""
+        futures: list[Future] = [Future() for _ in items]
+        for outer, x in zip(futures, items, strict=True):
+            self._line.put((outer, fn, x))
+        return futures
+
+    def stop(self) -> None:
+        """End the feeding thread once the tasks already queued are handed over or failed."""
+        self._line.put(None)
+
     def _feed(self) -> None:
-        for outer, x in zip(self.futures, self._items, strict=True):
+        while (entry := self._line.get()) is not None:
+            outer, fn, x = entry
             self._free.acquire()
             if not outer.set_running_or_notify_cancel():  # taken back: run elsewhere
                 self._free.release()
                 continue
             try:
-                inner = self._pool.submit(self._fn, x)
+                inner = self._pool.submit(fn, x)
             except BaseException as e:  # the pool was shut down: fail what is left
                 outer.set_exception(e)
                 self._free.release()

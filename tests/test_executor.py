@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -10,12 +11,16 @@ from hashpivot.optimizer.executor import (
     DaskExecutor,
     ProcessExecutor,
     SerialExecutor,
+    gather,
     get_executor,
     run_all,
     submit_all,
 )
 
 ARGS = [(b, 3, 1_000_003) for b in range(2, 12)]
+#: Seconds the first tasks hold the workers in the line test (the later ones are taken back
+#: meanwhile, in microseconds).
+SLEEP_S = 2.0
 EXPECTED = [pow(*a) for a in ARGS]
 
 
@@ -54,6 +59,20 @@ def test_submit_returns_at_once_and_results_agree_in_order():
     assert [h.result() for h in submit_all(MapOnly(), pow, ARGS)] == EXPECTED
 
 
+def test_tasks_submitted_later_wait_in_one_line_and_can_be_taken_back():
+    """Tasks of a second submit wait behind the first's in one line (at most one task per
+    worker handed to the pool): while the first call's tasks hold both workers, gather takes
+    every task of the second call back and runs it in this process."""
+    with ProcessExecutor(2) as pool:
+        first = submit_all(pool, _sleep_pid, [(SLEEP_S,), (SLEEP_S,)])
+        later_args = [(0.0,)] * 4
+        later = submit_all(pool, _sleep_pid, later_args)
+        assert gather(later, _sleep_pid, later_args) == [os.getpid()] * 4
+        assert os.getpid() not in {h.result() for h in first}
+        # the line goes on: a third call is handed to the workers once they are free
+        assert os.getpid() not in {h.result() for h in submit_all(pool, _pid, [(0,), (1,)])}
+
+
 def test_dask_local_cluster_agrees_in_order():
     distributed = pytest.importorskip("distributed")
     with (
@@ -85,4 +104,9 @@ def _noop() -> None:
 
 
 def _pid(_: int) -> int:
+    return os.getpid()
+
+
+def _sleep_pid(seconds: float) -> int:
+    time.sleep(seconds)
     return os.getpid()
