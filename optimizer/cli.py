@@ -1103,8 +1103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--calibration-rounds",
         metavar="N",
-        help="rounds that tighten the in-sample covenant confidence (then hold fresh paths "
-        "the plan broke) until the out-of-sample bound meets the limit; 0 turns calibration off "
+        help="re-solves that keep the covenants with more headroom (then hold fresh paths "
+        "the plan broke) until the out-of-sample breach bound meets the limit and the value "
+        "peaks; 0 turns calibration off "
         f"(default: {V_DEFAULTS.CALIBRATION_ROUNDS})",
     )
     p.add_argument(
