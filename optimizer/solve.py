@@ -7,7 +7,7 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -417,7 +417,6 @@ class _Session:
         limit_s: float = 0.0,
         hard_stop: Callable[[], None] | None = None,
         cuts: bool = True,
-        highs_options: Mapping[str, object] | None = None,
     ) -> None:
         self.d = d
         self.hard_stop = hard_stop
@@ -474,7 +473,7 @@ class _Session:
         h.setOptionValue("output_flag", tee)
         h.setOptionValue("log_to_console", log is None and tee)
         self._subscribe(tee)
-        for key, value in (HIGHS_OPTIONS | dict(highs_options or {})).items():
+        for key, value in HIGHS_OPTIONS.items():
             h.setOptionValue(key, value)
         self.build_seconds = t1 - t0
         self.transfer_seconds = time.perf_counter() - t1
@@ -859,7 +858,6 @@ def solve(
     max_nodes: int | None = None,
     start: Plan | None = None,
     starts: Callable[[], Sequence[Plan]] | None = None,
-    highs_options: Mapping[str, object] | None = None,
 ) -> SolveResult:
     """Build and solve the MILP for ``d`` in phases.
 
@@ -916,8 +914,7 @@ def solve(
     ``log``, HiGHS prints to the terminal itself). Ctrl-C (``KeyboardInterrupt``) stops HiGHS
     through its interrupt callbacks and is re-raised once HiGHS has stopped; where HiGHS makes no
     callback for ``INTERRUPT_GRACE_S`` after it, ``hard_stop`` is called (from another thread;
-    the CLI ends the process there). ``highs_options`` are set on every run, over
-    :data:`HIGHS_OPTIONS` (the validation's batches use their own).
+    the CLI ends the process there).
     """
     limit = d.sc.defaults.solver_time_limit_s if time_limit_s is None else time_limit_s
     gap_tol = d.sc.defaults.mip_gap if mip_gap is None else mip_gap
@@ -937,7 +934,6 @@ def solve(
         log=log,
         limit_s=limit,
         hard_stop=hard_stop,
-        highs_options=highs_options,
     )
     full_runs: list[_Run] = []
     skipped_bounds: list[float] = []  # LP bounds of regimes pruned without a MIP run [M$]

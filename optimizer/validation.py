@@ -146,12 +146,6 @@ VALIDATION_MAX_NODES = 500
 BREACH_PRICE_SHARE = 0.05
 #: HiGHS threads per validation solve: fixed, so results do not depend on the executor.
 VALIDATION_THREADS = 1
-#: HiGHS options of a gap batch, over the solver's own (:data:`~.solve.HIGHS_OPTIONS`): a batch
-#: starts from a plan that is already near its optimum and spends its work proving the bound;
-#: cut separation in the tree cost more than it closed there: demo's four batches (default
-#: seed) took 69.3 and 69.5 CPU-s without it against 76.3, 78.8 and 75.0 with it, the option
-#: sets run in turns in one process (HiGHS 1.15.1), their bounds within $0.4M of each other.
-BATCH_HIGHS_OPTIONS: dict[str, object] = {"mip_allow_cut_separation_at_nodes": False}
 #: Two-sided 95% normal quantile.
 Z95 = 1.959963984540054
 
@@ -347,7 +341,6 @@ def batch_task(
             threads=VALIDATION_THREADS,
             max_nodes=VALIDATION_MAX_NODES,
             start=start,
-            highs_options=BATCH_HIGHS_OPTIONS,
         )
     except NoSolutionError as e:  # the relaxed batch problem has no plan: no bound from it
         return out | {"bound_usd": None, "error": str(e)}
