@@ -428,8 +428,8 @@ def optimize(
     broke, until the out-of-sample breach bound holds and the value peaks; with ``validate``,
     ``batches`` Mak–Morton–Wood batches bound the optimality gap (``batch_scenarios`` i.i.d.
     scenarios each), and VSS and EVPI are estimated (EVPI on ``ws_scenarios`` wait-and-see
-    solves). The repeated solves run on ``executor`` (default: a
-    local process pool); a given ``executor`` also runs the market pass's work items
+    solves). The repeated solves run on ``executor`` (default: a local process pool); a given
+    ``executor`` also runs the market pass's work items
     (:func:`~hashpivot.kernels.reduce.simulate_and_reduce`) and splits the evaluations' path
     blocks over its workers. ``solver_pool`` (where no ``executor`` is given): the executor of
     the repeated solves only, started (and warmed) and closed by the caller, e.g. before its
@@ -502,12 +502,13 @@ def optimize(
 
         # SAA replications, the gap batches and the wait-and-see solves: none depends on the
         # plan finally chosen, so one map runs them all, the replications first (selection and
-        # calibration need them), then the long batch solves. (Sending the replications, or
-        # them and the wait-and-see solves, before the market pass gave no gain: 62.4 s against
-        # 61.5 s, and 64.5 s against 61.8 s, median wall in turns; the tail lost its fillers.) The batches' price is fixed by
+        # calibration need them), then the long batch solves. The batches' price is fixed by
         # the first solve's objective, before any batch is drawn; its plan only warm-starts
         # them. While the workers solve the batches, this process selects and calibrates, then
-        # runs the tasks no worker has started (:func:`~.executor.gather`).
+        # runs the tasks no worker has started (:func:`~.executor.gather`). (Sending the
+        # replications, or them and the wait-and-see solves, before the market pass gave no
+        # gain: 62.4 s against 61.5 s, and 64.5 s against 61.8 s, median wall in turns; the
+        # tail lost its short fillers.)
         t = time.perf_counter()
         waited = 0.0
         candidates = [V.Candidate(0, seed, red, res)]
