@@ -505,10 +505,8 @@ def optimize(
         # calibration need them), then the long batch solves. The batches' price is fixed by
         # the first solve's objective, before any batch is drawn; its plan only warm-starts
         # them. While the workers solve the batches, this process selects and calibrates, then
-        # runs the tasks no worker has started (:func:`~.executor.gather`). (Sending the
-        # replications, or them and the wait-and-see solves, before the market pass gave no
-        # gain: 62.4 s against 61.5 s, and 64.5 s against 61.8 s, median wall in turns; the
-        # tail lost its short fillers.)
+        # runs the tasks no worker has started (:func:`~.executor.gather`). The short
+        # wait-and-see solves come last: they fill the pool's tail (README, timings).
         t = time.perf_counter()
         waited = 0.0
         candidates = [V.Candidate(0, seed, red, res)]
