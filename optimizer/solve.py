@@ -73,8 +73,8 @@ ROUNDING_LP_MAX_ITERATIONS = 200_000
 FIRST_LP_SOLVER = "ipm"
 #: Simplex iterations allowed to all the held-scenario LPs of one fleet-sized solve (the
 #: quantile bound, :func:`_quantile_bound`): a limit in work, so the bound does not depend on
-#: the machine. On the 50-site × 64-scenario fleet each LP took ~750 iterations (0.4–1.5 s)
-#: from the regime LP's basis, and the 30 scenarios the LP excuses most gave the whole bound.
+#: the machine. On the 50-site × 64-scenario fleet each LP took ~400–750 iterations (0.4–1.5 s)
+#: from the regime LP's basis; the two regimes used ~10k.
 QUANTILE_LP_MAX_ITERATIONS = 30_000
 #: Held-scenario LPs between two looks at the quantile bound; it stops at a look that left
 #: it where it was (once below the LP value): on the 50-site fleet, in the order of
@@ -934,8 +934,9 @@ def _quantile_bound(
     :func:`quantile_bound` over them (every other scenario keeps the LP value, which bounds
     its held LP too). The big-M rows let the LP excuse a sliver of many scenarios at almost
     no cost (54 of 64 on the 50-site fleet); held one at a time they cost up to 4 %.
-    Scenarios are tried in decreasing LP value of z_k until ``iterations`` are spent or the
-    bound is at most ``beat`` (another regime's bound: no need to go lower). Inside
+    Scenarios are held in decreasing :func:`_relaxation_used`, ``QUANTILE_LOOK_EVERY`` between
+    looks at the bound, until ``iterations`` are spent, a look leaves the bound where it was,
+    or it is at most ``beat`` (another regime's bound: no need to go lower). Inside
     :meth:`_Session.as_lp`, right after ``lp`` (its basis). Returns the bound [M$], the
     iterations used, a run for the log (None where no LP was solved) and the held LP value
     of every scenario, (K,) [M$] (the LP value where not held)."""
@@ -1007,8 +1008,8 @@ def _fleet_search(
     regime whose bound is above the incumbent by more than the gap is searched around that
     LP point, its excused scenarios fixed: every integer plan decision in [⌊x⌋, ⌈x⌉] (RENS,
     ``HEURISTIC_MAX_NODES``; after the first plan, above the incumbent). With no big-M choice
-    left the search is short: on the 50-site × 64-scenario fleet 1.6 s and one node to a plan
-    0.4 % below the bound, where RENS around the regime LP with z free took 82 s to one 3.4 %
+    left the search is short: on the 50-site × 64-scenario fleet 1.3 s and one node to a plan
+    0.5 % below the bound, where RENS around the regime LP with z free took 82 s to one 3.4 %
     below it (and the whole plan searched with the excused scenarios fixed, 17 s to 0.6 %; on
     the 20-site × 16-scenario fleet its root cut loop ran for minutes). Where no regime gives a
     plan, RENS around the best regime LP with z free is tried. Returns the runs, the run with
