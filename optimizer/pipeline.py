@@ -103,11 +103,17 @@ def gap_warning(s: SolveResult, time_limit_s: float) -> str | None:
     """The warning for a final gap above the target, with what to do; None within it."""
     if s.gap_ok:
         return None
+    worth = f"the plan may be worth up to {s.gap:.1%} less than the best plan for these scenarios"
+    if s.time_limited:
+        return (
+            f"the solver stopped at a gap of {s.gap:.2%} (target {s.target_gap:.2%}) after "
+            f"{time_limit_s:g} s, its time limit: {worth}; raise --time-limit, lower "
+            "--scenarios, or accept a larger --mip-gap"
+        )
     return (
-        f"the solver stopped at a gap of {s.gap:.2%} (target {s.target_gap:.2%}) after "
-        f"{time_limit_s:g} s: the plan may be worth up to {s.gap:.1%} less than the best plan "
-        "for these scenarios; raise --time-limit, lower --scenarios, or accept a larger "
-        "--mip-gap"
+        f"the solver stopped at a gap of {s.gap:.2%} (target {s.target_gap:.2%}) at its work "
+        f"budget (node and iteration limits, so that any machine gets the same plan) after "
+        f"{s.solve_seconds:.0f} s: {worth}; lower --scenarios or accept a larger --mip-gap"
     )
 
 

@@ -311,6 +311,7 @@ def test_tiny_time_limit_warns_in_the_summary(tmp_path: Path) -> None:
     assert "--eval-paths 1000 or more" in text
     flat = " ".join(proc.stdout.split())
     assert "warning: the solver stopped at a gap of" in flat and "raise --time-limit" in flat
+    assert "its time limit" in flat
     assert "warning: 4 reduced scenarios are too few" in " ".join(proc.stderr.split())
     page = (out / "report.html").read_text(encoding="utf-8")
     top = page[: page.index("What this means")]  # the warning box comes before everything else
@@ -544,3 +545,20 @@ def test_a_strong_btc_drift_does_not_convert_more() -> None:
             res.plan.blocks[i].sum() * s.conversion.block_mw for i, s in enumerate(sc.sites)
         )
     assert mw[0.8] <= mw[data["market"]["btc"]["drift_per_year"]]
+
+
+def test_a_gap_missed_at_the_work_budget_is_not_blamed_on_the_time_limit() -> None:
+    """A solve that ends above its gap at its node and iteration budgets, well inside the time
+    limit: the warning names the budget and the seconds it took, and does not ask for more
+    time (which would change nothing)."""
+    from hashpivot.optimizer.pipeline import gap_warning
+    from hashpivot.optimizer.solve import SolveResult, Termination
+
+    s = SolveResult(
+        status=Termination.WORK_LIMIT, plan=None, objective_usd=95.0, bound_usd=100.0,
+        gap=0.05, target_gap=0.01, build_seconds=1.0, solve_seconds=12.4,
+    )  # fmt: skip
+    words = gap_warning(s, 300.0)
+    assert "5.00% (target 1.00%) at its work budget" in words and "after 12 s" in words
+    assert "--time-limit" not in words and "300" not in words
+    assert gap_warning(SolveResult(**{**s.__dict__, "gap": 0.005}), 300.0) is None
