@@ -540,18 +540,12 @@ def optimize(
                 backend=be,
             )
             tasks += [("ws", (sc, ws_sample, j, limit)) for j in range(settings.ws_scenarios)]
-        n_bat, n_rep = len(batch_args), settings.replications - 1
-        if tasks:
-            what = f"replications {n_rep}, gap batches {n_bat}, wait-and-see {len(tasks) - n_bat - n_rep}"
-            note(
-                "replicate",
-                0,
-                len(tasks),
-                f"{len(tasks)} solves on {pool.workers} workers ({what})",
-            )
+        n_bat, n_rep, n_solves = len(batch_args), settings.replications - 1, len(tasks)
+        if n_solves:
+            what = f"replications {n_rep}, gap batches {n_bat}, wait-and-see {n_solves - n_bat - n_rep}"
+            note("replicate", 0, n_solves, f"{n_solves} solves on {pool.workers} workers ({what})")
         # the baselines still to compute, as the map's last task: a worker that ran out of
         # solves takes it (HiGHS must not run in a second thread of this process)
-        n_solves = len(tasks)
         missing = [name for name in POLICIES if name not in base.computed()]
         if n_solves and missing:
             tasks.append(("baselines", (sc, base.red, missing)))

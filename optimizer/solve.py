@@ -638,6 +638,18 @@ class _Session:
         finally:
             h.changeColsIntegrality(len(cols), cols, kinds[cols])
 
+    def regime_pins(self, regime: tuple[bool, ...] | None) -> dict[int, float]:
+        """Column → value of the facilities ``regime`` fixes (empty for None): undrawn ones
+        cannot be drawn (TD ≤ size·u), drawn ones put their covenants in force (δ ≥ u), so
+        no big-M links drawing to covenants."""
+        m = self.m
+        if regime is None or not hasattr(m, "facility_used"):
+            return {}
+        return {
+            self.col[id(v)]: 1.0 if on else 0.0
+            for v, on in zip(m.facility_used.values(), regime, strict=True)
+        }
+
     def held_lps(
         self,
         regime: tuple[bool, ...] | None,
@@ -653,10 +665,7 @@ class _Session:
         ``iterations`` simplex iterations are spent; the rest are +inf. Returns the values, in
         the order of ``scenarios``, the iterations used and whether the clock stopped an LP."""
         m, h = self.m, self.h
-        base: dict[int, float] = {}
-        if regime is not None and hasattr(m, "facility_used"):
-            for v, on in zip(m.facility_used.values(), regime, strict=True):
-                base[self.col[id(v)]] = 1.0 if on else 0.0
+        base = self.regime_pins(regime)
         values = np.full(len(scenarios), np.inf)
         used = 0
         timed_out = False
@@ -740,11 +749,7 @@ class _Session:
             for f, v in m.facility_used.items():
                 if drawn is not None and drawn[f]:
                     pin(v, 1.0)
-        if regime is not None and hasattr(m, "facility_used"):
-            # u fixed: undrawn facilities cannot be drawn (TD ≤ size·u), drawn ones put their
-            # covenants in force (δ ≥ u), so no big-M links drawing to covenants
-            for v, on in zip(m.facility_used.values(), regime, strict=True):
-                pin(v, 1.0 if on else 0.0)
+        pins.update({c: (v, v) for c, v in self.regime_pins(regime).items()})
         idx = np.fromiter(pins, dtype=np.int32, count=len(pins))
         box = np.array(list(pins.values()), dtype=np.float64).reshape(-1, 2)
         if len(idx):
