@@ -17,14 +17,25 @@ from hashpivot.kernels.cashflow import CASH_TOL_USD, cash_flows, objective
 from hashpivot.kernels.plan import Plan, lease_terms, schedule
 from hashpivot.kernels.reduce import ReducedScenarios, reduce_scenarios
 from hashpivot.optimizer.checker import check_plan
-from hashpivot.optimizer.model import MONEY, averaged, build_model, cash_lower_bounds, model_data
+from hashpivot.optimizer.model import (
+    MONEY,
+    averaged,
+    btc_sale_pairwise_bounds,
+    build_model,
+    cash_lower_bounds,
+    conversion_bound,
+    model_data,
+    ocf_pairwise_bounds,
+)
 from hashpivot.optimizer.solve import NoSolutionError, Termination, solve
-from hashpivot.scenarios import Scenario, validate_data
+from hashpivot.scenarios import Scenario, load_scenario, validate_data
 
 #: MILP optimum against the best enumerated plan.
 ENUM_RTOL = 1e-6
 #: Gap asked of HiGHS in exact comparisons.
 EXACT_GAP = 1e-9
+#: Float tolerance of a pairwise bound against the flows it bounds [$].
+BOUND_TOL_USD = 1e-3
 
 
 def reduced(sc: Scenario, k: int = 4, paths: int = 400, seed: int = 3) -> ReducedScenarios:
@@ -225,6 +236,122 @@ def test_chance_covenants_instance_binds_and_excuses() -> None:
     assert res.excused.any()
     breach = np.asarray(cash_flows(sc, res.plan, red.coefficient_arrays()).covenant_breach)
     assert breach.any() and red.weights[breach].sum() <= 1 - sc.covenants.confidence + 1e-9
+
+
+# --------------------------------------------------------------------------- big-M bounds
+def test_conversion_bound_by_hand() -> None:
+    """One site, 3 quarters, lead 1: 10 ASIC MW, all convertible at ρ = 0.5; scenario j mines
+    better in quarter 0 (Δm = 1) and worse after (−2), its IT earns 4 more from quarter 1.
+    By conversion date (never, 0, 1, 2) the cumulative differences are t=0: 10, 0, 10, 10;
+    t=1: −10, 20, 10, −10; t=2: −30, 40, 30, −10; the bound is the best: 10, 20, 40 (a bound
+    that lets each quarter mine or lease with IT online at once says 50 at t=2). On the trailing
+    two quarters t=2 sums over quarters 1–2: −40, 40, 20, −20, so 40."""
+    dm = np.array([[[1.0, -2.0, -2.0]]])
+    use = np.array([[[0.0, 4.0, 4.0]]])
+    one = np.array([10.0]), np.array([10.0]), np.array([0.5]), np.array([1])
+    np.testing.assert_allclose(conversion_bound(dm, use, *one)[0], [10.0, 20.0, 40.0])
+    np.testing.assert_allclose(conversion_bound(dm, use, *one, window=2)[0, 2], 40.0)
+
+
+def _best_conversion_date(dm, use, asic, conv, rho, lead, growth, window) -> np.ndarray:
+    """Σ over sites of the best single conversion date (or none) by enumeration, (J, T): the
+    exact weighted flow difference of each date, all IT put to its use."""
+    n_j, n_s, n_t = dm.shape
+    t = np.arange(n_t)
+    span = n_t if window is None else window
+    w = np.where(
+        (t[None] <= t[:, None]) & (t[None] > t[:, None] - span),
+        growth ** np.maximum(t[:, None] - t[None], 0),
+        0.0,
+    )
+    total = np.zeros((n_j, n_t))
+    for s in range(n_s):
+        values = []
+        for tau in range(n_t + 1):  # n_t: never
+            mining = asic[s] - conv[s] * (t >= tau)
+            it = rho[s] * conv[s] * (t >= tau + lead[s])
+            values.append((dm[:, s] * mining + use[:, s] * it) @ w.T)
+        total += np.max(values, axis=0)
+    return total
+
+
+@pytest.mark.parametrize("window,growth", [(None, 1.009), (None, 1.0), (4, 1.0), (3, 1.02)])
+def test_conversion_bound_equals_the_best_conversion_date(
+    window: int | None, growth: float
+) -> None:
+    """The bound is a maximum over mixtures of conversion dates, a linear function: it equals
+    the best single date found by enumeration (random coefficients, leads 0 to past the
+    horizon, with and without a window)."""
+    rng = np.random.default_rng(7)
+    n_j, n_t = 5, 9
+    lead = np.array([0, 1, 3, 4, 12])
+    dm = rng.normal(0.0, 1.0, (n_j, len(lead), n_t))
+    use = np.maximum(rng.normal(0.5, 1.0, (n_j, len(lead), n_t)), 0.0)
+    asic = rng.uniform(10, 100, len(lead))
+    conv = asic * rng.uniform(0.2, 1.0, len(lead))
+    rho = rng.uniform(0.6, 0.8, len(lead))
+    got = conversion_bound(dm, use, asic, conv, rho, lead, growth=growth, window=window)
+    want = _best_conversion_date(dm, use, asic, conv, rho, lead, growth, window)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)
+
+
+def _random_plan(sc: Scenario, rng: np.random.Generator) -> Plan:
+    """A plan within every structural rule: random blocks, racks in spare IT, a lease signed
+    at a random campus and delivered what is online, random draws and BTC sales."""
+    plan = Plan.empty(sc)
+    n_t = sc.horizon.n_periods
+    left = [int(s.convertible_mw // s.conversion.block_mw) for s in sc.sites]
+    for t in range(n_t):
+        room = sc.construction.max_blocks_per_period
+        for i, s in enumerate(sc.sites):
+            n = int(rng.integers(0, min(s.conversion.max_blocks_per_period, left[i], room) + 1))
+            n = n if rng.random() < 0.3 else 0
+            plan.blocks[i, t], left[i], room = n, left[i] - n, room - n
+    campus = [int(rng.integers(len(lo.eligible_sites))) for lo in sc.lease_offers]
+    plan.lease_signed = rng.random(len(sc.lease_offers)) < 0.5
+    names = [s.name for s in sc.sites]
+    _deliveries(
+        sc,
+        plan,
+        [names.index(lo.eligible_sites[c]) for lo, c in zip(sc.lease_offers, campus, strict=True)],
+    )
+    if sc.gpu_racks.enabled and rng.random() < 0.5:
+        spare = schedule(sc, plan).it_online_mw - plan.lease_it_mw.sum(axis=0)
+        kw = sc.gpu_racks.rack_kw / 1000.0
+        # racks live past the horizon here: install where spare IT stays from then on
+        fit = np.floor(np.minimum.accumulate(spare[:, ::-1], axis=1)[:, ::-1] / kw)
+        t0 = int(rng.integers(n_t))
+        plan.racks_new[:, t0] = np.minimum(fit[:, t0], sc.gpu_racks.max_racks_per_period // 2)
+    for f, fac in enumerate(sc.debt_facilities):
+        plan.draws_usd[f, fac.draw_start_period] = rng.uniform(0.0, fac.size_usd)
+    tr = sc.treasury
+    sold = rng.uniform(0.0, tr.max_btc_sale_per_period, n_t) * (rng.random(n_t) < 0.4)
+    sold[-1] = 0.0
+    plan.btc_sold = sold * min(1.0, (tr.btc_held - tr.btc_floor) / max(sold.sum(), 1e-9))
+    return plan
+
+
+def test_pairwise_bounds_hold_for_every_plan() -> None:
+    """On demo's scenarios (two sites, a lease, racks, a facility, BTC sales), for random plans
+    within every structural rule, the flows the independent evaluator computes differ between
+    any two scenarios by no more than the big-M bounds say: on the trailing year of OCF, and in
+    cash (OCF compounded, plus BTC sold at the two prices)."""
+    sc = load_scenario("demo")
+    red = reduced(sc, k=6)
+    d = model_data(sc, red)
+    trailing = ocf_pairwise_bounds(d) * MONEY
+    cash = (ocf_pairwise_bounds(d, cash=True) + btc_sale_pairwise_bounds(d)) * MONEY
+    rng = np.random.default_rng(11)
+    co = red.coefficient_arrays()
+    for _ in range(40):
+        plan = _random_plan(sc, rng)
+        assert check_plan(sc, plan) == []
+        cf = cash_flows(sc, plan, co)
+        window = np.cumsum(cf.ocf_usd, axis=1)
+        window[:, d.ppy :] -= np.cumsum(cf.ocf_usd, axis=1)[:, : -d.ppy]
+        for got, bound in ((window, trailing), (cf.cash_usd, cash)):
+            diff = got[None, :, :] - got[:, None, :]  # [k, j, t] = j's − k's
+            assert np.all(diff <= bound + BOUND_TOL_USD)
 
 
 def test_confidence_zero_excuses_every_scenario_of_every_plan() -> None:
