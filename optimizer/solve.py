@@ -1198,7 +1198,10 @@ def solve(
     Where the plan has at most ``DIRECT_MAX_PLAN_INTEGERS`` free integer decisions
     (:func:`plan_integers`), the whole model is solved first (node budget ``max_nodes``); the
     phases below run only when it ends above the gap, starting from its incumbent, its bound
-    kept.
+    kept. Without a ``start``, RENS around its LP relaxation (``HEURISTIC_MAX_NODES``) gives
+    that run its first incumbent: on demo HiGHS's root heuristics found a plan 8.5 % below
+    the optimum, and its search took 50 nodes to find a good one where 14 prove it from the
+    RENS plan (0.3 s).
 
     1. The model without covenant rows, a relaxation: if its optimum keeps the covenants at the
        required confidence it is optimal for the full model.
@@ -1281,6 +1284,20 @@ def solve(
     if rounded is not None and (seed is None or rounded.objective > seed.objective):
         seed = rounded
     direct: _Run | None = None
+    if two_phase and n_plan <= DIRECT_MAX_PLAN_INTEGERS and seed is None:
+        # no plan to start from: RENS around the LP relaxation, a small search whose plan
+        # lets the whole model prune from its root (HiGHS's own root heuristics may miss it)
+        with session.as_lp():
+            lp = session.run("LP", time_limit_s=left(), relaxation=True)
+        runs.append(lp)
+        if lp.status == Termination.OPTIMAL and lp.x is not None:
+            lp.plan, lp.bound = None, None  # a relaxation: neither plan nor (needed) bound
+            rens = session.run(
+                "LP rounding", time_limit_s=left(), max_nodes=HEURISTIC_MAX_NODES, rens=lp.x
+            )
+            runs.append(rens)
+            if rens.plan is not None:
+                seed = rens
     if two_phase and n_plan <= DIRECT_MAX_PLAN_INTEGERS:
         # few plan decisions: HiGHS solves the whole model faster than the phases below
         direct = session.run(

@@ -311,12 +311,15 @@ def small_demo_phased(small_demo):
 
 
 def test_small_models_are_solved_whole_first(small_demo, small_demo_phased) -> None:
-    """demo (83 plan integers) is solved whole in one run; in phases it reaches the same
-    optimum within the gap, with more runs."""
+    """demo (83 plan integers) is solved whole in one run, started from RENS around its LP
+    relaxation; in phases it reaches the same optimum within the gap, with more runs."""
     d, whole = small_demo
     _, phased = small_demo_phased
     assert plan_integers(build_model(d)) <= solve_module.DIRECT_MAX_PLAN_INTEGERS
-    assert [r["run"] for r in whole.runs] == ["full model"]
+    assert [r["run"] for r in whole.runs] == ["LP", "LP rounding", "full model"]
+    lp, rounding, full = whole.runs
+    assert lp["bound_usd"] is None and lp["objective_usd"] >= whole.bound_usd * (1 - 1e-9)
+    assert rounding["objective_usd"] <= full["objective_usd"] * (1 + 1e-9)
     assert whole.status == phased.status == Termination.OPTIMAL and len(phased.runs) > 2
     assert whole.objective_usd == pytest.approx(phased.objective_usd, rel=d.sc.defaults.mip_gap)
     assert whole.bound_usd >= phased.objective_usd * (1 - 1e-9)
