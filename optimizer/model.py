@@ -51,8 +51,10 @@ Covenants as chance constraints (``add_covenant_constraints``), t ≥ ppy−1, t
     Σ_f B[f,t] − λ_t·Σ_{W_t} OCF[k,·] ≤ λ_t·M_kt·z_k + G'_kt·(1 − δ_t),  λ_t = max_lev·ppy/|W_t|
     Σ_k p_k·z_k ≤ 1 − confidence,  z_k ∈ {0,1}  (shared with minimum cash: ``add_chance_budget``)
     M_kt = the smallest Δ[k,j,t] left after dropping the lowest of weight ≤ 1 − confidence, with
-    Δ[k,j,t] ≥ Σ_{W_t}(OCF[j,·] − OCF[k,·]) for every plan (``excuse_big_m``). The solver fixes
-    u per regime (``covenant_regimes``): then δ is fixed where it matters and G drops out.
+    Δ[k,j,t] ≥ Σ_{W_t}(OCF[j,·] − OCF[k,·]) for every plan (``excuse_big_m``; the best
+    conversion path, irreversible with IT online lead_s periods later: ``conversion_bound``).
+    The solver fixes u per regime (``covenant_regimes``): then δ is fixed where it matters
+    and G drops out.
 
 Objective (``add_objective``), Rockafellar–Uryasev CVaR; less β·Σ_k p_k·z_k where a breach
 price β is set (the optimality-gap batches only)
@@ -866,11 +868,11 @@ def cash_big_m(d: ModelData) -> np.ndarray:
 
     Financing and capex are common to all scenarios, so cash[j,t] − cash[k,t] =
     Σ_{u≤t} g^{t−u}·(OCF[j,u] − OCF[k,u] + (P[j,u] − P[k,u])·b[u]) ≤ Δc[k,j,t], the sum of
-    :func:`ocf_pairwise_bounds` (``cash``) and :func:`btc_sale_pairwise_bounds`; scenarios held to the minimum weigh ≥ confidence, so
-    cash[k,t] ≥ min − (the quantile of Δc[k,·,t] as in :func:`excuse_big_m`). Where no
-    scenario need be held (confidence 0: every scenario may be excused, as in the Latin
-    hypercube gap batches), min − :func:`cash_lower_bounds`. Rows where this is ≤ 0 hold in
-    every feasible plan.
+    :func:`ocf_pairwise_bounds` (``cash``) and :func:`btc_sale_pairwise_bounds`; scenarios
+    held to the minimum weigh ≥ confidence, so cash[k,t] ≥ min − (the quantile of Δc[k,·,t]
+    as in :func:`excuse_big_m`). Where no scenario need be held (confidence 0: every scenario
+    may be excused, as in the Latin hypercube gap batches), min − :func:`cash_lower_bounds`.
+    Rows where this is ≤ 0 hold in every feasible plan.
     """
     sc = d.sc
     delta = ocf_pairwise_bounds(d, cash=True) + btc_sale_pairwise_bounds(d)
@@ -915,10 +917,10 @@ def excuse_big_m(d: ModelData) -> np.ndarray:
     In every feasible plan the scenarios held to the covenants weigh ≥ confidence, and for each
     of them, j, the covenant gap of scenario k exceeds j's by at most Δ[k,j] (the bound of
     :func:`ocf_pairwise_bounds` on the trailing year: debt service and balance are common to
-    all scenarios). So k's DSCR row is violated by at most the
-    smallest Δ[k,j] left after dropping the lowest ones of total weight ≤ 1 − confidence (Qiu
-    et al. 2014 and Luedtke 2014 tighten big-M constants the same way); for leverage, times
-    max_leverage·ppy/|W_t|. Rows where this is ≤ 0 hold in every feasible plan.
+    all scenarios). So k's DSCR row is violated by at most the smallest Δ[k,j] left after
+    dropping the lowest ones of total weight ≤ 1 − confidence (Qiu et al. 2014 and Luedtke
+    2014 tighten big-M constants the same way); for leverage, times max_leverage·ppy/|W_t|.
+    Rows where this is ≤ 0 hold in every feasible plan.
     """
     room = 1.0 - d.sc.covenants.confidence + 1e-12
     return _quantile_big_m(ocf_pairwise_bounds(d), d.weights, room)
