@@ -728,6 +728,16 @@ def _shifted(x: np.ndarray, shift: np.ndarray) -> np.ndarray:
     return y
 
 
+def period_weights(n_t: int, *, growth: float = 1.0, window: int | None = None) -> np.ndarray:
+    """w[t, u] = growth^{t−u} for the ``window`` periods u up to t (None: every one), else 0,
+    (T, T): what a flow of period u adds to a trailing sum (growth 1) or to cash (growth > 1)
+    at the end of period t."""
+    t = np.arange(n_t)
+    span = n_t if window is None else window
+    inside = (t[None, :] <= t[:, None]) & (t[None, :] > t[:, None] - span)
+    return np.where(inside, float(growth) ** np.maximum(t[:, None] - t[None, :], 0), 0.0)
+
+
 def conversion_bound(
     dm: np.ndarray,
     use: np.ndarray,
@@ -766,9 +776,7 @@ def conversion_bound(
     n_t = dm.shape[-1]
     lead = np.asarray(lead, dtype=np.int64)
     t = np.arange(n_t)
-    span = n_t if window is None else window
-    w = np.where((t[None, :] <= t[:, None]) & (t[None, :] > t[:, None] - span), 1.0, 0.0)
-    w *= float(growth) ** np.maximum(t[:, None] - t[None, :], 0)
+    w = period_weights(n_t, growth=growth, window=window)
     base = (np.einsum("jsu,s->ju", dm, asic_mw)) @ w.T  # asic_s·Σ_u w[t,u]·Δm_u
     best = np.zeros(dm.shape)  # max(0, largest suffix sum), (J, S, T)
     if window is not None:
@@ -837,9 +845,7 @@ def btc_sale_pairwise_bounds(d: ModelData) -> np.ndarray:
     largest positive terms first (a fractional knapsack with equal caps)."""
     tr, h = d.sc.treasury, d.sc.horizon
     n_t = d.n_periods
-    t = np.arange(n_t)
-    g = 1.0 + h.cash_interest_rate * h.dt_years
-    weights = np.where(t[None, :] <= t[:, None], g ** np.maximum(t[:, None] - t[None, :], 0), 0.0)
+    weights = period_weights(n_t, growth=1.0 + h.cash_interest_rate * h.dt_years)
     weights[:, -1] = 0.0
     sale = tr.max_btc_sale_per_period
     amounts = np.clip(max(0.0, tr.btc_held - tr.btc_floor) - np.arange(n_t) * sale, 0.0, sale)

@@ -874,6 +874,21 @@ def _regime_lp(
     return lp
 
 
+def _rens(
+    session: _Session, reg: tuple[bool, ...] | None, lp: _Run, left: Callable[[], float]
+) -> _Run:
+    """RENS around regime ``reg``'s LP point ``lp.x``: every integer plan decision in
+    [⌊x⌋, ⌈x⌉], the rest (financing, excused scenarios) left to HiGHS
+    (``HEURISTIC_MAX_NODES``)."""
+    return session.run(
+        f"{_regime_name(reg)} rounding",
+        time_limit_s=left(),
+        max_nodes=HEURISTIC_MAX_NODES,
+        regime=reg,
+        rens=lp.x,
+    )
+
+
 def quantile_bound(values: np.ndarray, weights: np.ndarray, budget: float) -> float:
     """The smallest v such that the scenarios with ``values`` ≤ v weigh more than ``budget``
     (−inf before the first, +inf if they never do).
@@ -1096,13 +1111,7 @@ def _fleet_search(
             best = run
     if best is None:
         top = max(lps, key=lambda r: lps[r].objective)
-        rens = session.run(
-            f"{_regime_name(top)} rounding",
-            time_limit_s=left(),
-            max_nodes=HEURISTIC_MAX_NODES,
-            regime=top,
-            rens=lps[top].x,
-        )
+        rens = _rens(session, top, lps[top], left)
         runs.append(rens)
         best = rens if rens.plan is not None else None
     bound = max(bounds.values()) if known else None
@@ -1288,13 +1297,10 @@ def solve(
         # no plan to start from: RENS around the LP relaxation, a small search whose plan
         # lets the whole model prune from its root (HiGHS's own root heuristics may miss it)
         with session.as_lp():
-            lp = session.run("LP", time_limit_s=left(), relaxation=True)
+            lp = _regime_lp(session, None, left)
         runs.append(lp)
         if lp.status == Termination.OPTIMAL and lp.x is not None:
-            lp.plan, lp.bound = None, None  # a relaxation: neither plan nor (needed) bound
-            rens = session.run(
-                "LP rounding", time_limit_s=left(), max_nodes=HEURISTIC_MAX_NODES, rens=lp.x
-            )
+            rens = _rens(session, None, lp, left)
             runs.append(rens)
             if rens.plan is not None:
                 seed = rens

@@ -316,7 +316,7 @@ def test_small_models_are_solved_whole_first(small_demo, small_demo_phased) -> N
     d, whole = small_demo
     _, phased = small_demo_phased
     assert plan_integers(build_model(d)) <= solve_module.DIRECT_MAX_PLAN_INTEGERS
-    assert [r["run"] for r in whole.runs] == ["LP", "LP rounding", "full model"]
+    assert [r["run"] for r in whole.runs] == ["full model LP", "full model rounding", "full model"]
     lp, rounding, full = whole.runs
     assert lp["bound_usd"] is None and lp["objective_usd"] >= whole.bound_usd * (1 - 1e-9)
     assert rounding["objective_usd"] <= full["objective_usd"] * (1 + 1e-9)
